@@ -1,0 +1,1 @@
+"""FINDER: eigenspace-residual classification and anomaly detection."""

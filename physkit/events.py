@@ -1,0 +1,234 @@
+"""The event data model: a batch of jets as padded ``(B, M)`` tensors with a mask.
+
+Conventions (energyflow's): columns ``(pT, y, phi)``; zero pT marks padding; azimuth is
+periodic and kept in ``(-pi, pi]``. Weights of a jet are ``z_i = pT_i / sum_j pT_j``.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .angles import wrap_angle
+from .errors import EventFileError
+
+EmptyPolicy = Literal["error", "skip", "zero"]
+
+#: largest |rapidity| accepted in an event (beyond it the input is almost surely garbage)
+MAX_ABS_RAPIDITY = 10.0
+
+
+def validate_constituents(arr: np.ndarray, *, path=None, dataset: str | None = None,
+                          offset: int = 0, empty: EmptyPolicy = "error") -> np.ndarray:
+    """Check a padded ``(N, M, 3)`` (pT, y, phi) array and return the events to keep.
+
+    Raises :class:`EventFileError` naming ``path``, ``dataset`` and the first offending
+    event (``offset`` is added to local indices, for chunked reads) for: wrong rank or
+    columns, NaN/inf, negative pT, |y| > 10 on a real particle, and events with no
+    particles unless ``empty`` is ``"skip"`` (drop them) or ``"zero"`` (keep them; their
+    weights are all zero). Returns a boolean keep-mask ``(N,)``.
+    """
+    if empty not in ("error", "skip", "zero"):
+        raise ValueError(f"empty must be 'error', 'skip' or 'zero', not {empty!r}")
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got {arr.shape}",
+                             path, dataset)
+    arr = arr[..., :3]
+
+    def first(bad_rows: np.ndarray, reason: str):
+        idx = np.flatnonzero(bad_rows)
+        if idx.size:
+            raise EventFileError(reason, path, dataset, offset + int(idx[0]))
+
+    first(~np.isfinite(arr).all(axis=(1, 2)), "non-finite value (NaN or inf)")
+    pt = arr[..., 0]
+    first((pt < 0).any(axis=1), "negative pT")
+    real = pt > 0
+    first((real & (np.abs(arr[..., 1]) > MAX_ABS_RAPIDITY)).any(axis=1),
+          f"|y| > {MAX_ABS_RAPIDITY:g}")
+    n = real.sum(axis=1)
+    keep = np.ones(arr.shape[0], dtype=bool)
+    if empty == "error":
+        first(n == 0, "event has no particles (pass empty='skip' or empty='zero' to allow)")
+    elif empty == "skip":
+        keep = n > 0
+    return keep
+
+
+class Events:
+    """A batch of jets as padded tensors.
+
+    Attributes
+    ----------
+    pt, y, phi : torch.Tensor, shape ``(B, M)``
+        Transverse momentum (any unit, usually GeV), rapidity, azimuth in ``(-pi, pi]``.
+        Padding entries hold zeros.
+    mask : torch.Tensor of bool, shape ``(B, M)``
+        True for real particles (``pt > 0``).
+    """
+
+    def __init__(self, pt: torch.Tensor, y: torch.Tensor, phi: torch.Tensor,
+                 mask: torch.Tensor | None = None):
+        if not (pt.shape == y.shape == phi.shape) or pt.dim() != 2:
+            raise ValueError(f"pt, y, phi must share a (B, M) shape, got "
+                             f"{tuple(pt.shape)}, {tuple(y.shape)}, {tuple(phi.shape)}")
+        if mask is None:
+            mask = pt > 0
+        self.mask = mask.to(torch.bool)
+        zero = torch.zeros((), dtype=pt.dtype, device=pt.device)
+        self.pt = torch.where(self.mask, pt, zero)
+        self.y = torch.where(self.mask, y, zero)
+        self.phi = torch.where(self.mask, phi, zero)
+
+    # ---------------------------------------------------------------- builders
+    @classmethod
+    def from_padded(cls, array, *, dtype: torch.dtype | None = None, device=None,
+                    validate: bool = True, empty: EmptyPolicy = "error") -> "Events":
+        """From a padded ``(B, M, 3)`` array of (pT, y, phi), zero pT marking padding.
+
+        ``dtype`` defaults to the array's floating type (float32 stays float32).
+        Azimuths are wrapped into ``(-pi, pi]``.
+        """
+        if isinstance(array, torch.Tensor):
+            t = array
+            if validate:
+                keep = validate_constituents(t.detach().cpu().numpy(), empty=empty)
+                t = t[torch.as_tensor(keep, device=t.device)]
+        else:
+            a = np.asarray(array)
+            if not np.issubdtype(a.dtype, np.floating):
+                a = a.astype(np.float64)
+            if validate:
+                keep = validate_constituents(a, empty=empty)
+                if not keep.all():
+                    a = a[keep]
+            t = torch.from_numpy(np.ascontiguousarray(a[..., :3]))
+        t = t.to(device=device, dtype=dtype or t.dtype)
+        if t.dim() != 3 or t.shape[-1] < 3:
+            raise ValueError(f"expected (B, M, 3), got {tuple(t.shape)}")
+        return cls(t[..., 0], t[..., 1], wrap_angle(t[..., 2]))
+
+    @classmethod
+    def from_awkward(cls, array, *, dtype: torch.dtype = torch.float32, device=None,
+                     empty: EmptyPolicy = "error") -> "Events":
+        """From a jagged ``ak.Array`` of particle records.
+
+        Accepted fields: ``pt`` with ``y`` (or ``eta``, used as rapidity for massless
+        particles) and ``phi``; or four-momenta ``px, py, pz, E`` (rapidity is then
+        ``0.5 ln((E + pz)/(E - pz))``).
+        """
+        import awkward as ak
+
+        fields = set(ak.fields(array))
+        if {"pt", "phi"} <= fields and ({"y"} <= fields or {"eta"} <= fields):
+            pt = array["pt"]
+            y = array["y"] if "y" in fields else array["eta"]
+            phi = array["phi"]
+        elif {"px", "py", "pz"} <= fields and ({"E"} <= fields or {"e"} <= fields):
+            px, py, pz = array["px"], array["py"], array["pz"]
+            e = array["E"] if "E" in fields else array["e"]
+            pt = np.hypot(px, py)
+            phi = np.arctan2(py, px)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y = 0.5 * np.log((e + pz) / (e - pz))
+        else:
+            raise ValueError(f"awkward records need fields (pt, y|eta, phi) or "
+                             f"(px, py, pz, E); got {sorted(fields)}")
+        counts = ak.num(pt, axis=1)
+        m = int(ak.max(counts)) if len(counts) else 0
+        m = max(m, 1)
+
+        def pad(x):
+            return ak.to_numpy(ak.fill_none(ak.pad_none(x, m, axis=1, clip=True), 0.0))
+
+        arr = np.stack([pad(pt), pad(y), pad(phi)], axis=-1).astype(np.float64)
+        arr[~np.isfinite(arr[..., 1]) & (arr[..., 0] == 0), 1] = 0.0
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        return cls.from_padded(arr.astype(np_dtype), device=device, empty=empty)
+
+    # ---------------------------------------------------------------- views
+    def __len__(self) -> int:
+        return self.pt.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.pt.shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pt.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.pt.device
+
+    def __getitem__(self, idx) -> "Events":
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1 if idx != -1 else None)
+        return Events(self.pt[idx], self.y[idx], self.phi[idx], self.mask[idx])
+
+    def __repr__(self) -> str:
+        return (f"Events(B={len(self)}, M={self.shape[1]}, dtype={self.dtype}, "
+                f"device={self.device})")
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Events":
+        f = lambda t: t.to(device=device, dtype=dtype or t.dtype)  # noqa: E731
+        return Events(f(self.pt), f(self.y), f(self.phi), self.mask.to(device=device))
+
+    def n_particles(self) -> torch.Tensor:
+        """Number of real particles per jet, ``(B,)`` int64."""
+        return self.mask.sum(dim=1)
+
+    def trim(self) -> "Events":
+        """Drop padding columns beyond the largest multiplicity in this batch."""
+        m = max(int(self.n_particles().max()) if len(self) else 0, 1)
+        if m == self.shape[1]:
+            return self
+        # real particles may sit anywhere in a row: move them to the front first
+        order = torch.argsort((~self.mask).to(torch.int8), dim=1, stable=True)
+        g = lambda t: torch.gather(t, 1, order)[:, :m]  # noqa: E731
+        return Events(g(self.pt), g(self.y), g(self.phi), g(self.mask))
+
+    def points(self) -> torch.Tensor:
+        """Particle positions ``(B, M, 2)`` as (y, phi)."""
+        return torch.stack([self.y, self.phi], dim=-1)
+
+    def weights(self) -> torch.Tensor:
+        """Energy fractions ``z_i = pT_i / sum pT`` ``(B, M)``; zero on padding and on empty jets."""
+        total = self.pt.sum(dim=1, keepdim=True)
+        safe = torch.where(total > 0, total, torch.ones_like(total))
+        return torch.where(total > 0, self.pt / safe, torch.zeros_like(self.pt))
+
+    def axis(self) -> torch.Tensor:
+        """pT-weighted jet axis ``(B, 2)`` as (y, phi), phi in ``(-pi, pi]``.
+
+        The azimuth is averaged as wrapped offsets from the pT-weighted circular mean,
+        so jets straddling phi = ±pi get the right axis.
+        """
+        z = self.weights()
+        y0 = (z * self.y).sum(dim=1)
+        ref = torch.atan2((z * torch.sin(self.phi)).sum(1), (z * torch.cos(self.phi)).sum(1))
+        dphi = wrap_angle(self.phi - ref[:, None])
+        phi0 = wrap_angle(ref + (z * dphi).sum(dim=1))
+        return torch.stack([y0, phi0], dim=-1)
+
+    def centered(self) -> "Events":
+        """Jets with (y, phi) measured from their pT-weighted axis, phi wrapped to ``(-pi, pi]``."""
+        ax = self.axis()
+        return Events(self.pt, self.y - ax[:, :1], wrap_angle(self.phi - ax[:, 1:]), self.mask)
+
+    # ---------------------------------------------------------------- exports
+    def to_padded(self) -> np.ndarray:
+        """Padded ``(B, M, 3)`` numpy array of (pT, y, phi)."""
+        return torch.stack([self.pt, self.y, self.phi], dim=-1).detach().cpu().numpy()
+
+    def to_awkward(self):
+        """Jagged ``ak.Array`` of records ``{pt, y, phi}`` (padding removed)."""
+        import awkward as ak
+
+        m = self.mask.cpu().numpy()
+        counts = m.sum(axis=1)
+        cols = {k: getattr(self, k).detach().cpu().numpy()[m] for k in ("pt", "y", "phi")}
+        flat = ak.zip(cols)
+        return ak.unflatten(flat, counts)

@@ -1,0 +1,1 @@
+"""SHAPER: jet-shape observables by optimal transport."""
