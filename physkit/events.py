@@ -19,6 +19,38 @@ EmptyPolicy = Literal["error", "skip", "zero"]
 MAX_ABS_RAPIDITY = 10.0
 
 
+#: reasons an event can be rejected, indexed by the codes :func:`event_problems` returns
+EVENT_PROBLEMS = {
+    0: "ok",
+    1: "non-finite value (NaN or inf)",
+    2: "negative pT",
+    3: f"|y| > {MAX_ABS_RAPIDITY:g}",
+    4: "event has no particles",
+}
+
+
+def event_problems(arr: np.ndarray) -> np.ndarray:
+    """Per-event problem codes ``(N,)`` int8 for a padded ``(N, M, 3)`` (pT, y, phi) array.
+
+    0 = fine; otherwise the first problem found, in the order of :data:`EVENT_PROBLEMS`
+    (1 non-finite, 2 negative pT, 3 |y| > 10 on a real particle, 4 no particles).
+    """
+    arr = arr[..., :3]
+    codes = np.zeros(arr.shape[0], dtype=np.int8)
+    finite = np.isfinite(arr).all(axis=(1, 2))
+    pt = np.where(np.isfinite(arr[..., 0]), arr[..., 0], 0.0)
+    real = pt > 0
+    checks = [
+        (1, ~finite),
+        (2, (pt < 0).any(axis=1)),
+        (3, (real & (np.abs(np.nan_to_num(arr[..., 1])) > MAX_ABS_RAPIDITY)).any(axis=1)),
+        (4, real.sum(axis=1) == 0),
+    ]
+    for code, bad in reversed(checks):  # earliest check wins
+        codes[bad] = code
+    return codes
+
+
 def validate_constituents(arr: np.ndarray, *, path=None, dataset: str | None = None,
                           offset: int = 0, empty: EmptyPolicy = "error") -> np.ndarray:
     """Check a padded ``(N, M, 3)`` (pT, y, phi) array and return the events to keep.
@@ -34,26 +66,18 @@ def validate_constituents(arr: np.ndarray, *, path=None, dataset: str | None = N
     if arr.ndim != 3 or arr.shape[2] < 3:
         raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got {arr.shape}",
                              path, dataset)
-    arr = arr[..., :3]
-
-    def first(bad_rows: np.ndarray, reason: str):
-        idx = np.flatnonzero(bad_rows)
-        if idx.size:
-            raise EventFileError(reason, path, dataset, offset + int(idx[0]))
-
-    first(~np.isfinite(arr).all(axis=(1, 2)), "non-finite value (NaN or inf)")
-    pt = arr[..., 0]
-    first((pt < 0).any(axis=1), "negative pT")
-    real = pt > 0
-    first((real & (np.abs(arr[..., 1]) > MAX_ABS_RAPIDITY)).any(axis=1),
-          f"|y| > {MAX_ABS_RAPIDITY:g}")
-    n = real.sum(axis=1)
-    keep = np.ones(arr.shape[0], dtype=bool)
-    if empty == "error":
-        first(n == 0, "event has no particles (pass empty='skip' or empty='zero' to allow)")
-    elif empty == "skip":
-        keep = n > 0
-    return keep
+    codes = event_problems(arr)
+    fatal = (codes > 0) & (codes != 4) if empty != "error" else codes > 0
+    idx = np.flatnonzero(fatal)
+    if idx.size:
+        code = int(codes[idx[0]])
+        reason = EVENT_PROBLEMS[code]
+        if code == 4:
+            reason += " (pass empty='skip' or empty='zero' to allow)"
+        raise EventFileError(reason, path, dataset, offset + int(idx[0]))
+    if empty == "skip":
+        return codes == 0
+    return np.ones(arr.shape[0], dtype=bool)
 
 
 class Events:
