@@ -1,0 +1,358 @@
+"""Batched projected gradient flows: :func:`minimize` runs ``B`` independent problems as one tensor program.
+
+Contract (used by SHAPER's fitter and FINDER's torch head)::
+
+    minimize(loss_fn, params, constraints=None, *, steps=500, optimizer="adam", lr=1e-2,
+             schedule=None, noise=None, tol=1e-6, patience=10, device=None, history=False,
+             grad_history=False, mu_fn=None, mu_stride=None, generator=None,
+             optimizer_options=None) -> FlowResult
+
+- ``params``: ``dict[str, Tensor]``, each ``(B, ...)`` float32/float64 (one row per problem).
+- ``constraints``: ``dict[str, Constraint]`` (missing name = :class:`Free`); the initial parameters are
+  projected too.
+- ``loss_fn(params, idx) -> (b,)``: ``params`` holds only the ``b`` rows still active, ``idx`` ``(b,)``
+  int64 their row indices in the full batch (slice per-problem data / warm-start caches with it).
+  Rows must be independent: the gradient is autograd of ``loss.sum()``. Tip: slice per-row data with
+  ``data.index_select(0, idx)`` (on CPU much faster than ``data[idx]`` for large batches).
+
+Calls ``loss_fn`` receives:
+
+1. one call per flow step with the active rows (``torch.is_grad_enabled()``, leaf tensors that require
+   grad; ``idx`` strictly increasing, a subset of the previous step's ``idx``);
+2. after the flow, exactly two calls with **all** ``B`` rows (``idx = arange(B)``) under
+   ``torch.no_grad()`` and with :func:`is_final_evaluation` returning ``True``: first at the final
+   parameters, then at the best-so-far snapshot. A stochastic loss should switch to its deterministic
+   mode when :func:`is_final_evaluation` is true. Per row, the candidate with the smaller finite loss is
+   returned (ties go to the final parameters), with that loss.
+
+Per-row convergence: with ``L_t`` the loss of a row at its ``t``-th evaluation, the evaluation counts
+as stalled when ``|L_{t-1} - L_t| <= tol * max(|L_{t-1}|, |L_t|)`` (the relative change, up or down, is
+at most ``tol``; two exact zeros count as stalled; scale-free, so small losses are not cut short and an
+optimizer overshooting with rising loss is not mistaken for convergence). When ``patience``
+consecutive evaluations stall, the row is CONVERGED: it keeps the parameters of that evaluation, takes
+no further step, and is not passed to ``loss_fn`` again until the final evaluation. While annealing
+noise is on (``T(t) > 0``) the stall counter stays at 0.
+
+NONFINITE: a row whose loss or gradient is non-finite at an evaluation (detected from per-row sums, so
+a gradient whose row sum overflows counts too), or whose step would make its parameters non-finite,
+stops there: its parameters are not updated again (they are always finite -- a non-finite step is never
+applied), and the final evaluation returns the better of them and its best-so-far snapshot (a
+non-finite loss always loses; ``loss = +inf`` if neither is finite, so no NaN reaches the output).
+Inputs with non-finite parameters raise ``ValueError``.
+
+Host synchronisation: one per step (selecting the active rows, which also decides "all done?").
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Callable, Dict, Mapping, Optional, Union
+
+import torch
+
+from physkit.flow.annealing import Annealing, lr_factor
+from physkit.flow.constraints import Constraint, Free
+from physkit.flow.optimizers import Optimizer, make_optimizer
+
+__all__ = ["Status", "FlowResult", "minimize", "is_final_evaluation"]
+
+Params = Dict[str, torch.Tensor]
+LossFn = Callable[[Params, torch.Tensor], torch.Tensor]
+
+
+class Status(IntEnum):
+    """Per-row outcome (stored as int8)."""
+
+    CONVERGED = 0
+    MAX_STEPS = 1
+    NONFINITE = 2
+    BAD_INPUT = 3  # reserved for the pipeline (input rejected before the flow)
+
+
+@dataclass
+class FlowResult:
+    """Result of :func:`minimize`.
+
+    params: best parameters per row, ``(B, ...)`` each. loss: ``(B,)`` deterministic loss at ``params``.
+    n_steps: ``(B,)`` int64 optimizer steps taken. status: ``(B,)`` int8 (:class:`Status`).
+    history: ``(T, B)`` loss at each step's evaluation (NaN when the row was not evaluated), if asked.
+    grad_norm_history: ``(T, B)`` Euclidean norm of the full gradient of the row, if asked.
+    mu_history: ``(T_mu, B)`` ``mu_fn`` values at steps ``mu_steps`` ``(T_mu,)`` (NaN for inactive rows).
+    """
+
+    params: Params
+    loss: torch.Tensor
+    n_steps: torch.Tensor
+    status: torch.Tensor
+    history: Optional[torch.Tensor] = None
+    grad_norm_history: Optional[torch.Tensor] = None
+    mu_history: Optional[torch.Tensor] = None
+    mu_steps: Optional[torch.Tensor] = None
+
+    @property
+    def converged(self) -> torch.Tensor:
+        """``(B,)`` bool: status == CONVERGED."""
+        return self.status == int(Status.CONVERGED)
+
+
+_FINAL = contextvars.ContextVar("physkit_flow_final_evaluation", default=False)
+
+
+def is_final_evaluation() -> bool:
+    """True while :func:`minimize` makes its final deterministic evaluation calls."""
+    return _FINAL.get()
+
+
+@contextlib.contextmanager
+def _final_evaluation():
+    token = _FINAL.set(True)
+    try:
+        yield
+    finally:
+        _FINAL.reset(token)
+
+
+def _rowmask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a ``(b,)`` mask to broadcast against ``like`` ``(b, ...)``."""
+    return mask.reshape(mask.shape + (1,) * (like.dim() - 1))
+
+
+def _rows_finite(t: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
+
+
+def _check_params(params: Mapping[str, torch.Tensor], device) -> tuple[Params, int, torch.device]:
+    if not isinstance(params, Mapping) or len(params) == 0:
+        raise ValueError("minimize: params must be a non-empty dict[str, Tensor] with a leading batch axis")
+    first = next(iter(params.values()))
+    if not isinstance(first, torch.Tensor):
+        raise TypeError("minimize: parameters must be torch tensors")
+    dev = torch.device(device) if device is not None else first.device
+    B = None
+    out = {}
+    for k, v in params.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"minimize: parameter {k!r} is not a torch.Tensor")
+        if not v.is_floating_point():
+            raise TypeError(f"minimize: parameter {k!r} has dtype {v.dtype}; float32/float64 required")
+        if v.dim() < 1:
+            raise ValueError(f"minimize: parameter {k!r} needs a leading batch axis")
+        if B is None:
+            B = v.shape[0]
+        elif v.shape[0] != B:
+            raise ValueError(f"minimize: parameter {k!r} has batch size {v.shape[0]}, expected {B}")
+        v = v.detach().to(dev).clone()
+        bad = ~_rows_finite(v)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten()[:10].tolist()
+            raise ValueError(f"minimize: parameter {k!r} has non-finite values in rows {rows}")
+        out[k] = v
+    return out, B, dev
+
+
+def minimize(
+    loss_fn: LossFn,
+    params: Mapping[str, torch.Tensor],
+    constraints: Optional[Mapping[str, Constraint]] = None,
+    *,
+    steps: int = 500,
+    optimizer: Union[str, Optimizer] = "adam",
+    lr: Union[float, Mapping[str, float]] = 1e-2,
+    schedule: Union[None, str, Callable[[int], float]] = None,
+    noise: Optional[Annealing] = None,
+    tol: float = 1e-6,
+    patience: int = 10,
+    device=None,
+    history: bool = False,
+    grad_history: bool = False,
+    mu_fn: Optional[LossFn] = None,
+    mu_stride: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    optimizer_options: Optional[dict] = None,
+) -> FlowResult:
+    """Minimise ``B`` independent problems by a projected, optionally annealed, gradient flow.
+
+    See the module docstring for the exact contract (calls to ``loss_fn``, convergence rule, statuses).
+    ``lr``: scalar or ``{name: lr}`` for every parameter. ``schedule``: ``None``, ``"cosine"``, ``"exp"``
+    or a callable ``step -> factor`` (see :func:`physkit.flow.annealing.lr_factor`).
+    ``noise``: :class:`Annealing` (Langevin noise ``sqrt(2 h T(t)) xi`` after each step, then projection).
+    ``mu_fn(params, idx) -> (b,)`` is evaluated on the active rows every ``mu_stride`` steps (default 1)
+    when given, e.g. :func:`physkit.flow.diagnostics.ntk_mu_fn`.
+    """
+    w, B, dev = _check_params(params, device)
+    names = list(w)
+    constraints = dict(constraints or {})
+    unknown = set(constraints) - set(names)
+    if unknown:
+        raise ValueError(f"minimize: constraints for unknown parameters {sorted(unknown)}")
+    cons: Dict[str, Constraint] = {k: constraints.get(k) or Free() for k in names}
+    w = {k: cons[k].project(w[k]) for k in names}
+
+    if isinstance(lr, Mapping):
+        missing = set(names) - set(lr)
+        if missing:
+            raise ValueError(f"minimize: lr dict lacks parameters {sorted(missing)}")
+        lrs = {k: float(lr[k]) for k in names}
+    else:
+        lrs = {k: float(lr) for k in names}
+    if steps < 0 or patience < 1:
+        raise ValueError("minimize: steps must be >= 0 and patience >= 1")
+    lr_factor(schedule, 0, steps)  # validates the schedule name early
+    opt = make_optimizer(optimizer, **(optimizer_options or {}))
+    shared = {k: getattr(cons[k], "shared_scale_dims", None) for k in names}
+    state = opt.init_state(w)
+
+    gen = generator
+    if noise is not None and gen is None:
+        gen = torch.Generator(device=dev)
+        if noise.seed is not None:
+            gen.manual_seed(int(noise.seed))
+        else:
+            gen.seed()
+    if mu_fn is not None and mu_stride is None:
+        mu_stride = 1
+
+    best_w = {k: v.clone() for k, v in w.items()}
+    best_loss = prev_loss = None
+    stall = torch.zeros(B, dtype=torch.int32, device=dev)
+    n_steps = torch.zeros(B, dtype=torch.int64, device=dev)
+    status = torch.full((B,), int(Status.MAX_STEPS), dtype=torch.int8, device=dev)
+    alive = torch.ones(B, dtype=torch.bool, device=dev)
+    rows = torch.arange(B, device=dev)
+    hist, ghist, muhist, musteps = [], [], [], []
+
+    for t in range(steps):
+        if t > 0:
+            rows = rows[alive.index_select(0, rows)]  # the one host sync per step
+        b = rows.numel()
+        if b == 0:
+            break
+        full = b == B  # rows == arange(B): skip the gathers/scatters
+
+        def sel(x):
+            return x if full else x.index_select(0, rows)
+
+        def put(x, v):
+            if full:
+                x.copy_(v)
+            else:
+                x.index_copy_(0, rows, v)
+
+        p = {k: (w[k].clone() if full else w[k].index_select(0, rows)).requires_grad_(True) for k in names}
+        with torch.enable_grad():
+            loss = loss_fn(p, rows)
+            if not isinstance(loss, torch.Tensor) or loss.shape != (b,):
+                shape = getattr(loss, "shape", type(loss))
+                raise ValueError(f"minimize: loss_fn must return a ({b},) tensor for {b} active rows, got {shape}")
+            if loss.requires_grad:
+                grads = torch.autograd.grad(loss.sum(), [p[k] for k in names], allow_unused=True)
+            else:
+                grads = [None] * len(names)
+        loss = loss.detach()
+        p = {k: v.detach() for k, v in p.items()}
+        g = {k: (gr if gr is not None else torch.zeros_like(p[k])) for k, gr in zip(names, grads)}
+        if best_loss is None:
+            best_loss = torch.full((B,), math.inf, dtype=loss.dtype, device=dev)
+            prev_loss = torch.full((B,), math.nan, dtype=loss.dtype, device=dev)
+
+        # a NaN/inf anywhere in a row's gradient makes its row sum non-finite
+        gsum = loss
+        for k in names:
+            gsum = gsum + g[k].reshape(b, -1).sum(dim=1).to(loss.dtype)
+        finite = torch.isfinite(gsum)
+
+        # best-so-far snapshot (by the evaluations made during the flow)
+        old_best = sel(best_loss)
+        better = finite & (loss < old_best)
+        put(best_loss, torch.where(better, loss, old_best))
+        for k in names:
+            put(best_w[k], torch.where(_rowmask(better, p[k]), p[k], sel(best_w[k])))
+
+        # convergence bookkeeping
+        T = noise.temperature(t, steps) if noise is not None else 0.0
+        prev = sel(prev_loss)
+        stalled = (prev - loss).abs() <= tol * torch.maximum(prev.abs(), loss.abs())  # False at a first evaluation
+        if T > 0:
+            st = torch.zeros((b,), dtype=stall.dtype, device=dev)
+        else:
+            st = torch.where(stalled & finite, sel(stall) + 1, 0)
+        put(stall, st)
+        put(prev_loss, torch.where(finite, loss, prev))
+        conv = finite & (st >= patience)
+        stepmask = finite & ~conv
+
+        # optimizer step (+ Langevin noise) + projection
+        f = lr_factor(schedule, t, steps)
+        h = {k: lrs[k] * f for k in names}
+        sub_state = {s: {k: sel(state[s][k]) for k in names} for s in state}
+        new, new_state = opt.step(p, g, sub_state, h, t + 1, shared)
+        if T > 0:
+            for k in names:
+                xi = torch.randn(w[k].shape, generator=gen, device=dev, dtype=w[k].dtype)
+                new[k] = new[k] + math.sqrt(2.0 * h[k] * T) * sel(xi)
+        new = {k: cons[k].project(new[k], rows) for k in names}
+        nsum = None
+        for k in names:
+            r = new[k].reshape(b, -1).sum(dim=1)
+            nsum = r if nsum is None else nsum + r.to(nsum.dtype)
+        newfinite = torch.isfinite(nsum)
+        apply = stepmask & newfinite
+        bad = ~finite | (stepmask & ~newfinite)
+        for k in names:
+            am = _rowmask(apply, p[k])
+            put(w[k], torch.where(am, new[k], p[k]))
+            for s in state:
+                put(state[s][k], torch.where(am, new_state[s][k], sub_state[s][k]))
+        cur = sel(status)
+        cur = torch.where(conv, int(Status.CONVERGED), cur)
+        cur = torch.where(bad, int(Status.NONFINITE), cur)
+        put(status, cur)
+        put(alive, apply)
+        if full:
+            n_steps += apply
+        else:
+            n_steps.index_add_(0, rows, apply.to(torch.int64))
+
+        if history:
+            if full:
+                hist.append(loss.clone())
+            else:
+                hist.append(torch.full((B,), math.nan, dtype=loss.dtype, device=dev).index_copy_(0, rows, loss))
+        if grad_history:
+            gsq = sum(g[k].reshape(b, -1).to(loss.dtype).pow(2).sum(dim=1) for k in names)
+            grow = torch.full((B,), math.nan, dtype=loss.dtype, device=dev)
+            ghist.append(grow.index_copy_(0, rows, gsq.sqrt()))
+        if mu_fn is not None and t % mu_stride == 0:
+            mu = mu_fn(p, rows).detach()
+            mrow = torch.full((B,), math.nan, dtype=mu.dtype, device=dev)
+            muhist.append(mrow.index_copy_(0, rows, mu))
+            musteps.append(t)
+
+    # final deterministic evaluation of the two candidates, all rows
+    all_rows = torch.arange(B, device=dev)
+    with torch.no_grad(), _final_evaluation():
+        lf = loss_fn(w, all_rows).detach()
+        lb = loss_fn(best_w, all_rows).detach()
+    if lf.shape != (B,) or lb.shape != (B,):
+        raise ValueError(f"minimize: loss_fn must return a ({B},) tensor in the final evaluation")
+    use_best = torch.isfinite(lb) & (~torch.isfinite(lf) | (lb < lf))
+    out = {k: torch.where(_rowmask(use_best, w[k]), best_w[k], w[k]) for k in names}
+    final_loss = torch.where(use_best, lb, lf)
+    final_loss = torch.where(torch.isfinite(final_loss), final_loss, torch.full_like(final_loss, math.inf))
+
+    def stack(xs):
+        return torch.stack(xs) if xs else torch.empty((0, B), device=dev)
+
+    return FlowResult(
+        params=out,
+        loss=final_loss,
+        n_steps=n_steps,
+        status=status,
+        history=stack(hist) if history else None,
+        grad_norm_history=stack(ghist) if grad_history else None,
+        mu_history=stack(muhist) if mu_fn is not None else None,
+        mu_steps=torch.tensor(musteps, dtype=torch.int64, device=dev) if mu_fn is not None else None,
+    )
