@@ -1,0 +1,528 @@
+"""The :class:`Shaper`: fit SHAPER observables to batches of jets, report exact EMD values.
+
+Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
+
+1. centre the jets on their pT-weighted axis; cluster all of them with exclusive kT (one
+   fastjet call per ``n``) to seed centres and weights (:mod:`shaper.seeds`);
+2. fit each observable:
+
+   * **exact point path** (n-subjettiness, ``exact_points=True``): batched Lloyd / Weiszfeld
+     iterations on the exact objective ``sum_i z_i min_j (theta_ij / R)^beta`` from two seeds per
+     jet (kT axes and the hardest particle of each kT subjet; plus, when ``(n-1)``-subjettiness
+     was fitted in the same call, its axes and the costliest particle, so tau_n <= tau_(n-1)),
+     best kept (:mod:`shaper.lloyd`). The value is an exact EMD (the optimal plan of n free-weight
+     points is the nearest-centre assignment) and needs no POT call;
+   * **general path** (every manifold): projected Adam flow (:func:`physkit.flow.minimize`) on the
+     debiased Sinkhorn divergence (:func:`physkit.ot.sinkhorn_divergence`) between the jet and the
+     shape's quadrature nodes (``n_samples`` per shape), with the dual potentials warm-started
+     from step to step per jet and the jet's self-potential cached (``eps`` fixed, no annealing);
+     jets are flowed in buckets of similar multiplicity, in parallel threads on CPU;
+3. report the **exact** EMD (:func:`physkit.ot.emd_batch`, POT network simplex) between each jet
+   and its fitted shape, sampled with ``n_eval_samples`` nodes per shape; on the general path the
+   exact value at the kT initialisation is computed as well and the better of the two parameter
+   sets is kept, so the value never exceeds the one at the initial parameters. When the smaller
+   member of a nested family was fitted in the same call (``n - 1`` prongs, or the observable
+   without ``+pileup``), its optimum embedded in the larger family (new prong with zero weight,
+   pileup fraction 0) is a further candidate, so adding a component never raises the value by
+   more than the quadrature error.
+
+Positions are reported in the input's own (y, phi), phi wrapped into (-pi, pi].
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from physkit.angles import wrap_angle
+from physkit.events import Events
+from physkit.flow import Status, minimize
+from physkit.ot import SinkhornPotentials, emd_batch, sinkhorn_divergence
+
+from .lloyd import fit_points, point_value_grads
+from .observables import Observable, from_name
+from .results import ObservableResult, Results
+from .seeds import KtSeeds
+
+ObservableLike = Union[str, Observable]
+
+
+def _as_events(events, device) -> Events:
+    if isinstance(events, Events):
+        return events
+    if isinstance(events, torch.Tensor) or isinstance(events, np.ndarray):
+        return Events.from_padded(events, dtype=torch.float64, empty="zero")
+    try:  # awkward
+        return Events.from_awkward(events, dtype=torch.float64, empty="zero")
+    except Exception as exc:  # pragma: no cover - message only
+        raise TypeError("events must be physkit Events, a padded (N, M, 3) (pT, y, phi) array "
+                        f"or an awkward array of particles; got {type(events).__name__}") from exc
+
+
+class Shaper:
+    """Fit SHAPER observables to jets.
+
+    Parameters
+    ----------
+    observables : observable names (see :func:`shaper.observables.from_name`) or
+        :class:`~shaper.observables.Observable` objects.
+    R, beta : EMD ground cost ``(theta / R)^beta``; ``R`` is also the jet radius (isotropy,
+        pileup disk).
+    device : torch device for the fits (``None``: CPU). All tensors follow it.
+    eps : Sinkhorn regularisation (units of the normalised cost) driving the general flow.
+    n_samples : quadrature nodes per extended shape during the flow.
+    n_eval_samples : quadrature nodes per extended shape for the final exact EMD.
+    steps, lr, schedule, tol, patience : flow settings (:func:`physkit.flow.minimize`, Adam;
+        ``schedule``: None, "cosine", "exp" or a callable step -> lr factor).
+    scaling, sinkhorn_iter, sinkhorn_tol : Sinkhorn eps-scaling factor, iteration cap per flow
+        step (warm-started from the previous step's potentials), tolerance.
+    sinkhorn_warmup : iteration cap of the first (cold) Sinkhorn solve at the initial shapes.
+    exact_points : use the exact Lloyd path for n-subjettiness (else the general flow).
+    lloyd_iter : cap on Lloyd iterations.
+    chunk_size : jets per batch; bucket_size : rows per general-path flow (jets sorted by
+        multiplicity, so each bucket carries little padding); progress : tqdm bar over chunks (None: when > 1 chunk).
+    dtype : dtype of the general flow (float32 is faster; the exact steps run in float64).
+    n_jobs : worker threads for the exact EMD and for the general-path buckets (None: all
+        cores available to the process). CPU only.
+    torch_threads : torch intra-op threads while :meth:`compute` runs on CPU (restored after).
+        The per-jet kernels are small: intra-op threading costs more than it gains (measured
+        16x slower with 2 threads on a loaded 2-core machine), so cores are used by running
+        buckets and exact EMDs in parallel threads instead. ``None`` leaves torch's setting.
+    nested : also fit (without reporting) the smaller members of each observable's nested
+        family that are not listed (``n - 1`` prongs down to 1, the observable without
+        ``+pileup``), so that their optima seed it and the value never exceeds theirs. Off by
+        default (it costs extra fits); listing the smaller members gives the same guarantee.
+    refine_seeds : general path: start the flow from the exact n-subjettiness axes (Lloyd path,
+        milliseconds) instead of the raw kT axes; the raw kT initialisation is still evaluated
+        exactly and kept where it is better.
+    seed : seeds torch's generator (the fit itself is deterministic: fixed quadrature, no noise).
+    """
+
+    def __init__(self, observables: Union[ObservableLike, Sequence[ObservableLike]], R: float = 0.8,
+                 beta: float = 1.0, device=None, *, eps: float = 0.05, n_samples: int = 16,
+                 n_eval_samples: int = 96, steps: int = 100, lr: float = 0.02, tol: float = 1e-4,
+                 patience: int = 15, scaling: float = 0.5, sinkhorn_iter: int = 5,
+                 sinkhorn_warmup: int = 300, sinkhorn_tol: float = 1e-2,
+                 exact_points: bool = True, lloyd_iter: int = 200,
+                 chunk_size: int = 2000, bucket_size: int = 64, progress: Optional[bool] = None,
+                 dtype: torch.dtype = torch.float32, n_jobs: Optional[int] = None,
+                 torch_threads: Optional[int] = 1, nested: bool = False,
+                 refine_seeds: bool = True, schedule=None, seed: int = 0):
+        if isinstance(observables, (str, Observable)):
+            observables = [observables]
+        self.observables: List[Observable] = [o if isinstance(o, Observable) else from_name(o)
+                                              for o in observables]
+        names = [o.name for o in self.observables]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate observable names: {names}")
+        if not (R > 0 and beta > 0):
+            raise ValueError(f"R and beta must be > 0, got R={R}, beta={beta}")
+        self.R, self.beta = float(R), float(beta)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.eps, self.n_samples, self.n_eval_samples = float(eps), int(n_samples), int(n_eval_samples)
+        self.steps, self.lr, self.tol, self.patience = int(steps), float(lr), float(tol), int(patience)
+        self.scaling, self.sinkhorn_iter, self.sinkhorn_tol = scaling, int(sinkhorn_iter), sinkhorn_tol
+        self.sinkhorn_warmup = int(sinkhorn_warmup)
+        self.exact_points, self.lloyd_iter = bool(exact_points), int(lloyd_iter)
+        self.chunk_size, self.progress, self.dtype = int(chunk_size), progress, dtype
+        self.bucket_size = int(bucket_size)
+        self.n_jobs, self.seed, self.torch_threads = n_jobs, int(seed), torch_threads
+        self.nested = bool(nested)
+        self.refine_seeds = bool(refine_seeds)
+        self.schedule = schedule
+
+    def settings(self) -> Dict[str, object]:
+        return {"R": self.R, "beta": self.beta, "eps": self.eps, "n_samples": self.n_samples,
+                "n_eval_samples": self.n_eval_samples, "steps": self.steps, "lr": self.lr,
+                "tol": self.tol, "patience": self.patience, "exact_points": self.exact_points,
+                "observables": [o.name for o in self.observables]}
+
+    # ------------------------------------------------------------------ public
+    def compute(self, events, return_grads: bool = False) -> Results:
+        """Fit every observable to every jet.
+
+        ``events``: :class:`physkit.events.Events`, a padded ``(N, M, 3)`` (pT, y, phi) array,
+        or an awkward array of particles. Returns :class:`shaper.Results`.
+        """
+        torch.manual_seed(self.seed)
+        ev = _as_events(events, self.device)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.torch_threads is not None:
+            torch.set_num_threads(self.torch_threads)
+        try:
+            return self._compute(ev, return_grads)
+        finally:
+            torch.set_num_threads(threads)
+
+    def exact_values(self, events, observable: ObservableLike,
+                     params: Dict[str, np.ndarray]) -> np.ndarray:
+        """Exact EMD ``(N,)`` between each jet and the shape ``params`` of ``observable``.
+
+        ``params``: name -> ``(N, ...)`` arrays named as the observable's parameters, positions in
+        the events' own (y, phi) (as :meth:`compute` reports them; e.g. another tool's fitted
+        parameters, to compare on equal terms). Shapes are sampled with ``n_eval_samples``
+        nodes per shape; weights must lie on the simplex.
+        """
+        obs = observable if isinstance(observable, Observable) else from_name(observable)
+        ev = _as_events(events, self.device).to(self.device, torch.float64)
+        if bool((ev.n_particles() == 0).any()):
+            raise ValueError("exact_values: some events have no particles")
+        ev = ev.trim()
+        axis = ev.axis()
+        cen = ev.centered()
+        p = {}
+        for k, spec in obs.specs.items():
+            v = torch.as_tensor(np.asarray(params[k]), dtype=torch.float64, device=self.device)
+            if spec.kind == "position":
+                v = v - axis.reshape([v.shape[0]] + [1] * (v.dim() - 2) + [2])
+                v = torch.stack([v[..., 0], wrap_angle(v[..., 1])], dim=-1)
+            p[k] = v
+        jet = {"x": cen.points(), "z": cen.weights()}
+        return self._exact(obs, p, jet).cpu().numpy()
+
+    def _compute(self, ev: Events, return_grads: bool) -> Results:
+        n = len(ev)
+        starts = list(range(0, n, self.chunk_size)) or [0]
+        show = self.progress if self.progress is not None else len(starts) > 1
+        it = starts
+        if show:
+            from tqdm.auto import tqdm
+            it = tqdm(starts, desc="shaper", unit="chunk")
+        parts = [self._chunk(ev[s:s + self.chunk_size], return_grads) for s in it]
+        out = Results.concat(parts)
+        out.settings = self.settings()
+        out.observables = {o.name: o for o in self.observables}
+        return out
+
+    def _workers(self) -> int:
+        if self.device.type != "cpu":
+            return 1
+        if self.n_jobs is not None:
+            return max(1, int(self.n_jobs))
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - non-Linux
+            return max(1, os.cpu_count() or 1)
+
+    # ------------------------------------------------------------------ per chunk
+    def _chunk(self, ev: Events, return_grads: bool) -> Results:
+        ev = ev.to(self.device, torch.float64)
+        if len(ev) == 0:
+            return Results({o.name: ObservableResult(
+                np.zeros(0), {k: np.zeros((0, *sp.shape)) for k, sp in o.specs.items()},
+                np.zeros(0, np.int8)) for o in self.observables})
+        m_in = ev.shape[1]
+        order = torch.argsort((~ev.mask).to(torch.int8), dim=1, stable=True)
+        ev = Events(*(torch.gather(t, 1, order) for t in (ev.pt, ev.y, ev.phi)),
+                    torch.gather(ev.mask, 1, order)).trim()
+        empty = ev.n_particles() == 0
+        if bool(empty.any()):  # a stand-in particle at the origin; reported as BAD_INPUT
+            pt = ev.pt.clone()
+            mask = ev.mask.clone()
+            pt[empty, 0] = 1.0
+            mask[empty, 0] = True
+            ev = Events(pt, ev.y, ev.phi, mask)
+        axis = ev.axis()
+        cen = ev.centered()
+        seeds = KtSeeds(cen)
+        jet = {"x": cen.points(), "z": cen.weights(), "mask": cen.mask, "pt_sum": cen.pt.sum(1),
+               "seeds": seeds}
+        fitted: Dict[object, Dict[str, torch.Tensor]] = {}
+        jet["lloyd"] = _LloydSeeds(self, jet, fitted)
+        out = {}
+        for obs in self.observables:
+            if self.nested:
+                self._fit_smaller(obs, jet, fitted)
+            if obs.n_points is not None and self.exact_points:
+                params, value, status, grads = self._fit_points(obs, jet, return_grads, fitted)
+            else:
+                params, value, status, grads = self._fit_general(obs, jet, fitted, return_grads)
+            if obs.family is not None:
+                fitted[obs.family] = params
+            status = torch.where(empty, torch.full_like(status, int(Status.BAD_INPUT)), status)
+            value = torch.where(empty, torch.zeros_like(value), value)
+            out[obs.name] = self._report(obs, params, value, status, grads, axis, order, m_in)
+        return Results(out)
+
+    def _fit_smaller(self, obs, jet, fitted) -> None:
+        """Fit the smaller members of ``obs``'s nested family that this call does not list
+        (``nested=True``), so that their optima seed ``obs``."""
+        if obs.family is None:
+            return
+        kind, n = obs.family
+        smaller = []
+        if kind.endswith("+pileup"):
+            smaller.append((kind[:-7], n))
+        if n > 1:
+            smaller.append((kind, n - 1))
+        for fam in smaller:
+            if fam in fitted:
+                continue
+            base, k = fam
+            name = base if base.startswith("isotropy") else f"{k}-{base}"
+            sub = from_name(name)
+            self._fit_smaller(sub, jet, fitted)
+            if sub.n_points is not None and self.exact_points:
+                p = self._fit_points(sub, jet, False, fitted)[0]
+            else:
+                p = self._fit_general(sub, jet, fitted, False)[0]
+            fitted[fam] = p
+
+    def _report(self, obs, params, value, status, grads, axis, order, m_in) -> ObservableResult:
+        rep = {}
+        for k, v in params.items():
+            spec = obs.specs[k]
+            v = v.detach().to(torch.float64)
+            if spec.kind == "position":
+                shape = [v.shape[0]] + [1] * (v.dim() - 2) + [2]
+                v = v + axis.reshape(shape)
+                v = torch.stack([v[..., 0], wrap_angle(v[..., 1])], dim=-1)
+            rep[k] = v.cpu().numpy()
+        g = None
+        if grads is not None:
+            b, m = grads["pt"].shape
+            inv = torch.argsort(order, dim=1)[:, :m_in]  # back to the input's particle order
+            gp = torch.zeros(b, max(m_in, m), dtype=torch.float64, device=order.device)
+            gx = torch.zeros(b, max(m_in, m), 2, dtype=torch.float64, device=order.device)
+            gp[:, :m] = grads["pt"]
+            gx[:, :m] = grads["points"]
+            g = {"pt": torch.gather(gp, 1, inv).cpu().numpy(),
+                 "points": torch.gather(gx, 1, inv[..., None].expand(-1, -1, 2)).cpu().numpy()}
+        val = value.detach().to(torch.float64).cpu().numpy()
+        st = status.to(torch.int8).cpu().numpy()
+        bad = ~np.isfinite(val)
+        if bad.any():  # never report NaN: flag the row instead
+            val[bad] = 0.0
+            st[bad] = int(Status.NONFINITE)
+        return ObservableResult(val, rep, st, g)
+
+    # ------------------------------------------------------------------ exact point path
+    def _fit_points(self, obs, jet, return_grads, fitted=None):
+        n = obs.n_points
+        x, z = jet["x"], jet["z"]
+        c_kt, _ = jet["seeds"].subjets(n)
+        # second seed: the hardest particle nearest to each kT axis (a winner-take-all axis)
+        d = x[:, :, None, :] - c_kt[:, None, :, :]
+        d = torch.stack([d[..., 0], wrap_angle(d[..., 1])], -1).norm(dim=-1)  # (B, M, n)
+        near = torch.nn.functional.one_hot(d.argmin(-1), n).to(z.dtype) * z[:, :, None]
+        hard = near.argmax(dim=1)  # (B, n)
+        has = near.amax(dim=1) > 0
+        c_wta = torch.gather(x, 1, hard[..., None].expand(-1, -1, 2))
+        c_wta = torch.where(has[..., None], c_wta, c_kt)
+        starts = [c_kt, c_wta]
+        prev = (fitted or {}).get(("subjettiness", n - 1))
+        if prev is not None:
+            # the (n-1)-axes optimum plus the particle that costs most: tau_n <= tau_(n-1)
+            cp = prev["centers"]
+            dp = x[:, :, None, :] - cp[:, None, :, :]
+            dp = torch.stack([dp[..., 0], wrap_angle(dp[..., 1])], -1).norm(dim=-1).amin(-1)
+            far = (z * dp ** self.beta).argmax(dim=1)
+            extra = x[torch.arange(x.shape[0], device=x.device), far][:, None]
+            starts.append(torch.cat([cp, extra], dim=1))
+        starts = torch.stack(starts, dim=1)
+        # jets sorted by multiplicity, in a few buckets: less padding in the (b, M, n) arrays
+        nump = jet["mask"].sum(1)
+        order = torch.argsort(nump, stable=True)
+        B = x.shape[0]
+        size = max(256, -(-B // 4))
+        c = torch.empty(B, n, 2, dtype=x.dtype, device=x.device)
+        w = torch.empty(B, n, dtype=x.dtype, device=x.device)
+        v = torch.empty(B, dtype=x.dtype, device=x.device)
+        iters = torch.empty(B, dtype=torch.int64, device=x.device)
+        for lo in range(0, B, size):
+            rows = order[lo:lo + size]
+            m = max(int(nump[rows].max()), 1)
+            c[rows], w[rows], v[rows], iters[rows] = fit_points(
+                x[rows, :m], z[rows, :m], starts[rows], R=self.R, beta=self.beta,
+                max_iter=self.lloyd_iter)
+        status = torch.where(iters >= self.lloyd_iter, int(Status.MAX_STEPS), int(Status.CONVERGED))
+        grads = None
+        if return_grads:
+            gp, gx = point_value_grads(x, z, jet["pt_sum"], c, self.R, self.beta)
+            grads = {"pt": gp, "points": gx}
+        return {"centers": c, "weights": w}, v, status.to(torch.int8), grads
+
+    # ------------------------------------------------------------------ general path
+    def _exact(self, obs, params, jet) -> torch.Tensor:
+        """Exact EMD ``(B,)`` between the jets and the shapes ``params`` (fine quadrature)."""
+        p = {k: v.detach().to(torch.float64) for k, v in params.items()}
+        p["_batch"] = jet["z"]
+        with torch.no_grad():
+            y, b = obs.sample(p, self.n_eval_samples, self.R)
+        b = b.clamp_min(0)
+        v = emd_batch(jet["x"], jet["z"], y, b, R=self.R, beta=self.beta, n_jobs=self.n_jobs)
+        return torch.as_tensor(v, dtype=torch.float64, device=jet["z"].device)
+
+    def _candidates(self, obs, jet, fitted) -> List[Dict[str, torch.Tensor]]:
+        """Initial parameter sets: kT seeds, plus embeddings of fitted smaller family members."""
+        cands = [obs.init(jet["lloyd"] if self.refine_seeds else jet["seeds"], self.R)]
+        fam = obs.family
+        if fam is None:
+            return cands
+        kind, n = fam
+        if kind.endswith("+pileup") and (kind[:-7], n) in fitted:
+            p = {k: v.clone() for k, v in fitted[(kind[:-7], n)].items()}
+            p["pileup_fraction"] = torch.zeros_like(jet["z"][:, 0])
+            cands.append(p)
+        if n > 1 and (kind, n - 1) in fitted:
+            cands.append(_expand(obs, fitted[(kind, n - 1)], cands[0], n))
+        return cands
+
+    def _fit_general(self, obs, jet, fitted, return_grads):
+        x, z, mask = jet["x"], jet["z"], jet["mask"]
+        B = x.shape[0]
+        cands = self._candidates(obs, jet, fitted)
+        if not obs.specs:  # nothing to fit (isotropy)
+            v = self._exact(obs, {}, jet)
+            grads = self._grads(obs, {}, jet) if return_grads else None
+            return {}, v, torch.zeros(B, dtype=torch.int8, device=x.device), grads
+        S = len(cands)
+        constraints = obs.constraints
+        p0 = {k: constraints[k].project(torch.cat([c[k] for c in cands]).to(self.dtype))
+              for k in obs.specs}
+        xs, zs, ms = x.repeat(S, 1, 1), z.repeat(S, 1), mask.repeat(S, 1)
+        # flow in buckets of similar multiplicity (less padding in the (b, M, K) kernels)
+        nump = ms.sum(1)
+        order = torch.argsort(nump, stable=True)
+        flowed = {k: v.clone() for k, v in p0.items()}
+        fstatus = torch.zeros(S * B, dtype=torch.int8, device=x.device)
+        buckets = [order[lo:lo + self.bucket_size] for lo in range(0, S * B, self.bucket_size)]
+
+        def run(rows):
+            m = max(int(nump[rows].max()), 1)
+            return self._flow(obs, xs[rows, :m].to(self.dtype), zs[rows, :m].to(self.dtype),
+                              ms[rows, :m], {k: v[rows] for k, v in p0.items()})
+
+        workers = min(self._workers(), len(buckets))
+        if workers > 1:  # torch kernels release the GIL: buckets run side by side
+            with ThreadPoolExecutor(workers) as pool:
+                outs = list(pool.map(run, buckets))
+        else:
+            outs = [run(rows) for rows in buckets]
+        for rows, (pb, st) in zip(buckets, outs):
+            for k in flowed:
+                flowed[k][rows] = pb[k].to(flowed[k].dtype)
+            fstatus[rows] = st.to(torch.int8)
+        res_params, res_status = flowed, fstatus
+        # exact values at every start and every flowed end point; keep the best per jet
+        sets = [{k: v.to(torch.float64) for k, v in c.items()} for c in cands]
+        sets += [{k: v[s * B:(s + 1) * B].detach().to(torch.float64) for k, v in res_params.items()}
+                 for s in range(S)]
+        if self.refine_seeds:  # the plain kT initialisation is a candidate too (not flowed)
+            sets.append({k: v.to(torch.float64) for k, v in obs.init(jet["seeds"], self.R).items()})
+        vals = torch.stack([self._exact(obs, p, jet) for p in sets])  # (2S, B)
+        vals = torch.where(torch.isfinite(vals), vals, torch.full_like(vals, float("inf")))
+        best = vals.argmin(dim=0)
+        ar = torch.arange(B, device=x.device)
+        params = {k: torch.stack([p[k] for p in sets])[best, ar] for k in obs.specs}
+        value = vals[best, ar]
+        st_all = res_status.reshape(S, B)
+        status = st_all[torch.where(best < 2 * S, best % S, torch.zeros_like(best)), ar]
+        grads = self._grads(obs, params, jet) if return_grads else None
+        return params, value, status, grads
+
+    def _flow(self, obs, xs, zs, ms, p0):
+        """Adam flow on the Sinkhorn divergence for one bucket of rows; returns (params, status)."""
+        n = xs.shape[0]
+        cache: Dict[str, torch.Tensor] = {}
+
+        def sinkhorn(params, idx, max_iter):
+            params = dict(params)
+            params["_batch"] = zs[idx]
+            y, b = obs.sample(params, self.n_samples, self.R)
+            warm = None
+            if cache:
+                warm = SinkhornPotentials(cache["f"][idx], cache["g"][idx], None, cache["q"][idx],
+                                          self.eps, None, None)
+            return sinkhorn_divergence(
+                xs[idx], zs[idx], y, b, R=self.R, beta=self.beta, eps=self.eps, mask_x=ms[idx],
+                scaling=self.scaling, max_iter=max_iter, tol=self.sinkhorn_tol,
+                warm_start=warm, return_potentials=True,
+                self_x=cache["p"][idx] if cache else None)
+
+        # converge the potentials once at the start; then a few warm-started iterations per
+        # step track the moving shape
+        with torch.no_grad():
+            _, pot = sinkhorn(p0, torch.arange(n, device=xs.device), self.sinkhorn_warmup)
+        cache.update(f=pot.f.clone(), g=pot.g.clone(), p=pot.p.clone(), q=pot.q.clone())
+
+        def loss_fn(params, idx):
+            s, pot = sinkhorn(params, idx, self.sinkhorn_iter)
+            cache["f"][idx], cache["g"][idx], cache["q"][idx] = pot.f, pot.g, pot.q
+            return s
+
+        if self.steps <= 0:
+            return p0, torch.full((n,), int(Status.MAX_STEPS), dtype=torch.int8, device=xs.device)
+        res = minimize(loss_fn, p0, obs.constraints, steps=self.steps, optimizer="adam",
+                       lr=self.lr, schedule=self.schedule, tol=self.tol, patience=self.patience,
+                       device=xs.device)
+        return res.params, res.status
+
+    def _grads(self, obs, params, jet) -> Dict[str, torch.Tensor]:
+        """d value / d pT and d value / d(y, phi) of the particles at fixed optimal shape
+        (envelope theorem), from the Sinkhorn divergence at ``eps / 10`` (an entropic
+        approximation of the exact EMD's gradient)."""
+        p = {k: v.detach().to(torch.float64) for k, v in params.items()}
+        p["_batch"] = jet["z"]
+        with torch.no_grad():
+            y, b = obs.sample(p, self.n_eval_samples, self.R)
+        pts = jet["x"].detach().clone().requires_grad_(True)
+        pt = (jet["z"] * jet["pt_sum"][:, None]).detach().clone().requires_grad_(True)
+        total = pt.sum(1, keepdim=True)
+        zz = pt / total
+        with torch.enable_grad():
+            s = sinkhorn_divergence(pts, zz, y, b.clamp_min(0), R=self.R, beta=self.beta,
+                                    eps=self.eps / 10, mask_x=jet["mask"], scaling=self.scaling,
+                                    max_iter=20 * self.sinkhorn_iter, tol=1e-4)
+            gp, gx = torch.autograd.grad(s.sum(), [pt, pts])
+        m = jet["mask"]
+        return {"pt": torch.where(m, gp, torch.zeros_like(gp)),
+                "points": torch.where(m[..., None], gx, torch.zeros_like(gx))}
+
+
+class _LloydSeeds:
+    """Seeds with the same interface as :class:`KtSeeds` whose ``subjets(n)`` are the exact
+    n-subjettiness optimum (Lloyd path) instead of the raw kT axes (cached per ``n``)."""
+
+    def __init__(self, shaper: "Shaper", jet, fitted):
+        self.shaper, self.jet, self.fitted = shaper, jet, fitted
+        self.jets = jet["seeds"].jets
+        self._cache = {}
+
+    def __len__(self) -> int:
+        return len(self.jets)
+
+    def subjets(self, n: int):
+        done = self.fitted.get(("subjettiness", n))
+        if done is not None:  # n-subjettiness is among this call's observables
+            return done["centers"], done["weights"]
+        if n not in self._cache:
+            from .observables import nsubjettiness
+            p = self.shaper._fit_points(nsubjettiness(n), self.jet, False)[0]
+            self._cache[n] = (p["centers"], p["weights"])
+        return self._cache[n]
+
+
+def _expand(obs: Observable, small: Dict[str, torch.Tensor], kt: Dict[str, torch.Tensor], n: int
+            ) -> Dict[str, torch.Tensor]:
+    """Embed an ``(n-1)``-prong optimum into the ``n``-prong family: the extra prong takes the kT
+    init's last centre and shape with zero weight (same shape as the smaller optimum)."""
+    out = {}
+    for k, spec in obs.specs.items():
+        if k == "weights":
+            w = small[k]
+            if w.shape[1] == 2 * (n - 1):  # points then shapes
+                zero = torch.zeros_like(w[:, :1])
+                out[k] = torch.cat([w[:, :n - 1], zero, w[:, n - 1:], zero], dim=1)
+            else:
+                out[k] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
+        elif k == "pileup_fraction":
+            out[k] = small[k].clone()
+        elif spec.shape and spec.shape[0] == n:
+            out[k] = torch.cat([small[k], kt[k][:, n - 1:n].to(small[k].dtype)], dim=1)
+        else:
+            out[k] = small[k].clone()
+    return out

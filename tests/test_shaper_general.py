@@ -1,0 +1,160 @@
+"""SHAPER's general path (flow + Sinkhorn, exact report) on extended shapes."""
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from physkit.flow import Angle, Free, Positive
+from physkit.ot import emd_batch
+from shaper import Observable, ParamSpec, Shaper, from_name, plot_event
+from shaper import observables as O
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "jets_sample.h5"
+pytestmark = pytest.mark.skipif(not SAMPLE.exists(), reason="data/jets_sample.h5 not generated")
+
+NAMES = ["1-diskiness", "2-diskiness", "2-diskiness+pileup", "1-ringiness", "2-ringiness",
+         "1-ellipsiness", "2-point-diskiness", "1-point-ellipsiness"]
+FAST = dict(steps=25, n_eval_samples=48)
+
+
+@pytest.fixture(scope="module")
+def jets():
+    with h5py.File(SAMPLE, "r") as f:
+        lab = f["labels"][:]
+        idx = np.sort(np.r_[np.flatnonzero(lab == 1)[:10], np.flatnonzero(lab == 0)[:10]])
+        return f["constituents"][idx].astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def fitted(jets):
+    return Shaper(NAMES, **FAST).compute(jets)
+
+
+@pytest.fixture(scope="module")
+def initial(jets):
+    return Shaper(NAMES, **{**FAST, "steps": 0}).compute(jets)
+
+
+def test_finite_and_status(fitted):
+    for name in NAMES:
+        r = fitted[name]
+        assert r.value.shape == (20,) and r.value.dtype == np.float64
+        assert np.isfinite(r.value).all() and (r.value >= 0).all()
+        assert set(r.params) == set(from_name(name).specs)
+        assert np.isin(r.status, [0, 1]).all()
+
+
+def test_never_above_initial_value(fitted, initial):
+    for name in NAMES:
+        assert (fitted[name].value <= initial[name].value + 1e-9).all(), name
+    # and the flow does improve on the kT start for most jets
+    assert (fitted["2-point-diskiness"].value < initial["2-point-diskiness"].value - 1e-6).mean() > 0.5
+
+
+def test_nested_families(fitted):
+    assert (fitted["2-diskiness"].value <= fitted["1-diskiness"].value + 1e-9).all()
+    assert (fitted["2-ringiness"].value <= fitted["1-ringiness"].value + 1e-9).all()
+    assert (fitted["2-diskiness+pileup"].value <= fitted["2-diskiness"].value + 1e-9).all()
+
+
+def test_value_is_exact_emd_at_reported_params(jets, fitted):
+    for name in ("2-diskiness", "1-ellipsiness", "2-point-diskiness"):
+        r = fitted[name]
+        p = {k: torch.as_tensor(v) for k, v in r.params.items()}
+        pts, w = from_name(name).sample(p, FAST["n_eval_samples"], 0.8)
+        # positions are in the input's own frame: compare with the raw particles
+        exact = emd_batch(jets[..., 1:], jets[..., 0], pts, w.clamp_min(0), R=0.8, beta=1.0)
+        np.testing.assert_allclose(r.value, exact, rtol=1e-7, atol=1e-10)
+        assert (r.params["weights"] >= -1e-9).all()
+        np.testing.assert_allclose(r.params["weights"].sum(1), 1.0, atol=1e-5)
+
+
+def test_exact_values_api_reproduces_reported_values(jets, fitted):
+    sh = Shaper(NAMES, **FAST)
+    for name in ("2-diskiness+pileup", "2-point-diskiness"):
+        v = sh.exact_values(jets, name, fitted[name].params)
+        np.testing.assert_allclose(v, fitted[name].value, rtol=1e-7, atol=1e-10)
+
+
+def test_flow_on_points_agrees_with_exact_path(jets):
+    exact = Shaper(["2-subjettiness"]).compute(jets)["2-subjettiness"].value
+    flow = Shaper(["2-subjettiness"], exact_points=False, steps=60).compute(jets)["2-subjettiness"].value
+    ratio = flow / exact
+    assert (ratio >= 1 - 1e-6).mean() >= 0.9  # the exact path is (almost always) the better one
+    assert np.median(ratio) < 1.05
+
+
+def test_user_defined_observable_and_mixture(jets):
+    def segment_sampler(params, k, R):
+        t = torch.linspace(-1, 1, k, dtype=params["center"].dtype)
+        d = torch.stack([torch.cos(params["angle"]), torch.sin(params["angle"])], -1)
+        pts = params["center"][:, None, :] + (params["half_length"][:, None, None] * t[:, None]) * d[:, None, :]
+        return pts, torch.full(pts.shape[:2], 1.0 / k, dtype=pts.dtype)
+
+    def init(seeds, R):
+        c, _ = seeds.subjets(1)
+        b = len(seeds)
+        return {"center": c[:, 0].clone(), "half_length": torch.full((b,), 0.1, dtype=c.dtype),
+                "angle": torch.zeros(b, dtype=c.dtype)}
+
+    seg = Observable("segment", {"center": ParamSpec((2,), Free(), "position"),
+                                 "half_length": ParamSpec((), Positive(), "length"),
+                                 "angle": ParamSpec((), Angle(np.pi), "angle")},
+                     segment_sampler, init=init)
+    mix = seg + O.nsubjettiness(1)
+    sh = Shaper([seg, mix], **FAST)
+    r = sh.compute(jets[:6])
+    r0 = Shaper([seg, mix], **{**FAST, "steps": 0}).compute(jets[:6])
+    assert (r["segment"].value <= r0["segment"].value + 1e-12).all()
+    assert r["segment"].params["center"].shape == (6, 2)
+    assert set(r[mix.name].params) == {"segment.center", "segment.half_length", "segment.angle",
+                                       "1-subjettiness.centers", "1-subjettiness.weights", "mixture"}
+    np.testing.assert_allclose(r[mix.name].params["mixture"].sum(1), 1.0, atol=1e-6)
+    assert np.isfinite(r[mix.name].value).all()
+
+
+def test_general_path_is_deterministic(jets, fitted):
+    again = Shaper(["1-diskiness", "2-diskiness"], **FAST).compute(jets)
+    np.testing.assert_array_equal(again["2-diskiness"].value, fitted["2-diskiness"].value)
+    np.testing.assert_array_equal(again["2-diskiness"].params["radii"],
+                                  fitted["2-diskiness"].params["radii"])
+
+
+def test_isotropy_and_grads(jets):
+    r = Shaper(["isotropy", "1-diskiness"], **FAST).compute(jets[:4], return_grads=True)
+    iso = r["isotropy"]
+    assert iso.params == {} and np.isfinite(iso.value).all()
+    # a jet concentrated near its axis is far from uniform on the R = 0.8 disk
+    assert (iso.value > 0.2).all()
+    g = r["1-diskiness"].grads
+    assert g["pt"].shape == jets[:4, :, 0].shape and g["points"].shape == jets[:4, :, 1:].shape
+    assert np.isfinite(g["pt"]).all() and np.isfinite(g["points"]).all()
+    assert (g["pt"][jets[:4, :, 0] == 0] == 0).all()
+
+
+def test_plot_event(jets, fitted):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = plot_event(jets, fitted, 3, observables=["2-point-diskiness", "1-ellipsiness"])
+    assert len(ax.patches) >= 3 and len(ax.collections) >= 2
+    plt.close("all")
+
+
+@pytest.mark.slow
+def test_default_settings_on_200_jets():
+    with h5py.File(SAMPLE, "r") as f:
+        x = f["constituents"][:200]
+    names = ["1-point-diskiness", "2-point-diskiness", "2-point-diskiness+pileup"]
+    r = Shaper(names).compute(x)
+    r0 = Shaper(names, steps=0).compute(x)
+    for n in names:
+        assert np.isfinite(r[n].value).all()
+        assert (r[n].value <= r0[n].value + 1e-9).all()
+    assert (r["2-point-diskiness"].value <= r["1-point-diskiness"].value + 1e-9).all()
+    assert (r["2-point-diskiness+pileup"].value <= r["2-point-diskiness"].value + 1e-9).all()
+    # the flow gains on the kT start for most jets
+    assert np.median(r["2-point-diskiness"].value / r0["2-point-diskiness"].value) < 0.99
