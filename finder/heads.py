@@ -1,0 +1,290 @@
+"""Classifier heads that FINDER trains on its residual features, each with an exact,
+pickle-free state (plain arrays + JSON-able metadata) so a fitted model can be written to
+HDF5 and read back predicting identically.
+
+A head sees features ``Z`` of shape ``(N, m)`` and binary targets ``y`` in {0, 1}; its
+``decision_function`` is positive for class 1 and ``predict_proba1`` is P(y = 1).
+
+- :class:`SVCHead`: RBF-kernel SVC (libsvm via scikit-learn) with Platt-calibrated
+  probabilities from out-of-fold decision values; prediction is recomputed here from the
+  support vectors, dual coefficients, intercept, ``gamma`` and the Platt parameters.
+- :class:`NystroemHead`: Nyström-approximated RBF kernel + L2 logistic regression, linear
+  in ``N``: the default above ``FINDER.svc_max_samples`` training rows.
+- :class:`TorchHead`: a one-hidden-layer tanh network trained by full-batch Adam with
+  physkit's flow engine (:func:`physkit.flow.minimize`), on CPU or CUDA.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import minimize as _scipy_minimize
+from scipy.special import expit
+
+_CHUNK = 4096
+
+
+def _rbf(Z: np.ndarray, C: np.ndarray, gamma: float) -> np.ndarray:
+    """``exp(-gamma |z - c|^2)`` for all pairs, ``(N, d) x (K, d) -> (N, K)``."""
+    zz = np.einsum("ij,ij->i", Z, Z)[:, None]
+    cc = np.einsum("ij,ij->i", C, C)[None, :]
+    d2 = np.maximum(zz + cc - 2.0 * (Z @ C.T), 0.0)
+    return np.exp(-gamma * d2)
+
+
+def _scale_gamma(Z: np.ndarray) -> float:
+    """scikit-learn's ``gamma="scale"``: ``1 / (d * Var(Z))``."""
+    v = float(Z.var()) * Z.shape[1]
+    return 1.0 / v if v > 0 else 1.0
+
+
+def fit_platt(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt's sigmoid ``P(y=1|f) = 1 / (1 + exp(-(a f + b)))`` by regularised max-likelihood.
+
+    Uses Platt's smoothed targets ``(N+ + 1)/(N+ + 2)`` and ``1/(N- + 2)``.
+    """
+    f = np.asarray(f, float)
+    n_pos = float((y == 1).sum())
+    n_neg = float((y == 0).sum())
+    t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    s = float(f.std()) or 1.0
+
+    def nll(ab):
+        z = ab[0] * f / s + ab[1]
+        # -[t log p + (1-t) log(1-p)] with p = sigmoid(z), stably
+        loss = np.logaddexp(0.0, z) - t * z
+        p = expit(z)
+        g = p - t
+        return loss.sum(), np.array([(g * f / s).sum(), g.sum()])
+
+    b0 = np.log((n_pos + 1) / (n_neg + 1))
+    res = _scipy_minimize(nll, np.array([1.0, b0]), jac=True, method="L-BFGS-B")
+    a, b = res.x
+    return float(a / s), float(b)
+
+
+class SVCHead:
+    """RBF SVC; ``calibration_folds`` out-of-fold decision values fit Platt's sigmoid."""
+
+    kind = "svc"
+
+    def __init__(self, C: float = 1.0, gamma="scale", class_weight=None,
+                 calibration_folds: int = 3, random_state=None):
+        self.C, self.gamma, self.class_weight = C, gamma, class_weight
+        self.calibration_folds, self.random_state = calibration_folds, random_state
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, *, calibrate: bool = True) -> "SVCHead":
+        from sklearn.svm import SVC
+
+        gamma = _scale_gamma(Z) if self.gamma == "scale" else float(self.gamma)
+        svc = SVC(C=self.C, kernel="rbf", gamma=gamma, class_weight=self.class_weight)
+        svc.fit(Z, y)
+        self.gamma_ = gamma
+        self.support_vectors_ = np.ascontiguousarray(svc.support_vectors_, dtype=float)
+        self.dual_coef_ = np.ascontiguousarray(svc.dual_coef_.ravel(), dtype=float)
+        self.intercept_ = float(svc.intercept_[0])
+        self.platt_ = (1.0, 0.0)
+        if calibrate:
+            self.platt_ = fit_platt(self._oof_decision(Z, y, gamma), y)
+        return self
+
+    def _oof_decision(self, Z, y, gamma) -> np.ndarray:
+        from sklearn.model_selection import StratifiedKFold
+        from sklearn.svm import SVC
+
+        k = min(self.calibration_folds, int(np.bincount(y).min()))
+        if k < 2:  # too few samples of a class for folds: in-sample values
+            return self.decision_function(Z)
+        out = np.empty(len(y))
+        skf = StratifiedKFold(k, shuffle=True, random_state=self.random_state)
+        for tr, te in skf.split(Z, y):
+            m = SVC(C=self.C, kernel="rbf", gamma=gamma, class_weight=self.class_weight)
+            out[te] = m.fit(Z[tr], y[tr]).decision_function(Z[te])
+        return out
+
+    def decision_function(self, Z: np.ndarray) -> np.ndarray:
+        out = np.empty(len(Z))
+        for i in range(0, len(Z), _CHUNK):
+            K = _rbf(Z[i:i + _CHUNK], self.support_vectors_, self.gamma_)
+            out[i:i + _CHUNK] = K @ self.dual_coef_ + self.intercept_
+        return out
+
+    def predict_proba1(self, Z: np.ndarray) -> np.ndarray:
+        a, b = self.platt_
+        return expit(a * self.decision_function(Z) + b)
+
+    def get_state(self):
+        arrays = {"support_vectors": self.support_vectors_, "dual_coef": self.dual_coef_}
+        meta = {"kind": self.kind, "gamma": self.gamma_, "intercept": self.intercept_,
+                "platt_a": self.platt_[0], "platt_b": self.platt_[1]}
+        return arrays, meta
+
+    @classmethod
+    def from_state(cls, arrays, meta) -> "SVCHead":
+        h = cls()
+        h.support_vectors_ = np.asarray(arrays["support_vectors"], float)
+        h.dual_coef_ = np.asarray(arrays["dual_coef"], float)
+        h.gamma_, h.intercept_ = float(meta["gamma"]), float(meta["intercept"])
+        h.platt_ = (float(meta["platt_a"]), float(meta["platt_b"]))
+        return h
+
+
+class NystroemHead:
+    """Nyström RBF features (``n_landmarks`` random rows) + L2 logistic regression."""
+
+    kind = "nystroem"
+
+    def __init__(self, C: float = 1.0, gamma="scale", n_landmarks: int = 300,
+                 class_weight=None, random_state=None):
+        self.C, self.gamma, self.n_landmarks = C, gamma, n_landmarks
+        self.class_weight, self.random_state = class_weight, random_state
+
+    def _features(self, Z):
+        out = np.empty((len(Z), self.components_.shape[0]))
+        for i in range(0, len(Z), _CHUNK):
+            out[i:i + _CHUNK] = _rbf(Z[i:i + _CHUNK], self.components_, self.gamma_) \
+                @ self.normalization_.T
+        return out
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, **_) -> "NystroemHead":
+        from sklearn.kernel_approximation import Nystroem
+        from sklearn.linear_model import LogisticRegression
+
+        gamma = _scale_gamma(Z) if self.gamma == "scale" else float(self.gamma)
+        ny = Nystroem(kernel="rbf", gamma=gamma, n_components=min(self.n_landmarks, len(Z)),
+                      random_state=self.random_state).fit(Z)
+        self.gamma_ = gamma
+        self.components_ = np.ascontiguousarray(ny.components_, dtype=float)
+        self.normalization_ = np.ascontiguousarray(ny.normalization_, dtype=float)
+        lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=500)
+        lr.fit(self._features(Z), y)
+        self.coef_ = lr.coef_.ravel().astype(float)
+        self.intercept_ = float(lr.intercept_[0])
+        return self
+
+    def decision_function(self, Z):
+        return self._features(Z) @ self.coef_ + self.intercept_
+
+    def predict_proba1(self, Z):
+        return expit(self.decision_function(Z))
+
+    def get_state(self):
+        arrays = {"components": self.components_, "normalization": self.normalization_,
+                  "coef": self.coef_}
+        return arrays, {"kind": self.kind, "gamma": self.gamma_, "intercept": self.intercept_}
+
+    @classmethod
+    def from_state(cls, arrays, meta) -> "NystroemHead":
+        h = cls()
+        h.components_ = np.asarray(arrays["components"], float)
+        h.normalization_ = np.asarray(arrays["normalization"], float)
+        h.coef_ = np.asarray(arrays["coef"], float)
+        h.gamma_, h.intercept_ = float(meta["gamma"]), float(meta["intercept"])
+        return h
+
+
+def _flow_minimize():
+    """physkit's flow engine if present, else a minimal full-batch Adam with its contract."""
+    try:
+        from physkit.flow import minimize
+        return minimize
+    except ImportError:  # pragma: no cover - depends on the core being installed
+        return _adam_minimize
+
+
+def _adam_minimize(loss_fn, params, constraints=None, *, steps=500, lr=1e-2, tol=0.0,
+                   patience=50, **_):
+    """Fallback with :func:`physkit.flow.minimize`'s contract (no constraints supported)."""
+    from types import SimpleNamespace
+
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    opt = torch.optim.Adam(list(p.values()), lr=lr)
+    idx = torch.arange(next(iter(p.values())).shape[0])
+    best, since, n = float("inf"), 0, 0
+    for n in range(1, steps + 1):
+        opt.zero_grad()
+        loss = loss_fn(p, idx)
+        loss.sum().backward()
+        opt.step()
+        cur = float(loss.sum())
+        if cur < best - tol:
+            best, since = cur, 0
+        else:
+            since += 1
+            if since >= patience:
+                break
+    with torch.no_grad():
+        final = loss_fn(p, idx)
+    return SimpleNamespace(params={k: v.detach() for k, v in p.items()}, loss=final,
+                           n_steps=n, status="converged" if n < steps else "max_steps")
+
+
+class TorchHead:
+    """One-hidden-layer tanh network, logistic loss + L2 (``alpha``), trained by Adam
+    through :func:`physkit.flow.minimize` (a batch of one model)."""
+
+    kind = "torch"
+
+    def __init__(self, hidden: int = 32, alpha: float = 1e-3, steps: int = 400,
+                 lr: float = 3e-2, class_weight=None, random_state=None, device=None):
+        self.hidden, self.alpha, self.steps, self.lr = hidden, alpha, steps, lr
+        self.class_weight, self.random_state, self.device = class_weight, random_state, device
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, **_) -> "TorchHead":
+        dev = torch.device(self.device) if self.device else torch.device("cpu")
+        self.mean_ = Z.mean(0)
+        sd = Z.std(0)
+        self.scale_ = np.where(sd > 0, sd, 1.0)
+        zt = torch.as_tensor((Z - self.mean_) / self.scale_, dtype=torch.float32, device=dev)
+        yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
+        if self.class_weight == "balanced":
+            cnt = np.bincount(y, minlength=2).astype(float)
+            w = (len(y) / (2 * np.maximum(cnt, 1)))[y]
+        else:
+            w = np.ones(len(y))
+        wt = torch.as_tensor(w / w.sum(), dtype=torch.float32, device=dev)
+        g = torch.Generator().manual_seed(int(self.random_state or 0) % (2**31))
+        d, h = Z.shape[1], self.hidden
+        params = {
+            "W1": (torch.randn(1, d, h, generator=g) / np.sqrt(max(d, 1))).to(dev),
+            "b1": torch.zeros(1, h, device=dev),
+            "w2": (torch.randn(1, h, generator=g) / np.sqrt(h)).to(dev),
+            "b2": torch.zeros(1, device=dev),
+        }
+        alpha = self.alpha
+
+        def loss_fn(p, idx):
+            hid = torch.tanh(torch.einsum("nd,bdh->bnh", zt, p["W1"]) + p["b1"][:, None, :])
+            logit = torch.einsum("bnh,bh->bn", hid, p["w2"]) + p["b2"][:, None]
+            bce = torch.nn.functional.softplus(logit) - yt * logit
+            reg = alpha * (p["W1"].square().sum((1, 2)) + p["w2"].square().sum(1))
+            return (bce * wt).sum(1) + reg
+
+        res = _flow_minimize()(loss_fn, params, steps=self.steps, lr=self.lr, tol=1e-7,
+                               patience=30, optimizer="adam")
+        self.params_ = {k: v.detach().cpu().double().numpy()[0] for k, v in res.params.items()}
+        self.n_steps_ = int(res.n_steps)
+        return self
+
+    def decision_function(self, Z):
+        p = self.params_
+        hid = np.tanh(((Z - self.mean_) / self.scale_) @ p["W1"] + p["b1"])
+        return hid @ p["w2"] + float(np.ravel(p["b2"])[0])
+
+    def predict_proba1(self, Z):
+        return expit(self.decision_function(Z))
+
+    def get_state(self):
+        arrays = {f"param_{k}": np.asarray(v) for k, v in self.params_.items()}
+        arrays.update(mean=self.mean_, scale=self.scale_)
+        return arrays, {"kind": self.kind}
+
+    @classmethod
+    def from_state(cls, arrays, meta) -> "TorchHead":
+        h = cls()
+        h.params_ = {k[6:]: np.asarray(v, float) for k, v in arrays.items()
+                     if k.startswith("param_")}
+        h.mean_, h.scale_ = np.asarray(arrays["mean"], float), np.asarray(arrays["scale"], float)
+        return h
+
+
+HEADS = {h.kind: h for h in (SVCHead, NystroemHead, TorchHead)}
