@@ -1,0 +1,424 @@
+"""Results files: written chunk by chunk, resumable, renamed into place when complete.
+
+Layout of a finished results file (HDF5, file attribute ``physkit_results = 1``):
+
+- one group per observable (or per score), holding ``value`` ``(N,)``, one dataset per
+  fitted parameter ``(N, ...)`` and ``status`` ``(N,)`` int8 (:class:`Status`), with the
+  run's settings for it as group attributes;
+- top-level ``source_file`` ``(N,)`` (the input file of each row, as given) and
+  ``source_index`` ``(N,)`` int64 (the row's event index in that file), ``event_problem``
+  ``(N,)`` int8 (:data:`physkit.events.EVENT_PROBLEMS` code, 0 = fine) and ``labels``
+  ``(N,)`` when the inputs had labels;
+- the run's settings as file attributes (``settings``: JSON).
+
+While a run is in progress the output lives in the directory ``OUT.h5.partial/``:
+``manifest.json`` (inputs and settings, fixed at the start) and one small HDF5 file per
+finished chunk, written under a temporary name and renamed, so the rename is the chunk's
+completion mark and a run killed at any moment leaves every completed chunk readable.
+``resume=True`` keeps the completed chunks of a matching manifest and runs the others;
+:meth:`ChunkStore.finalize` concatenates the chunks (in order, one at a time) into
+``OUT.h5`` under a temporary name and renames it, so ``OUT.h5`` exists only when complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from enum import IntEnum
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+__all__ = ["RESULTS_FORMAT", "Status", "ChunkStore", "ResultsFormatError", "is_results_file",
+           "read_results", "result_groups", "results_settings", "describe_results",
+           "partial_progress"]
+
+#: version written to (and required in) the ``physkit_results`` file attribute
+RESULTS_FORMAT = 1
+
+try:  # the flow engine's per-row outcome codes; the pipeline adds BAD_INPUT = 3
+    from .flow import Status
+except ImportError:  # pragma: no cover - flow engine not importable
+    class Status(IntEnum):  # type: ignore[no-redef]
+        """Per-row outcome (int8): the same numbers as :class:`physkit.flow.Status`."""
+
+        CONVERGED = 0
+        MAX_STEPS = 1
+        NONFINITE = 2
+        BAD_INPUT = 3
+
+#: top-level per-row datasets (not observables)
+ROW_DATASETS = ("source_file", "source_index", "event_problem", "labels")
+
+_MANIFEST = "manifest.json"
+
+
+class ResultsFormatError(ValueError):
+    """A results file (or partial run directory) that is not what this physkit writes."""
+
+
+# ===================================================================== writing
+def _atomic_h5(path: str, write) -> None:
+    """Call ``write(h5py.File)`` on a temporary file next to ``path``, then rename it."""
+    import h5py
+
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_array(parent, name: str, arr: np.ndarray, compress: bool) -> None:
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "O":
+        raise TypeError(f"dataset {name!r}: object arrays are not stored")
+    if arr.dtype.kind == "U":  # fixed-length byte strings holding UTF-8
+        arr = np.char.encode(arr, "utf-8")
+    opts = {"compression": "gzip", "shuffle": True} if compress and arr.size > 256 else {}
+    parent.create_dataset(name, data=arr, **opts)
+
+
+def _jsonable_attr(v):
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True)
+    if v is None:
+        return "null"
+    return v
+
+
+class ChunkStore:
+    """The in-progress output of a chunked run: ``OUT.h5.partial/`` (see module docstring).
+
+    Parameters
+    ----------
+    path : the final results file ``OUT.h5``.
+    manifest : JSON-able description of the run (inputs, sizes, settings, chunk size). On
+        ``resume`` it must equal the stored one, otherwise :class:`ResultsFormatError`.
+    resume : keep the completed chunks of an earlier run with the same manifest. Without
+        it, an earlier partial directory is removed and the run starts over.
+    """
+
+    def __init__(self, path, manifest: Mapping[str, Any], *, resume: bool = False):
+        self.path = os.fspath(path)
+        self.dir = self.path + ".partial"
+        self.manifest = json.loads(json.dumps(dict(manifest), sort_keys=True))
+        mpath = os.path.join(self.dir, _MANIFEST)
+        self._remove_stale_final_tmp()
+        if resume and os.path.exists(mpath):
+            with open(mpath) as fh:
+                old = json.load(fh)
+            if old != self.manifest:
+                diff = sorted(k for k in set(old) | set(self.manifest)
+                              if old.get(k) != self.manifest.get(k))
+                raise ResultsFormatError(
+                    f"{self.dir}: cannot resume: the earlier run had different {', '.join(diff)}"
+                    f" (run without --resume to start over)")
+        else:
+            if os.path.isdir(self.dir):
+                shutil.rmtree(self.dir)
+            os.makedirs(self.dir)
+            tmp = mpath + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(self.manifest, fh, sort_keys=True, indent=1)
+            os.replace(tmp, mpath)
+
+    def _remove_stale_final_tmp(self) -> None:
+        """Remove temporary final files left by a run killed while finalizing."""
+        d = os.path.dirname(os.path.abspath(self.path))
+        prefix = "." + os.path.basename(self.path) + "."
+        for name in os.listdir(d):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(d, name))
+                except OSError:  # pragma: no cover - raced with someone else
+                    pass
+
+    def _chunk_path(self, key: str) -> str:
+        return os.path.join(self.dir, f"chunk-{key}.h5")
+
+    def done(self, key: str) -> bool:
+        """Whether chunk ``key`` is complete (its file exists under its final name)."""
+        return os.path.exists(self._chunk_path(key))
+
+    def completed(self) -> list[str]:
+        """Keys of the completed chunks."""
+        return sorted(n[6:-3] for n in os.listdir(self.dir)
+                      if n.startswith("chunk-") and n.endswith(".h5"))
+
+    def write_chunk(self, key: str, arrays: Mapping[str, np.ndarray],
+                    attrs: Mapping[str, Any] | None = None) -> None:
+        """Store one chunk atomically: ``arrays`` maps ``"group/dataset"`` or top-level
+        names to arrays whose first axis is the chunk's rows; ``attrs`` maps group names
+        (``""`` for the file) to attribute dicts."""
+        def write(f):
+            for name, arr in arrays.items():
+                grp, _, ds = name.rpartition("/")
+                parent = f.require_group(grp) if grp else f
+                _write_array(parent, ds, arr, compress=False)
+            for grp, a in (attrs or {}).items():
+                obj = f.require_group(grp) if grp else f
+                for k, v in a.items():
+                    obj.attrs[k] = _jsonable_attr(v)
+        _atomic_h5(self._chunk_path(key), write)
+
+    def finalize(self, keys: Iterable[str], attrs: Mapping[str, Any] | None = None,
+                 group_attrs: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+        """Concatenate chunks ``keys`` (in this order) into the final file; returns its path.
+
+        A dataset missing from some chunks (e.g. parameters of a chunk whose events were
+        all bad) is filled there with NaN (floats), 0 (integers) or ``b""`` (strings).
+        Group attributes stored with the chunks are kept (the first chunk's win);
+        ``group_attrs`` adds more. Removes the partial directory afterwards.
+        """
+        import h5py
+
+        keys = list(keys)
+        specs: dict[str, tuple] = {}
+        rows = []
+        gattrs: dict[str, dict] = {}
+        for k in keys:
+            with h5py.File(self._chunk_path(k), "r") as f:
+                n = None
+                def visit(name, obj):
+                    nonlocal n
+                    if isinstance(obj, h5py.Dataset):
+                        if name not in specs:
+                            specs[name] = (obj.dtype, obj.shape[1:])
+                        elif (obj.dtype.kind == "S" and
+                              obj.dtype.itemsize > specs[name][0].itemsize):
+                            specs[name] = (obj.dtype, specs[name][1])  # widest strings
+                        if specs[name][1] != obj.shape[1:]:
+                            raise ResultsFormatError(
+                                f"{self._chunk_path(k)}: dataset {name!r} has shape "
+                                f"{obj.shape}, other chunks {specs[name][1]}")
+                        if n is None:
+                            n = obj.shape[0]
+                    elif isinstance(obj, h5py.Group):
+                        gattrs.setdefault(name, {}).update(
+                            {a: v for a, v in obj.attrs.items()
+                             if a not in gattrs.get(name, {})})
+                f.visititems(visit)
+                rows.append(int(n or 0))
+        total = int(sum(rows))
+        flush_rows = 65536
+        offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+
+        def write(out):
+            out.attrs["physkit_results"] = RESULTS_FORMAT
+            for k, v in (attrs or {}).items():
+                out.attrs[k] = _jsonable_attr(v)
+            order = sorted(specs, key=lambda s: (s.count("/") > 0, s))
+            for name in order:
+                dtype, tail = specs[name]
+                grp, _, ds = name.rpartition("/")
+                parent = out.require_group(grp) if grp else out
+                chunk_rows = max(1, min(total, flush_rows)) if total else None
+                opts = {}
+                if total:
+                    opts = {"chunks": (chunk_rows,) + tuple(tail), "compression": "gzip",
+                            "shuffle": True}
+                if dtype.kind == "f":
+                    opts["fillvalue"] = np.nan
+                parent.create_dataset(ds, shape=(total,) + tuple(tail), dtype=dtype, **opts)
+            for grp, a in gattrs.items():
+                obj = out.require_group(grp)
+                for kk, v in a.items():
+                    obj.attrs[kk] = v
+            for grp, a in (group_attrs or {}).items():
+                obj = out.require_group(grp)
+                for kk, v in a.items():
+                    obj.attrs[kk] = _jsonable_attr(v)
+            # copy the chunks in order, buffering rows up to one HDF5 chunk per write
+            buf: dict[str, list] = {name: [] for name in specs}
+            filled, pos = 0, 0
+
+            def flush():
+                nonlocal filled, pos
+                for name in specs:
+                    if buf[name]:
+                        out[name][pos:pos + filled] = np.concatenate(buf[name])
+                    buf[name] = []
+                pos += filled
+                filled = 0
+
+            for i, k in enumerate(keys):
+                nrow = int(offsets[i + 1] - offsets[i])
+                if nrow == 0:
+                    continue
+                with h5py.File(self._chunk_path(k), "r") as f:
+                    for name, (dtype, tail) in specs.items():
+                        if name in f:
+                            a = f[name][()]
+                        else:
+                            a = np.zeros((nrow,) + tuple(tail), dtype=dtype)
+                            if dtype.kind == "f":
+                                a[...] = np.nan
+                        buf[name].append(a)
+                filled += nrow
+                if filled >= flush_rows:
+                    flush()
+            flush()
+        _atomic_h5(self.path, write)
+        shutil.rmtree(self.dir)
+        return self.path
+
+
+def partial_progress(path) -> tuple[int, dict]:
+    """(number of completed chunks, manifest) of the partial run for results file ``path``
+    (or of the ``.partial`` directory itself)."""
+    d = os.fspath(path)
+    if not d.endswith(".partial"):
+        d += ".partial"
+    with open(os.path.join(d, _MANIFEST)) as fh:
+        manifest = json.load(fh)
+    n = sum(1 for x in os.listdir(d) if x.startswith("chunk-") and x.endswith(".h5"))
+    return n, manifest
+
+
+# ===================================================================== reading
+def is_results_file(path) -> bool:
+    """Whether ``path`` is an HDF5 file with the ``physkit_results`` attribute."""
+    import h5py
+
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            return "physkit_results" in f.attrs
+    except OSError:
+        return False
+
+
+def _open(path):
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        if os.path.isdir(path + ".partial"):
+            raise ResultsFormatError(f"{path}: not complete (a partial run is in "
+                                     f"{path}.partial; finish it with --resume)")
+        raise FileNotFoundError(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ResultsFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    v = f.attrs.get("physkit_results")
+    if v is None:
+        f.close()
+        raise ResultsFormatError(f"{path}: not a physkit results file (no 'physkit_results' "
+                                 f"attribute)")
+    if int(v) != RESULTS_FORMAT:
+        f.close()
+        raise ResultsFormatError(f"{path}: results format version {int(v)}, this physkit "
+                                 f"reads version {RESULTS_FORMAT}")
+    return f
+
+
+def result_groups(path) -> list[str]:
+    """Names of the observable / score groups of a results file, in file order."""
+    import h5py
+
+    with _open(path) as f:
+        return [k for k, v in f.items() if isinstance(v, h5py.Group) and "value" in v]
+
+
+def results_settings(path) -> dict:
+    """The run's settings: file attributes, JSON-decoded where they hold JSON."""
+    with _open(path) as f:
+        return {k: _decode_attr(v) for k, v in f.attrs.items()}
+
+
+def _decode_attr(v):
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def read_results(path, names: Iterable[str] | None = None, start: int | None = None,
+                 stop: int | None = None) -> dict[str, np.ndarray]:
+    """Rows ``[start, stop)`` of a results file as ``{"group/dataset" or name: array}``.
+
+    ``names`` selects datasets (``"3-subjettiness/value"``, a whole group
+    ``"3-subjettiness"``, or ``"source_index"``); default all. Strings come back as
+    ``str`` arrays.
+    """
+    import h5py
+
+    out = {}
+    with _open(path) as f:
+        want = list(names) if names is not None else list(f.keys())
+        for name in want:
+            if name not in f:
+                raise KeyError(f"{path}: no dataset or group {name!r} "
+                               f"(has {sorted(f.keys())})")
+            obj = f[name]
+            items = ([(f"{name}/{k}", v) for k, v in obj.items()]
+                     if isinstance(obj, h5py.Group) else [(name, obj)])
+            for k, ds in items:
+                a = ds[start:stop]
+                if ds.dtype.kind == "S" or h5py.check_string_dtype(ds.dtype) is not None:
+                    a = np.char.decode(np.asarray(a, dtype=bytes), "utf-8")
+                out[k] = a
+    return out
+
+
+def describe_results(path) -> str:
+    """Multi-line description of a results file (``physkit info``)."""
+    import h5py
+
+    path = os.fspath(path)
+    lines = [f"file:    {path} ({os.path.getsize(path) / 1e6:.2f} MB)",
+             f"format:  physkit results (version {RESULTS_FORMAT})"]
+    with _open(path) as f:
+        n = f["source_index"].shape[0] if "source_index" in f else 0
+        lines.append(f"rows:    {n}")
+        if "source_file" in f and n:
+            files, counts = np.unique(read_results(path, ["source_file"])["source_file"],
+                                      return_counts=True)
+            lines.append("inputs:  " + ", ".join(f"{a} ({c} rows)" for a, c in zip(files, counts)))
+        if "event_problem" in f and n:
+            from .events import EVENT_PROBLEMS
+
+            codes, cnt = np.unique(f["event_problem"][()], return_counts=True)
+            bad = [f"{EVENT_PROBLEMS.get(int(c), c)}: {k}" for c, k in zip(codes, cnt) if c]
+            lines.append("bad events: " + (", ".join(bad) if bad else "none"))
+        if "labels" in f:
+            vals, cnt = np.unique(f["labels"][()], return_counts=True)
+            lines.append("labels:  " + ", ".join(f"{v}: {c}" for v, c in zip(vals, cnt)))
+        for g in [k for k, v in f.items() if isinstance(v, h5py.Group) and "value" in v]:
+            grp = f[g]
+            val = grp["value"][()]
+            fin = val[np.isfinite(val)]
+            stat = ""
+            if "status" in grp:
+                codes, cnt = np.unique(grp["status"][()], return_counts=True)
+                names = {int(s): s.name.lower() for s in Status}
+                stat = "; status " + ", ".join(f"{names.get(int(c), c)}: {k}"
+                                               for c, k in zip(codes, cnt))
+            rng = (f"min {fin.min():.4g}, median {np.median(fin):.4g}, max {fin.max():.4g}"
+                   if fin.size else "no finite values")
+            params = [f"{k}{tuple(v.shape[1:])}" for k, v in grp.items()
+                      if k not in ("value", "status")]
+            lines.append(f"group {g}: {rng}{stat}")
+            if params:
+                lines.append(f"  parameters: {', '.join(params)}")
+            for k, v in grp.attrs.items():
+                lines.append(f"  {k}: {_decode_attr(v)}")
+        lines.append("settings:")
+        for k, v in f.attrs.items():
+            lines.append(f"  {k}: {_decode_attr(v)}")
+    return "\n".join(lines)

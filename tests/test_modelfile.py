@@ -1,0 +1,136 @@
+"""Model files: arrays + JSON only, version check, and no way for a file to run code."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+
+from physkit.modelfile import (MODEL_FORMAT, ModelFileError, describe_model, load_model,
+                               read_model_state, save_model)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    y = (rng.random(300) < 0.5).astype(int)
+    X[y == 1, 5] += 2.0
+    return X, y
+
+
+def test_roundtrip_finder_and_detector(tmp_path, data):
+    from finder import FINDER, ResidualDetector
+
+    X, y = data
+    clf = FINDER(n_components=2, n_residual=2, random_state=0).fit(X, y)
+    p = save_model(tmp_path / "c.h5", clf, pipeline={"features": [{"kind": "dataset",
+                                                                   "name": "x"}]})
+    back, pipe = load_model(p, return_pipeline=True)
+    np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), rtol=1e-12)
+    assert pipe["features"][0]["name"] == "x"
+    det = ResidualDetector(n_components=2, random_state=0).fit(X[y == 0])
+    q = save_model(tmp_path / "d.h5", det)
+    np.testing.assert_allclose(load_model(q).anomaly_score(X), det.anomaly_score(X),
+                               rtol=1e-12)
+    np.testing.assert_allclose(load_model(q).pvalues(X), det.pvalues(X))
+    assert "finder.ResidualDetector" in describe_model(q)
+    with h5py.File(q) as f:  # only numeric datasets and string attributes in the file
+        kinds = set()
+        f.visititems(lambda n, o: kinds.add(o.dtype.kind) if isinstance(o, h5py.Dataset)
+                     else None)
+        assert kinds <= set("biuf")
+
+
+def _write(path, version=MODEL_FORMAT, estimator="finder.ResidualDetector", meta=None,
+           arrays=None):
+    with h5py.File(path, "w") as f:
+        f.attrs["physkit_model"] = version
+        f.attrs["estimator"] = estimator
+        f.attrs["meta"] = json.dumps(meta if meta is not None else {"estimator": estimator})
+        f.attrs["pipeline"] = "{}"
+        g = f.create_group("arrays")
+        for k, v in (arrays or {}).items():
+            g[k] = v
+    return path
+
+
+def test_version_mismatch_is_refused(tmp_path, data):
+    from finder import ResidualDetector
+
+    X, y = data
+    p = save_model(tmp_path / "m.h5", ResidualDetector(random_state=0).fit(X))
+    with h5py.File(p, "a") as f:
+        f.attrs["physkit_model"] = MODEL_FORMAT + 1
+    with pytest.raises(ModelFileError, match=r"version 2.*reads version 1 only"):
+        load_model(p)
+    with h5py.File(p, "a") as f:
+        del f.attrs["physkit_model"]
+    with pytest.raises(ModelFileError, match="not a physkit model file"):
+        load_model(p)
+
+
+class _Boom:
+    """Unpickling this writes a marker file: the proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_files_cannot_run_code(tmp_path):
+    marker = str(tmp_path / "pwned")
+    payload = np.frombuffer(pickle.dumps(_Boom(marker)), dtype=np.uint8)
+    # 1. an estimator name pointing at arbitrary code
+    p1 = _write(str(tmp_path / "a.h5"), estimator="os.system",
+                meta={"estimator": "os.system"})
+    with pytest.raises(ModelFileError, match="unknown estimator 'os.system'"):
+        load_model(p1)
+    # 2. a pickle stored as an opaque / object-like dataset
+    p2 = str(tmp_path / "b.h5")
+    _write(p2)
+    with h5py.File(p2, "a") as f:
+        f["arrays"].create_dataset("mean", data=np.void(payload.tobytes()))
+    with pytest.raises(ModelFileError, match="not a numeric array"):
+        load_model(p2)
+    p3 = str(tmp_path / "c.h5")
+    _write(p3)
+    with h5py.File(p3, "a") as f:
+        f["arrays"].create_dataset("mean", data=[payload.tobytes().hex()],
+                                   dtype=h5py.string_dtype("ascii"))
+    with pytest.raises(ModelFileError, match="not a numeric array"):
+        load_model(p3)
+    # 3. the pickle bytes as a numeric array: loaded as numbers, never unpickled
+    p4 = _write(str(tmp_path / "d.h5"), arrays={"mean": payload})
+    with pytest.raises(ModelFileError):
+        load_model(p4)  # inconsistent state (missing arrays), but nothing executed
+    # 4. metadata that is not JSON (e.g. a pickle string in 'meta')
+    p5 = _write(str(tmp_path / "e.h5"))
+    with h5py.File(p5, "a") as f:
+        f.attrs["meta"] = np.void(pickle.dumps(_Boom(marker)))
+    with pytest.raises(ModelFileError, match="must be a string"):
+        load_model(p5)
+    assert not os.path.exists(marker), "a model file executed code"
+
+
+def test_modelfile_module_has_no_pickle():
+    import physkit.modelfile as m
+
+    src = open(m.__file__).read()
+    assert "import pickle" not in src and "pickle.load" not in src
+    assert "np.load" not in src and "allow_pickle" not in src
+
+
+def test_not_a_model_and_missing(tmp_path):
+    p = str(tmp_path / "x.h5")
+    with h5py.File(p, "w") as f:
+        f["a"] = np.zeros(3)
+    with pytest.raises(ModelFileError, match="not a physkit model"):
+        read_model_state(p)
+    with pytest.raises(FileNotFoundError):
+        read_model_state(str(tmp_path / "none.h5"))
