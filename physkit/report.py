@@ -54,7 +54,8 @@ def _resolve(src: str, results_path: str) -> str | None:
 
 def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: str,
               out_dir: str, n: int, events: str | None) -> list[str]:
-    """Event displays of up to ``n`` converged rows (alternating labels); PNG names."""
+    """Event displays of up to ``n`` fitted rows (status CONVERGED or MAX_STEPS: both carry an exact
+    value), alternating labels; PNG names."""
     import matplotlib.pyplot as plt
 
     shape_groups = [g for g in groups if any(k.startswith(g + "/") and
@@ -70,7 +71,7 @@ def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: s
 
     ok = np.ones(len(data["source_index"]), bool)
     for g in shape_groups:
-        ok &= data[f"{g}/status"] == 0
+        ok &= data[f"{g}/status"] <= 1
     rows = np.flatnonzero(ok)
     if "labels" in data and rows.size:  # alternate the classes
         by = [rows[data["labels"][rows] == v] for v in np.unique(data["labels"][rows])]

@@ -1,0 +1,345 @@
+"""Exact Energy Mover's Distance with POT's network simplex.
+
+Convention (energyflow's)::
+
+    EMD_{beta,R}(P, Q) = min_{f_ij >= 0} sum_ij f_ij (theta_ij / R)^beta  [+ |sum E - sum E'|]
+
+``theta_ij`` is the Euclidean distance in ``(y, phi)`` with the azimuthal difference wrapped
+into ``(-pi, pi]``. With ``norm=True`` (the default here) both events are normalised to unit
+total weight. With ``norm=False`` the excess energy of the heavier event is moved to a fake
+particle at distance ``R`` (cost 1 whatever ``beta``), which adds ``|sum E - sum E'|``.
+
+Events are ``(M, 3)`` arrays of ``(weight or pT, y, phi)`` (energyflow's layout) or one-jet
+:class:`physkit.events.Events`. Zero-weight rows are ignored.
+
+POT's solver releases the GIL (measured: two threads run two problems in ~0.55x the serial
+wall time on 2 cores), so :func:`emds` and :func:`emd_batch` parallelise with threads.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+import ot
+import torch
+
+from ..events import Events
+from .cost import _check_params, cost_matrix
+
+#: default cap on network-simplex iterations (POT's default, 1e5, is too small for big jets)
+DEFAULT_N_ITER_MAX = 10_000_000
+
+_OPTIMAL = 1
+_RESULT_MESSAGES = {0: "problem infeasible (weights are not balanced)",
+                    2: "problem unbounded",
+                    3: "iteration limit n_iter_max reached before optimality"}
+
+
+class EMDError(RuntimeError):
+    """POT's network simplex did not reach an optimal solution."""
+
+
+# ------------------------------------------------------------------ solver
+def _solve_pot(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int,
+               flow: bool = False):
+    """Public POT path: ``ot.emd`` with ``log=True`` for the result code."""
+    G, log = ot.emd(a, b, C, numItermax=n_iter_max, log=True)
+    return float(log["cost"]), int(log["result_code"]), (G if flow else None)
+
+
+def _solve_fast(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int,
+                flow: bool = False):
+    """POT's compiled network simplex without the Python wrapper (2-3x faster on small
+    problems). ``a``, ``b`` positive float64, equal sums; ``C`` C-contiguous float64."""
+    G, cost, _u, _v, code = _emd_c(a, b, C, n_iter_max, 1, None, None)
+    return float(cost), int(code), (G if flow else None)
+
+
+try:  # POT >= 0.9.6 signature: emd_c(a, b, M, max_iter, numThreads, alpha_init, beta_init)
+    from ot.lp.emd_wrap import emd_c as _emd_c
+
+    _a = np.array([0.5, 0.5])
+    _b = np.array([1.0])
+    _c = np.array([[1.0], [3.0]])
+    if abs(_solve_fast(_a, _b, _c, 100)[0] - 2.0) > 1e-12:  # pragma: no cover
+        raise ValueError("unexpected emd_c result")
+    _solve = _solve_fast
+except Exception:  # pragma: no cover - other POT versions: the public API
+    _solve = _solve_pot
+
+
+def _network_simplex(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int,
+                     flow: bool = False, what: str = "EMD"):
+    """Solve one balanced problem; raise :class:`EMDError` unless POT reports optimality."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    b = b * (a.sum() / b.sum())  # exact balance, as POT's wrapper does
+    C = np.ascontiguousarray(C, dtype=np.float64)
+    cost, code, G = _solve(a, b, C, int(n_iter_max), flow)
+    if code != _OPTIMAL:
+        msg = _RESULT_MESSAGES.get(code, f"unknown result code {code}")
+        raise EMDError(f"{what}: POT network simplex failed: {msg} (result code {code}; "
+                       f"problem {len(a)} x {len(b)}, n_iter_max={n_iter_max})")
+    if not np.isfinite(cost):
+        raise EMDError(f"{what}: POT returned a non-finite cost {cost}")
+    return cost, G
+
+
+# ------------------------------------------------------------------ inputs
+def _event_arrays(ev, dtype, what: str):
+    """``(M, 3)`` array / tensor or one-jet Events -> (weights (k,), points (k, 2), rows (k,))."""
+    if isinstance(ev, Events):
+        if len(ev) != 1:
+            raise ValueError(f"{what}: expected a single-jet Events, got {len(ev)} jets")
+        arr = ev.to_padded()[0]
+        arr[~ev.mask[0].cpu().numpy(), 0] = 0.0
+    elif isinstance(ev, torch.Tensor):
+        arr = ev.detach().cpu().numpy()
+    else:
+        arr = np.asarray(ev)
+    arr = np.asarray(arr, dtype=dtype)
+    if arr.ndim != 2 or arr.shape[1] < 3:
+        raise ValueError(f"{what}: expected an (M, 3) array of (weight, y, phi), got shape "
+                         f"{arr.shape}")
+    if not np.isfinite(arr[:, :3]).all():
+        raise ValueError(f"{what}: non-finite value (NaN or inf)")
+    w = arr[:, 0]
+    if (w < 0).any():
+        raise ValueError(f"{what}: negative weight in row {int(np.flatnonzero(w < 0)[0])}")
+    rows = np.flatnonzero(w > 0)
+    return (w[rows].astype(np.float64), arr[rows, 1:3].astype(np.float64), rows, arr.shape[0])
+
+
+def _pair_problem(w0, p0, w1, p1, R, beta, norm, what):
+    """Build the balanced problem (a, b, C, scale) for one pair of prepared events.
+
+    Returns None when the value is known without solving (an empty side)."""
+    s0, s1 = w0.sum(), w1.sum()
+    if norm:
+        if s0 <= 0 or s1 <= 0:
+            raise ValueError(f"{what}: cannot normalise an event with no (non-zero weight) "
+                             f"particles")
+        return w0 / s0, w1 / s1, cost_matrix(p0, p1, R, beta), 1.0
+    if s0 <= 0 or s1 <= 0:
+        return None
+    C = cost_matrix(p0, p1, R, beta)
+    diff = s1 - s0
+    a, b = w0, w1
+    if diff > 0:  # event 0 is lighter: its fake particle at distance R from everything
+        a = np.append(w0, diff)
+        C = np.vstack([C, np.ones((1, C.shape[1]))])
+    elif diff < 0:
+        b = np.append(w1, -diff)
+        C = np.hstack([C, np.ones((C.shape[0], 1))])
+    scale = max(s0, s1)
+    return a / scale, b / scale, C, scale
+
+
+def emd(ev0, ev1, R: float = 1.0, beta: float = 1.0, *, norm: bool = True,
+        return_flow: bool = False, dtype=np.float64, n_iter_max: int = DEFAULT_N_ITER_MAX):
+    """Exact EMD between two events.
+
+    Parameters
+    ----------
+    ev0, ev1 : ``(M, 3)`` array-like of (weight or pT, y, phi), or a one-jet ``Events``.
+    R, beta : cost ``(theta / R) ** beta``; ``beta > 0``.
+    norm : normalise both events to unit weight (default). ``False``: energyflow's
+        unnormalised EMD, ``+ |sum E - sum E'|`` from moving the excess at distance ``R``.
+    return_flow : also return the optimal flow ``(M0, M1)`` indexed like the input rows
+        (zero rows for zero-weight particles; with ``norm=False`` the flow to the fake
+        particle is not included).
+    dtype : dtype the inputs are cast to before the (float64) solve.
+    n_iter_max : network-simplex iteration cap; reaching it raises :class:`EMDError`.
+
+    Returns
+    -------
+    float, or ``(float, np.ndarray)`` with ``return_flow``.
+    """
+    _check_params(R, beta)
+    w0, p0, r0, m0 = _event_arrays(ev0, dtype, "ev0")
+    w1, p1, r1, m1 = _event_arrays(ev1, dtype, "ev1")
+    prob = _pair_problem(w0, p0, w1, p1, R, beta, norm, "emd")
+    flow = np.zeros((m0, m1))
+    if prob is None:
+        value = float(abs(w0.sum() - w1.sum()))
+    else:
+        a, b, C, scale = prob
+        value, G = _network_simplex(a, b, C, n_iter_max, flow=return_flow, what="emd")
+        value *= scale
+        if return_flow:
+            flow[np.ix_(r0, r1)] = G[:len(r0), :len(r1)] * scale
+    return (value, flow) if return_flow else value
+
+
+def _as_event_list(events, what: str) -> list:
+    """Sequence of ``(M, 3)`` arrays, a padded ``(N, M, 3)`` array, or ``Events``."""
+    if isinstance(events, Events):
+        arr = events.to_padded()
+        arr[~events.mask.cpu().numpy(), 0] = 0.0
+        return list(arr)
+    if isinstance(events, torch.Tensor):
+        events = events.detach().cpu().numpy()
+    if isinstance(events, np.ndarray):
+        if events.ndim != 3:
+            raise ValueError(f"{what}: expected a padded (N, M, 3) array, got shape "
+                             f"{events.shape}")
+        return list(events)
+    return list(events)
+
+
+def _n_workers(n_jobs: int | None) -> int:
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        ncpu = os.cpu_count() or 1
+    if n_jobs is None or n_jobs == -1:
+        return ncpu
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be >= 1, -1 or None, got {n_jobs}")
+    return int(n_jobs)
+
+
+def _run_chunks(fn, chunks: list, n_jobs: int | None, progress: bool, desc: str):
+    workers = min(_n_workers(n_jobs), max(len(chunks), 1))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(chunks), desc=desc)
+    try:
+        if workers <= 1:
+            for c in chunks:
+                fn(c)
+                if bar is not None:
+                    bar.update(1)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as ex:
+                for _ in ex.map(fn, chunks):
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def emds(events0, events1=None, R: float = 1.0, beta: float = 1.0, *, norm: bool = True,
+         n_jobs: int | None = None, progress: bool = False,
+         n_iter_max: int = DEFAULT_N_ITER_MAX) -> np.ndarray:
+    """Pairwise exact EMDs.
+
+    Parameters
+    ----------
+    events0, events1 : sequences of ``(M, 3)`` arrays, padded ``(N, M, 3)`` arrays, or
+        ``Events``. ``events1=None`` computes the symmetric ``events0`` x ``events0``
+        matrix (only ``i < j`` solved; zero diagonal).
+    n_jobs : threads (POT releases the GIL); ``None`` or ``-1``: all available cores.
+    progress : show a tqdm bar over chunks of pairs.
+
+    Returns
+    -------
+    np.ndarray, shape ``(N0, N1)``, float64.
+    """
+    _check_params(R, beta)
+    ev0 = [_event_arrays(e, np.float64, f"events0[{i}]")
+           for i, e in enumerate(_as_event_list(events0, "events0"))]
+    sym = events1 is None
+    ev1 = ev0 if sym else [_event_arrays(e, np.float64, f"events1[{i}]")
+                           for i, e in enumerate(_as_event_list(events1, "events1"))]
+    n0, n1 = len(ev0), len(ev1)
+    out = np.zeros((n0, n1))
+    if sym:
+        ii, jj = np.triu_indices(n0, k=1)
+    else:
+        ii, jj = (g.ravel() for g in np.meshgrid(np.arange(n0), np.arange(n1), indexing="ij"))
+    n_pairs = len(ii)
+    size = max(1, min(256, n_pairs // (8 * _n_workers(n_jobs)) or 1))
+    chunks = [(s, min(s + size, n_pairs)) for s in range(0, n_pairs, size)]
+
+    def work(chunk):
+        s, e = chunk
+        for i, j in zip(ii[s:e], jj[s:e]):
+            w0, p0, _, _ = ev0[i]
+            w1, p1, _, _ = ev1[j]
+            what = f"emds: pair ({i}, {j})"
+            prob = _pair_problem(w0, p0, w1, p1, R, beta, norm, what)
+            if prob is None:
+                out[i, j] = abs(w0.sum() - w1.sum())
+            else:
+                a, b, C, scale = prob
+                out[i, j] = _network_simplex(a, b, C, n_iter_max, what=what)[0] * scale
+
+    _run_chunks(work, chunks, n_jobs, progress, "emds")
+    if sym:
+        out[jj, ii] = out[ii, jj]
+    return out
+
+
+def _to_numpy(t, name: str, ndim: int) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        t = t.detach().cpu().numpy()
+    t = np.asarray(t, dtype=np.float64)
+    if t.ndim != ndim:
+        raise ValueError(f"emd_batch: {name} must have {ndim} dimensions, got shape {t.shape}")
+    return t
+
+
+def emd_batch(x, a, y, b, R: float = 1.0, beta: float = 1.0, *, n_jobs: int | None = None,
+              n_iter_max: int = DEFAULT_N_ITER_MAX) -> np.ndarray:
+    """Exact normalised EMD for a batch of padded problems.
+
+    Parameters
+    ----------
+    x : ``(B, N, 2)`` points (y, phi); a : ``(B, N)`` non-negative weights (0 = padding).
+    y : ``(B, M, 2)``; b : ``(B, M)``. numpy arrays or torch tensors (any device; detached).
+    R, beta : cost ``(theta / R) ** beta`` with periodic phi.
+    n_jobs : threads; ``None``: all available cores.
+
+    Each row's weights are normalised to unit mass (``norm=True`` semantics).
+
+    Returns
+    -------
+    np.ndarray ``(B,)`` float64.
+    """
+    _check_params(R, beta)
+    x, y = _to_numpy(x, "x", 3), _to_numpy(y, "y", 3)
+    a, b = _to_numpy(a, "a", 2), _to_numpy(b, "b", 2)
+    B = x.shape[0]
+    if not (a.shape == x.shape[:2] and b.shape == y.shape[:2] and y.shape[0] == B):
+        raise ValueError(f"emd_batch: shapes x {x.shape}, a {a.shape}, y {y.shape}, "
+                         f"b {b.shape} do not match (B, N, 2), (B, N), (B, M, 2), (B, M)")
+    for name, t in (("x", x), ("a", a), ("y", y), ("b", b)):
+        if not np.isfinite(t).all():
+            row = int(np.flatnonzero(~np.isfinite(t.reshape(B, -1)).all(1))[0])
+            raise ValueError(f"emd_batch: non-finite value in {name}, row {row}")
+    for name, w in (("a", a), ("b", b)):
+        if (w < 0).any():
+            raise ValueError(f"emd_batch: negative weight in {name}, row "
+                             f"{int(np.flatnonzero((w < 0).any(1))[0])}")
+        empty = w.sum(1) <= 0
+        if empty.any():
+            raise ValueError(f"emd_batch: {name} row {int(np.flatnonzero(empty)[0])} has no "
+                             f"mass")
+    out = np.empty(B)
+    # costs in numpy, a few rows at a time (bounded memory), then POT per problem
+    per_chunk = max(1, int(2_000_000 // max(1, x.shape[1] * y.shape[1])))
+    chunks = [(s, min(s + per_chunk, B)) for s in range(0, B, per_chunk)]
+
+    def work(chunk):
+        s, e = chunk
+        C = cost_matrix(x[s:e], y[s:e], R, beta)
+        for k in range(s, e):
+            ia = np.flatnonzero(a[k] > 0)
+            ib = np.flatnonzero(b[k] > 0)
+            Ck = C[k - s]
+            if len(ia) < Ck.shape[0] or len(ib) < Ck.shape[1]:
+                Ck = Ck[np.ix_(ia, ib)]
+            wa, wb = a[k, ia], b[k, ib]
+            out[k] = _network_simplex(wa / wa.sum(), wb / wb.sum(), Ck, n_iter_max,
+                                      what=f"emd_batch: row {k}")[0]
+
+    if len(chunks) < 4 * _n_workers(n_jobs) and B > 1:  # finer chunks for load balance
+        step = max(1, B // (4 * _n_workers(n_jobs)))
+        chunks = [(s, min(s + step, B)) for s in range(0, B, step)]
+    _run_chunks(work, chunks, n_jobs, False, "emd_batch")
+    return out
