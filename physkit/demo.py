@@ -71,6 +71,12 @@ def run_demo(out_dir: str = "out/demo", *, n_events: int | None = None,
     for o in observables:
         a, s = discriminant_auc(data[f"{o}/value"], y)
         print(f"  {o:<28} {a:.3f}  ({'lower' if s < 0 else 'higher'} = top-like)")
+    if {"2-subjettiness", "3-subjettiness"} <= set(observables):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r32 = data["3-subjettiness/value"] / data["2-subjettiness/value"]
+        a, s = discriminant_auc(r32, y)
+        print(f"  {'tau_3/tau_2 (SHAPER, exact)':<28} {a:.3f}  "
+              f"({'lower' if s < 0 else 'higher'} = top-like)")
     t = tau[1::2]
     with np.errstate(divide="ignore", invalid="ignore"):
         a, _ = discriminant_auc(t[:, 2] / t[:, 1], y)
