@@ -15,6 +15,27 @@ Only directions with non-zero empirical B variance are candidates in step 3: whe
 variance" means the smallest *non-zero* ones. The filter is stored as one ``(P, M_res)``
 matrix ``W`` (orthogonal to ``V``) and a centre ``c = mu_A + mu_B``: features are
 ``(x - c) @ W``.  No ``P x P`` matrix is ever formed when ``P > N`` (thin SVD).
+
+Correspondence with the authors' MATLAB code (github trajanmurphy/FINDER, FINDER-ML/source):
+A is the majority class (``readData2.m``); the data are standardised (per sample in
+``standarized2.m``, per feature with training statistics in ``MyUnitVariance2.m``) and,
+in the latest split (``SplitTraining5.m``), centred on the mean of A's covariance rows
+(one version there uses the pooled training mean; a constant shift only changes A's
+basis if it is not removed); A's basis is the SVD of those rows with the top
+``k1`` left vectors dropped (``ProjectOntoAMA.m``); B's basis is the SVD of B's residual
+coordinates centred on B's mean (``ProjectOntoT2.m``), reversed so that the first rows are
+the smallest-variance ones (``ResidSubspace3.m``); ACA-S keeps the first ``Mres`` rows,
+ACA-L the last (``SepFilter3.m``); the kept coordinates are neither rescaled nor whitened
+and go to an RBF SVC (``fitcsvm``, ``KernelScale='auto'``, box constraint 1) with
+``fitSVMPosterior`` probabilities (``FitSVMNormalize.m``). Defaults there
+(``InitializeParameters.m``): ``k1 = 8``, ``Mres = 140``, ACA-L, balanced split, RBF
+kernel, standardised inputs. Differences here: ``gamma="scale"`` stands in for MATLAB's
+(undocumented, subsampling) ``'auto'`` kernel scale; B's zero-variance directions are
+never candidates (the reference's full SVD puts them first for ACA-S when ``P > N``);
+the head's features are cross-fitted (``cross_fit``); the balanced split keeps at least
+half of A for the covariance (the reference keeps ``n_A - n_B`` rows, none when the
+classes are balanced); standardisation is left to the caller (``standardize``) or a
+``StandardScaler`` in front.
 """
 from __future__ import annotations
 
@@ -31,10 +52,19 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .heads import HEADS, NystroemHead, SVCHead, TorchHead
 from .kl import as_tensor, kl_basis, n_from_spec, residual
 
-#: explained-variance fractions tried for ``n_components="auto"`` (plus 0 = no truncation)
+#: explained-variance fractions tried for ``n_components="auto"`` (plus 0 = no truncation
+#: and the reference implementation's default count, ``DEFAULT_N_COMPONENTS``)
 AUTO_COMPONENT_FRACTIONS = (0.5, 0.8, 0.9, 0.95, 0.99)
-#: residual dimensions tried for ``n_residual="auto"``
-AUTO_RESIDUAL_COUNTS = (1, 2, 5, 10, 20)
+#: residual dimensions tried for ``n_residual="auto"``; the last one (the reference
+#: implementation's default ``Mres``) in practice means "all of B's residual directions"
+#: on data with fewer than ~150 features or B samples, as the reference's own sweep over
+#: nested multilevel subspaces also reaches the full residual dimension
+AUTO_RESIDUAL_COUNTS = (1, 2, 5, 10, 20, 50, 140)
+#: ``M_A`` default: ``parameters.snapshots.k1 = 8`` in the reference implementation
+#: (FINDER-ML/source/Modules/ProcData/InitializeParameters.m)
+DEFAULT_N_COMPONENTS = 8
+#: ``M_res`` default: ``parameters.multilevel.Mres_manual = 140`` (same file)
+DEFAULT_N_RESIDUAL = 140
 
 _VARIANTS = ("aca-s", "aca-l")
 
@@ -71,15 +101,19 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int, float in (0, 1) or "auto", default=0.9
+    n_components : int, float in (0, 1) or "auto", default=8
         ``M_A``: leading KL directions of the reference class to discard; a float is the
         fraction of the reference class's variance they must explain. At least one
-        residual dimension is always kept.
-    n_residual : int or "auto", default=10
+        residual dimension is always kept. The default is the reference implementation's
+        ``k1 = 8`` (its per-dataset values were 5, 8 and 39).
+    n_residual : int or "auto", default=140
         ``M_res``: residual coordinates (in class B's eigenbasis) fed to the classifier,
-        clipped to the number of non-zero-variance B directions.
-    variant : {"aca-s", "aca-l"}, default="aca-s"
-        keep the smallest ("aca-s") or largest ("aca-l") class-B variance directions.
+        clipped to the number of non-zero-variance B directions. The default is the
+        reference implementation's ``Mres = 140``; with fewer residual directions than
+        that, all of them are kept.
+    variant : {"aca-s", "aca-l"}, default="aca-l"
+        keep the smallest ("aca-s") or largest ("aca-l") class-B variance directions
+        (the reference implementation's default is ACA-L, ``eigentag = 'largest'``).
     reference_class : label or None, default=None
         class A; ``None`` takes the majority class of the training labels.
     classifier : "auto", "svc", "nystroem", "torch" or a scikit-learn classifier, default="auto"
@@ -94,12 +128,17 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         torch head (``alpha = 1e-3 / C``).
     standardize : None, "feature" or "sample", default=None
         z-score each feature with training statistics, or each sample across its features.
-    balanced_split : bool, default=False
+    balanced_split : bool, default=True
         split class A's training rows: ``max(n_A - n_B, n_A // 2)`` of them estimate the
         KL basis (``mu_A``, ``V``); the rest, with all of class B, train the head with
-        balanced class weights (as in the reference implementation).
+        balanced class weights. The reference implementation's default
+        (``splitTraining = true``) holds out ``n_B`` rows of A for the classifier and
+        estimates A's covariance on the remaining ``n_A - n_B``; the ``n_A // 2`` floor
+        keeps a covariance sample when the classes are (nearly) balanced, where the
+        reference has none.
     class_weight : None or "balanced", default=None
-        class weights of the built-in heads (``balanced_split`` forces "balanced").
+        class weights of the built-in heads (``None`` with ``balanced_split`` means
+        "balanced").
     cv : int, default=3
         inner stratified folds for the "auto" settings.
     auto_max_samples : int, default=4000
@@ -168,9 +207,10 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     True
     """
 
-    def __init__(self, n_components=0.9, n_residual=10, variant: str = "aca-s",
-                 reference_class=None, classifier="auto", C: float = 1.0, gamma="scale",
-                 standardize: str | None = None, balanced_split: bool = False,
+    def __init__(self, n_components=DEFAULT_N_COMPONENTS, n_residual=DEFAULT_N_RESIDUAL,
+                 variant: str = "aca-l", reference_class=None, classifier="auto",
+                 C: float = 1.0, gamma="scale", standardize: str | None = None,
+                 balanced_split: bool = True,
                  class_weight=None, cv: int = 3, auto_max_samples: int = 4000,
                  svc_max_samples: int = 5000, cross_fit: int = 3, device=None,
                  random_state=None):
@@ -251,6 +291,15 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
             return TorchHead(alpha=1e-3 / self.C, class_weight=class_weight, random_state=rs,
                              device=self.device)
         return clone(self.classifier)
+
+    def _split_A(self, idx_A: np.ndarray, n_B: int, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Class A rows for the KL basis and for the head (``balanced_split``)."""
+        if not (self.balanced_split and len(idx_A) >= 2):
+            return idx_A, idx_A
+        perm = rng.permutation(idx_A)
+        n_cov = max(len(idx_A) - n_B, len(idx_A) // 2)
+        n_cov = min(n_cov, len(idx_A) - 1)
+        return np.sort(perm[:n_cov]), np.sort(perm[n_cov:])
 
     # ------------------------------------------------------------------ the filter
     @staticmethod
@@ -387,14 +436,9 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         isA = y_idx == a
         idx_A, idx_B = np.flatnonzero(isA), np.flatnonzero(~isA)
         class_weight = self.class_weight
-        if self.balanced_split and len(idx_A) >= 2:
-            perm = rng.permutation(idx_A)
-            n_cov = max(len(idx_A) - len(idx_B), len(idx_A) // 2)
-            n_cov = min(n_cov, len(idx_A) - 1)
-            cov_A, clf_A = np.sort(perm[:n_cov]), np.sort(perm[n_cov:])
+        if self.balanced_split and len(idx_A) >= 2 and class_weight is None:
             class_weight = "balanced"
-        else:
-            cov_A, clf_A = idx_A, idx_A
+        cov_A, clf_A = self._split_A(idx_A, len(idx_B), rng)
         clf_rows = np.sort(np.concatenate([clf_A, idx_B]))
         self.head_kind_ = self._head_kind(len(clf_rows))
 
@@ -448,7 +492,8 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         if fixed_A:
             grid_A = [n_from_spec(self.n_components, lam_all)]
         else:
-            grid_A = sorted({0, *(n_from_spec(f, lam_all) for f in AUTO_COMPONENT_FRACTIONS)})
+            grid_A = sorted({0, n_from_spec(DEFAULT_N_COMPONENTS, lam_all),
+                             *(n_from_spec(f, lam_all) for f in AUTO_COMPONENT_FRACTIONS)})
         grid_A = sorted({min(m, max(p - 1, 0)) for m in grid_A})
         grid_res = [self.n_residual] if fixed_res else list(AUTO_RESIDUAL_COUNTS)
         if k < 2:
@@ -460,9 +505,11 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         for fi, (tr, te) in enumerate(skf.split(rows, yy)):
             r_tr, r_te = rows[tr], rows[te]
             A_tr, B_tr = r_tr[yy[tr] == a], r_tr[yy[tr] != a]
-            fam, _ = self._family(Xt[A_tr], Xt[B_tr], grid_A)
+            cov_tr, clf_tr = self._split_A(A_tr, len(B_tr), rng)  # as in the final fit
+            r_tr = np.sort(np.concatenate([clf_tr, B_tr]))
+            fam, _ = self._family(Xt[cov_tr], Xt[B_tr], grid_A)
             t_tr = (y_idx[r_tr] == 1).astype(np.int64)
-            Z_tr = self._crossfit_features(Xt, A_tr, B_tr, r_tr, t_tr, grid_A, grid_res,
+            Z_tr = self._crossfit_features(Xt, cov_tr, B_tr, r_tr, t_tr, grid_A, grid_res,
                                            fam, seed)
             yte = (y_idx[r_te] == 1).astype(np.int64)
             Xte = Xt[r_te]

@@ -38,7 +38,8 @@ def _scale_gamma(Z: np.ndarray) -> float:
 
 
 def fit_platt(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt's sigmoid ``P(y=1|f) = 1 / (1 + exp(-(a f + b)))`` by regularised max-likelihood.
+    """Platt's sigmoid ``P(y=1|f) = 1 / (1 + exp(-(a f + b)))`` by regularised max-likelihood,
+    with ``a >= 0``.
 
     Uses Platt's smoothed targets ``(N+ + 1)/(N+ + 2)`` and ``1/(N- + 2)``.
     """
@@ -57,7 +58,10 @@ def fit_platt(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         return loss.sum(), np.array([(g * f / s).sum(), g.sum()])
 
     b0 = np.log((n_pos + 1) / (n_neg + 1))
-    res = _scipy_minimize(nll, np.array([1.0, b0]), jac=True, method="L-BFGS-B")
+    # slope bounded at >= 0: the probability must not decrease with the decision value
+    # (with too few or adversarial out-of-fold values the free optimum can be negative)
+    res = _scipy_minimize(nll, np.array([1.0, b0]), jac=True, method="L-BFGS-B",
+                          bounds=[(0.0, None), (None, None)])
     a, b = res.x
     return float(a / s), float(b)
 

@@ -53,7 +53,8 @@ def test_difference_inside_top_space_is_discarded():
     # the classes are easy to separate from the raw features ...
     assert SVC().fit(X, y).score(Xt, yt) > 0.8
     # ... but the difference lives in A's top KL space, which FINDER discards
-    f = FINDER(n_components=5, n_residual=5, random_state=0).fit(X, y)
+    f = FINDER(n_components=5, n_residual=5, variant="aca-s", balanced_split=False,
+               random_state=0).fit(X, y)
     auc = roc_auc_score(yt, f.decision_function(Xt))
     assert 0.35 < auc < 0.65
     assert np.abs(f.components_[0]).max() < 0.1
@@ -62,7 +63,7 @@ def test_difference_inside_top_space_is_discarded():
 def test_transform_is_residual_b_eigenbasis_coordinates():
     """Independent numpy construction of the features (up to per-column sign)."""
     X, y = two_classes(P - 1, 0.5)
-    f = FINDER(n_components=4, n_residual=3, variant="aca-s").fit(X, y)
+    f = FINDER(n_components=4, n_residual=3, variant="aca-s", balanced_split=False).fit(X, y)
     XA, XB = X[y == 0], X[y == 1]
     mu = XA.mean(0)
     _, _, vt = np.linalg.svd(XA - mu, full_matrices=False)
@@ -90,11 +91,12 @@ def test_check_estimator():
 
 def test_pipeline_gridsearch_cross_val():
     X, y = two_classes(P - 1, 0.8, 150, 150)
-    pipe = make_pipeline(StandardScaler(), FINDER(random_state=0))
+    pipe = make_pipeline(StandardScaler(), FINDER(variant="aca-s", random_state=0))
     gs = GridSearchCV(pipe, {"finder__n_components": [2, 5], "finder__n_residual": [1, 3]},
                       cv=3, scoring="roc_auc").fit(X, y)
     assert gs.best_score_ > 0.7
-    assert cross_val_score(FINDER(n_components=5, n_residual=2, random_state=0), X, y,
+    assert cross_val_score(FINDER(n_components=5, n_residual=2, variant="aca-s",
+                                  random_state=0), X, y,
                            cv=3).mean() > 0.7
 
 
@@ -135,7 +137,8 @@ def test_model_state_round_trip(kw):
 
 def test_svc_head_matches_libsvm_and_probabilities_are_sane():
     X, y = two_classes(P - 1, 0.8, 200, 120)
-    f = FINDER(n_components=5, n_residual=3, C=2.0, cross_fit=0, random_state=0).fit(X, y)
+    f = FINDER(n_components=5, n_residual=3, C=2.0, cross_fit=0, balanced_split=False,
+               random_state=0).fit(X, y)
     Z = f.transform(X)
     ref = SVC(C=2.0, gamma=f.head_.gamma_).fit(Z, y)
     np.testing.assert_allclose(f.decision_function(X), ref.decision_function(Z), atol=1e-8)
@@ -190,6 +193,7 @@ def test_large_sample_uses_scalable_head():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20000, 4))
     y = np.r_[np.zeros(10000), np.ones(10000)]
+    X[:, :2] *= 3.0  # A's top-2 KL space (discarded) is e_0, e_1 for sure
     X[10000:, 3] *= 1.5
     f = FINDER(n_components=2, n_residual=2, variant="aca-l", random_state=0).fit(X, y)
     assert f.head_kind_ == "nystroem"
@@ -271,3 +275,29 @@ def test_lhco_sized_weakly_supervised_sample_runs():
     f = FINDER(n_components=2, n_residual=2, variant="aca-l", random_state=0).fit(X, y)
     assert f.head_kind_ == "nystroem"
     assert roc_auc_score(sig, f.decision_function(X[n:])) > 0.8
+
+
+def test_platt_slope_is_never_negative():
+    from finder.heads import fit_platt
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(50, int), np.ones(50, int)]
+    f = np.where(y == 1, -1.0, 1.0) + 0.3 * rng.normal(size=100)  # anti-correlated
+    a, _ = fit_platt(f, y)
+    assert a >= 0.0
+    a, _ = fit_platt(-f, y)  # the well-ordered case still gets a clearly positive slope
+    assert a > 1.0
+
+
+def test_defaults_follow_reference_implementation():
+    """M_A = 8, M_res = 140, ACA-L, balanced split (InitializeParameters.m of the authors'
+    code); with the balanced split class A's basis is estimated on a subset of its rows."""
+    f = FINDER()
+    assert (f.n_components, f.n_residual, f.variant, f.balanced_split) == (8, 140, "aca-l",
+                                                                          True)
+    X, y = two_classes(P - 1, 0.5, 300, 200)
+    full = FINDER(balanced_split=False, random_state=0).fit(X, y)
+    split = FINDER(random_state=0).fit(X, y)
+    lam_all = np.linalg.eigvalsh(np.cov(X[y == 0].T))[::-1]
+    np.testing.assert_allclose(full.explained_variance_, lam_all, rtol=1e-8)
+    assert not np.allclose(split.explained_variance_, lam_all, rtol=1e-3)
