@@ -32,7 +32,6 @@ import io as _io
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from typing import Any, Mapping
 
@@ -42,6 +41,7 @@ import torch
 from .angles import wrap_angle
 from .errors import EventFileError
 from .events import EmptyPolicy, Events, validate_constituents
+from .h5files import atomic_h5
 
 __all__ = ["FORMAT_VERSION", "FORMATS", "detect_format", "count_events", "read_events",
            "read_constituents", "read_labels", "read_dataset", "write_events"]
@@ -565,8 +565,6 @@ def write_events(path, events, labels=None, *, jets=None, weights=None,
     as awkward buffers (no padding). The file is written under a temporary name in the
     same directory and renamed at the end, so a failed write leaves no file behind.
     """
-    import h5py
-
     path = os.fspath(path)
     arr = np.asarray(_to_padded_array(events))
     if arr.ndim != 3 or arr.shape[2] < 3:
@@ -600,34 +598,21 @@ def write_events(path, events, labels=None, *, jets=None, weights=None,
             raise ValueError(f"dataset {k!r} has {v.shape[0] if v.ndim else 0} rows, "
                              f"expected {n} (one per event)")
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
     opts = {} if compression is None else {"compression": compression, "shuffle": True}
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["physkit_format"] = FORMAT_VERSION
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v
-            if jagged:
-                _write_jagged(f, arr, opts)
-            else:
-                m = arr.shape[1]
-                rows = max(1, min(n, (1 << 18) // max(1, m * 3)))
-                f.create_dataset("constituents", data=arr,
-                                 chunks=(rows, m, 3) if n and m else None, **opts)
-                f["constituents"].attrs["columns"] = "pT, y, phi"
-            for k, v in per_event.items():
-                f.create_dataset(k, data=v, **(opts if v.size > 64 else {}))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_h5(path) as f:
+        f.attrs["physkit_format"] = FORMAT_VERSION
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+        if jagged:
+            _write_jagged(f, arr, opts)
+        else:
+            m = arr.shape[1]
+            rows = max(1, min(n, (1 << 18) // max(1, m * 3)))
+            f.create_dataset("constituents", data=arr,
+                             chunks=(rows, m, 3) if n and m else None, **opts)
+            f["constituents"].attrs["columns"] = "pT, y, phi"
+        for k, v in per_event.items():
+            f.create_dataset(k, data=v, **(opts if v.size > 64 else {}))
     return path
 
 

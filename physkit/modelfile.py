@@ -15,10 +15,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import tempfile
 from typing import Any, Mapping
 
 import numpy as np
+
+from .h5files import atomic_h5, has_root_attr
 
 __all__ = ["MODEL_FORMAT", "ESTIMATORS", "ModelFileError", "save_model", "load_model",
            "read_model_state", "is_model_file", "describe_model"]
@@ -43,35 +44,23 @@ def save_model(path, estimator, *, pipeline: Mapping[str, Any] | None = None) ->
     ``pipeline``: JSON-able extra metadata (e.g. the feature specification). Written
     under a temporary name and renamed. Returns the path.
     """
-    import h5py
-
     arrays, meta = estimator.get_model_state()
     name = meta.get("estimator")
     if name not in ESTIMATORS:
         raise ModelFileError(f"estimator {name!r} cannot be stored (known: {sorted(ESTIMATORS)})")
     path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["physkit_model"] = MODEL_FORMAT
-            f.attrs["estimator"] = name
-            f.attrs["meta"] = json.dumps(meta, sort_keys=True)
-            f.attrs["pipeline"] = json.dumps(dict(pipeline or {}), sort_keys=True)
-            g = f.create_group("arrays")
-            for k, v in arrays.items():
-                a = np.asarray(v)
-                if a.dtype.kind not in "biuf":
-                    raise ModelFileError(f"array {k!r} has dtype {a.dtype}; only numeric "
-                                         f"arrays are stored")
-                g.create_dataset(k, data=a)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_h5(path) as f:
+        f.attrs["physkit_model"] = MODEL_FORMAT
+        f.attrs["estimator"] = name
+        f.attrs["meta"] = json.dumps(meta, sort_keys=True)
+        f.attrs["pipeline"] = json.dumps(dict(pipeline or {}), sort_keys=True)
+        g = f.create_group("arrays")
+        for k, v in arrays.items():
+            a = np.asarray(v)
+            if a.dtype.kind not in "biuf":
+                raise ModelFileError(f"array {k!r} has dtype {a.dtype}; only numeric "
+                                     f"arrays are stored")
+            g.create_dataset(k, data=a)
     return path
 
 
@@ -155,13 +144,7 @@ def load_model(path, *, return_pipeline: bool = False):
 
 def is_model_file(path) -> bool:
     """Whether ``path`` is an HDF5 file with the ``physkit_model`` attribute."""
-    import h5py
-
-    try:
-        with h5py.File(os.fspath(path), "r") as f:
-            return "physkit_model" in f.attrs
-    except OSError:
-        return False
+    return has_root_attr(path, "physkit_model")
 
 
 def describe_model(path) -> str:

@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from enum import IntEnum
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from .h5files import atomic_h5, has_root_attr
 
 __all__ = ["RESULTS_FORMAT", "Status", "ChunkStore", "ResultsFormatError", "is_results_file",
            "read_results", "result_groups", "results_settings", "describe_results",
@@ -61,20 +62,8 @@ class ResultsFormatError(ValueError):
 # ===================================================================== writing
 def _atomic_h5(path: str, write) -> None:
     """Call ``write(h5py.File)`` on a temporary file next to ``path``, then rename it."""
-    import h5py
-
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_h5(path, track_order=True) as f:
+        write(f)
 
 
 def _write_array(parent, name: str, arr: np.ndarray, compress: bool) -> None:
@@ -287,13 +276,7 @@ def partial_progress(path) -> tuple[int, dict]:
 # ===================================================================== reading
 def is_results_file(path) -> bool:
     """Whether ``path`` is an HDF5 file with the ``physkit_results`` attribute."""
-    import h5py
-
-    try:
-        with h5py.File(os.fspath(path), "r") as f:
-            return "physkit_results" in f.attrs
-    except OSError:
-        return False
+    return has_root_attr(path, "physkit_results")
 
 
 def _open(path):
