@@ -39,6 +39,7 @@ import torch
 from physkit.flow.constraints import Angle, Box, Constraint, Free, Positive, Simplex
 
 from .quadrature import disk_nodes, ring_nodes
+from .simd import aligned
 
 Params = Dict[str, torch.Tensor]
 Sampler = Callable[[Params, int, float], Tuple[torch.Tensor, torch.Tensor]]
@@ -160,8 +161,8 @@ def _shape_local(kind: str, params: Params, k: int) -> torch.Tensor:
     a = params["semi_axes"]
     lx = a[:, :, None, 0:1] * u[..., 0:1]
     ly = a[:, :, None, 1:2] * u[..., 1:2]
-    ct = torch.cos(params["angles"])[:, :, None, None]
-    st = torch.sin(params["angles"])[:, :, None, None]
+    ct = aligned(torch.cos, params["angles"])[:, :, None, None]
+    st = aligned(torch.sin, params["angles"])[:, :, None, None]
     return torch.cat([lx * ct - ly * st, lx * st + ly * ct], dim=-1)
 
 
@@ -213,7 +214,7 @@ def _prong_init(kind: str, n: int, with_points: bool):
             ax = 2.0 * evals.clamp_min(0).sqrt().flip(-1)  # (major, minor); uniform ellipse var = a^2/4
             ax = torch.where(few[..., None], torch.zeros_like(ax), _floor(ax))
             major = evecs[..., :, 1]
-            ang = torch.atan2(major[..., 1], major[..., 0])
+            ang = aligned(torch.atan2, major[..., 1], major[..., 0])
             from physkit.angles import wrap_angle
             out["semi_axes"] = ax
             out["angles"] = wrap_angle(ang, math.pi)

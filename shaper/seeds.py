@@ -8,12 +8,30 @@ manifold fits it exactly. Results are cached per ``n``.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
 import torch
 
 from physkit.events import Events
+
+
+_BANNER_OFF = False
+_FASTJET_LOCK = threading.Lock()
+
+
+def _quiet_banner(fastjet) -> None:
+    """Stop fastjet's C++ banner (printed on stdout at the first clustering) -- once; a library
+    must keep stdout clean. A null banner stream is fastjet's documented way to silence it."""
+    global _BANNER_OFF
+    if _BANNER_OFF:
+        return
+    try:
+        fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
+    except Exception:  # pragma: no cover - other fastjet builds: the banner is cosmetic
+        pass
+    _BANNER_OFF = True
 
 
 def _exclusive_kt(pt, y, phi, mask, n):
@@ -28,11 +46,24 @@ def _exclusive_kt(pt, y, phi, mask, n):
     pz = ak.unflatten((pt * np.sinh(y))[sel], counts)
     e = ak.unflatten((pt * np.cosh(y))[sel], counts)
     arr = ak.zip({"px": px, "py": py, "pz": pz, "E": e})
+    _quiet_banner(fastjet)
     jd = fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0, fastjet.E_scheme)
-    with warnings.catch_warnings():  # fastjet's awkward layer warns even for the kt algorithm
-        warnings.filterwarnings("ignore", message="dcut and exclusive jets")
-        cs = fastjet.ClusterSequence(arr, jd)
-        jets = cs.exclusive_jets(n_jets=n)
+    # fastjet's awkward layer warns "dcut and exclusive jets ... interpreted with care" on every
+    # exclusive_jets call: its check compares the JetDefinition object (not its algorithm) with
+    # kt/C-A, so it fires for the kt algorithm too. Exclusive kT jets are well defined, so the
+    # warning is harmless here: silenced for this call only, by its message. fastjet also
+    # replaces warnings.formatwarning process-wide when it warns; restored after.
+    # (catch_warnings swaps process-wide state: one thread at a time, Shaper fits width
+    # groups in threads)
+    with _FASTJET_LOCK:
+        fmt = warnings.formatwarning
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="dcut and exclusive jets")
+                cs = fastjet.ClusterSequence(arr, jd)
+                jets = cs.exclusive_jets(n_jets=n)
+        finally:
+            warnings.formatwarning = fmt
     jpx = ak.to_numpy(jets.px).reshape(-1, n)
     jpy = ak.to_numpy(jets.py).reshape(-1, n)
     jpz = ak.to_numpy(jets.pz).reshape(-1, n)

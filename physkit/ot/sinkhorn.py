@@ -94,6 +94,15 @@ def _bmm(A: torch.Tensor, X: torch.Tensor, rowwise: bool) -> torch.Tensor:
     return torch.matmul(A, X)
 
 
+def _log_rows(t: torch.Tensor, rowwise: bool) -> torch.Tensor:
+    """``log`` of a ``(B,)`` tensor. ``rowwise``: each row on a full 16-wide block (torch's
+    vectorised and scalar-tail ``log`` round differently, and which row lands in the tail
+    depends on the batch)."""
+    if rowwise:
+        return torch.log(t[:, None].expand(-1, 16).contiguous())[:, 0]
+    return torch.log(t)
+
+
 def _softmin_rows(K: torch.Tensor, h: torch.Tensor, eps: float) -> torch.Tensor:
     """``-eps * logsumexp_j (h_j + K_ij)`` for ``K (B, N, M) = -C / eps``, ``h (B, M)`` -> ``(B, N)``."""
     return -eps * torch.logsumexp(K + h[:, None, :], dim=2)
@@ -190,7 +199,8 @@ def _newton_semidual(K: torch.Tensor, la: torch.Tensor, lb: torch.Tensor, eps: f
     wa, wb = torch.exp(la), torch.exp(lb)
     # rebalance in this dtype: the semi-dual is unbounded along g + c unless sum a = sum b
     ok = row_ok & (wb.sum(1) > 0)
-    lb = lb + torch.where(ok, torch.log(wa.sum(1) / torch.where(ok, wb.sum(1), 1.0)), 0.0)[:, None]
+    lb = lb + torch.where(ok, _log_rows(wa.sum(1) / torch.where(ok, wb.sum(1), 1.0), rowwise),
+                          0.0)[:, None]
     wb = torch.exp(lb)
     mass = wb.sum(1).clamp_min(torch.finfo(dt).tiny)
     ridge = 1e-10 if dt == torch.float64 else 1e-5
@@ -373,7 +383,8 @@ def sinkhorn_divergence(
         neg = torch.full((), _NEG, dtype=dt, device=dev)
         la = torch.where(aw > 0, torch.log(torch.where(aw > 0, aw, torch.ones_like(aw))), neg)
         # absorb a tiny mass mismatch into b's log-weights so the iterations can converge
-        shift = torch.where(row_ok, torch.log(torch.where(row_ok, sa, 1.0) / torch.where(row_ok, sb, 1.0)), zero)
+        ratio = torch.where(row_ok, sa, 1.0) / torch.where(row_ok, sb, 1.0)
+        shift = torch.where(row_ok, _log_rows(ratio, rowwise), zero)
         lb = torch.where(bw > 0, torch.log(torch.where(bw > 0, bw, torch.ones_like(bw))) + shift[:, None], neg)
         # normalised masses for the marginal-error estimate
         an = aw / torch.where(row_ok, sa, 1.0)[:, None]
