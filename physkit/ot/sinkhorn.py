@@ -38,7 +38,10 @@ Gradients (with respect to ``x``, ``a``, ``y``, ``b``) follow from the envelope 
 iterations run under ``torch.no_grad()``; one last soft-min step is taken with autograd on,
 from detached potentials and with the "right-hand" points detached, so that
 ``dS/da = f - p``, ``dS/db = g - q`` and ``dS/dx_i = sum_j pi_ij dC_ij/dx_i -
-sum_k pi^aa_ik dC_ik/dx_i`` (no backpropagation through the iterations).
+sum_k pi^aa_ik dC_ik/dx_i`` (no backpropagation through the iterations). When only ``y``
+moves (a fixed jet ``x`` against a moving shape), that step reuses the solver's cost matrices
+and forms the ``y`` gradient in closed form (:class:`_MovingSoftmin`); with a Newton solve,
+the many-point side's potential is already its soft-min and is not recomputed.
 
 Caching the fixed side (``self_x`` / ``self_y``): the self term ``OT_eps(a, a)`` depends only on
 ``(x, a)``; with ``return_potentials=True`` its potential comes back as ``potentials.p`` and can
@@ -55,6 +58,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..angles import wrap_angle
 from .cost import _check_params, cost_matrix
 
 #: finite stand-in for log(0) (keeps logsumexp and its gradient free of NaN on empty rows)
@@ -111,6 +115,50 @@ def _softmin_rows(K: torch.Tensor, h: torch.Tensor, eps: float) -> torch.Tensor:
 def _softmin_cols(K: torch.Tensor, h: torch.Tensor, eps: float) -> torch.Tensor:
     """``-eps * logsumexp_i (h_i + K_ij)`` for ``K (B, N, M)``, ``h (B, N)`` -> ``(B, M)``."""
     return -eps * torch.logsumexp(K + h[:, :, None], dim=1)
+
+
+class _MovingSoftmin(torch.autograd.Function):
+    """Soft-min ``-eps log sum_k exp(K_jk + h_k)`` over fixed points ``w_k``, differentiable in
+    the moving points ``z_j`` only (``K``, ``h`` and ``w`` are held fixed: envelope theorem).
+
+    ``K = -C(z, w) / eps`` (detached), laid out ``(B, Z, W)`` (``red=2``) or ``(B, W, Z)``
+    (``red=1``, the reduction then runs over dim 1). Forward value bit-identical to
+    :func:`_softmin_rows` / :func:`_softmin_cols`; the gradient
+    ``dv_j/dz_j = sum_k P_jk dC_jk/dz_j`` with ``dC/dz = -beta (C / s) (w - z) / R^2``
+    (``s = |w - z|^2 / R^2``, ``C / s = C^(1 - 2 / beta)``, 0 where ``C = 0``) is formed
+    directly, without an autograd graph through the cost."""
+
+    @staticmethod
+    def forward(ctx, z, w, K, h, eps, R, beta, red):  # type: ignore[override]
+        L = K + (h[:, None, :] if red == 2 else h[:, :, None])
+        lse = torch.logsumexp(L, dim=red)
+        ctx.save_for_backward(z, w, K, L, lse)
+        ctx.consts = (eps, R, beta, red)
+        return -eps * lse
+
+    @staticmethod
+    def backward(ctx, go):  # type: ignore[override]
+        z, w, K, L, lse = ctx.saved_tensors
+        eps, R, beta, red = ctx.consts
+        P = torch.exp(L - lse.unsqueeze(red))
+        if red == 2:  # (B, Z, W)
+            d0 = w[:, None, :, 0] - z[:, :, None, 0]
+            d1 = wrap_angle(w[:, None, :, 1] - z[:, :, None, 1])
+        else:  # (B, W, Z)
+            d0 = w[:, :, None, 0] - z[:, None, :, 0]
+            d1 = wrap_angle(w[:, :, None, 1] - z[:, None, :, 1])
+        # C / s = C ** (1 - 2 / beta) (1 when beta = 2); 0 where the points coincide
+        scale = -beta / (R * R)
+        if beta == 2:
+            coef = P * scale
+        else:
+            C = K * -eps
+            pos = C > 0
+            Cs = torch.where(pos, C, torch.ones_like(C))
+            ratio = Cs.reciprocal() if beta == 1 else Cs.pow(1.0 - 2.0 / beta)
+            coef = torch.where(pos, P * ratio, torch.zeros_like(C)) * scale
+        gz = torch.stack([(coef * d0).sum(red), (coef * d1).sum(red)], dim=-1)
+        return gz * go[..., None], None, None, None, None, None, None, None
 
 
 def _solve_self(K: torch.Tensor, lw: torch.Tensor, wn: torch.Tensor, valid: torch.Tensor,
@@ -196,6 +244,7 @@ def _newton_semidual(K: torch.Tensor, la: torch.Tensor, lb: torch.Tensor, eps: f
     """
     B, N, M = K.shape
     dt, dev = K.dtype, K.device
+    K = K.contiguous()  # (the caller may pass a transposed view) row-major reductions
     wa, wb = torch.exp(la), torch.exp(lb)
     # rebalance in this dtype: the semi-dual is unbounded along g + c unless sum a = sum b
     ok = row_ok & (wb.sum(1) > 0)
@@ -207,17 +256,17 @@ def _newton_semidual(K: torch.Tensor, la: torch.Tensor, lb: torch.Tensor, eps: f
     max_step = 1.0
     eye = torch.eye(M, dtype=dt, device=dev)
 
-    def evaluate(rows, gv):  # on a subset of rows
-        L = K[rows] + (lb[rows] + gv / eps)[:, None, :]
+    def evaluate(rows, gv):  # on a subset of rows (None: all rows, no gathers)
+        Kr, lbr, wr, wbr = ((K, lb, wa, wb) if rows is None
+                            else (K[rows], lb[rows], wa[rows], wb[rows]))
+        L = Kr + (lbr + gv / eps)[:, None, :]
         lse = torch.logsumexp(L, 2)
-        P = torch.exp(L - lse[:, :, None])
+        P = torch.exp(L.sub_(lse[:, :, None]))
         fv = -eps * lse
-        wr = wa[rows]
         colm = _bmm(wr[:, None, :], P, rowwise)[:, 0, :]
-        return fv, P, (wb[rows] * gv).sum(1) + (wr * fv).sum(1), wb[rows] - colm, colm
+        return fv, P, (wbr * gv).sum(1) + (wr * fv).sum(1), wbr - colm, colm
 
-    allr = torch.arange(B, device=dev)
-    f, _, F, grad, _ = evaluate(allr, g)
+    f, P_all, F, grad, colm_all = evaluate(None, g)  # P, colm kept for the Hessians
     f, g = f.clone(), g.clone()
     live = row_ok.clone()
     n_it = torch.zeros(B, dtype=torch.long, device=dev)
@@ -229,7 +278,7 @@ def _newton_semidual(K: torch.Tensor, la: torch.Tensor, lb: torch.Tensor, eps: f
         n_it[live] = it
         r = torch.nonzero(live).squeeze(1)  # work on unconverged rows only
         gr, Fr, gradr = g[r], F[r], grad[r]
-        _, P, _, _, colm = evaluate(r, gr)
+        P, colm = P_all[r], colm_all[r]  # at the current g (row-wise, same as re-evaluating)
         war = wa[r]
         H = (torch.diag_embed(colm) - _bmm((P * war[:, :, None]).transpose(1, 2), P, rowwise)) / eps
         diag_max = H.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1.0)
@@ -243,10 +292,12 @@ def _newton_semidual(K: torch.Tensor, la: torch.Tensor, lb: torch.Tensor, eps: f
         for _ in range(30):  # backtracking line search (Armijo) on F
             s_ = torch.nonzero(~done).squeeze(1)
             gt = gr[s_] + t[s_, None] * d[s_]
-            f2, _, F2, grad2, _ = evaluate(r[s_], gt)
+            f2, P2, F2, grad2, colm2 = evaluate(r[s_], gt)
             ok = F2 >= Fr[s_] + 1e-4 * t[s_] * slope[s_] - 1e-13 * Fr[s_].abs()
             acc = r[s_][ok]
             g[acc], f[acc], F[acc], grad[acc] = gt[ok], f2[ok], F2[ok], grad2[ok]
+            if it < max_iter:  # the next Newton step's Hessian needs them
+                P_all[acc], colm_all[acc] = P2[ok], colm2[ok]
             done[s_[ok]] = True
             if bool(done.all()):
                 break
@@ -363,6 +414,12 @@ def sinkhorn_divergence(
     my = torch.ones(B, M, dtype=torch.bool, device=dev) if mask_y is None else mask_y.to(dev, torch.bool)
     zero = torch.zeros((), dtype=dt, device=dev)
 
+    grad_on = torch.is_grad_enabled() and any(t.requires_grad for t in (x, a, y, b))
+    # gradient-tracked costs for the final soft-min step, each built once: the solver uses
+    # their detached values (bitwise equal to building them from detached points). Only the
+    # side that requires grad is tracked (envelope theorem: the other side is held fixed).
+    gx = grad_on and x.requires_grad
+    gy = grad_on and y.requires_grad
     with torch.no_grad():
         xd, yd = x.detach(), y.detach()
         aw = torch.where(mx, a.detach(), zero)
@@ -391,11 +448,22 @@ def sinkhorn_divergence(
         bn = bw / torch.where(row_ok, sb, 1.0)[:, None]
 
         solve_p, solve_q = self_x is None, self_y is None
-        Cxy = cost_matrix(xd, yd, R, beta)
+        Cxy_t = Cxx_t = None
+        if gx and not gy:  # x moves: one tracked (B, N, M) cost serves solver and gradient
+            with torch.enable_grad():
+                Cxy_t = cost_matrix(x, yd, R, beta)
+            Cxy = Cxy_t.detach()
+        else:
+            Cxy = cost_matrix(xd, yd, R, beta)
         # the symmetric self problems converge in a few iterations without eps-scaling
         # (Feydy et al. 2019): they are solved at eps directly
-        Kxx = cost_matrix(xd, xd, R, beta).div_(-eps) if solve_p else None
-        Kyy = cost_matrix(yd, yd, R, beta).div_(-eps) if solve_q else None
+        if gx:
+            with torch.enable_grad():
+                Cxx_t = cost_matrix(x, xd, R, beta)
+        Kxx = ((Cxx_t.detach() if gx else cost_matrix(xd, xd, R, beta)).div(-eps)
+               if solve_p else None)
+        # y's self term: solver and (when y moves) the gradient step use this one matrix
+        Kyy = cost_matrix(yd, yd, R, beta).div_(-eps) if (solve_q or gy) else None
 
         # ---- initial potentials and eps schedule
         if warm_start is not None:
@@ -481,152 +549,155 @@ def sinkhorn_divergence(
                                                        rowwise)
             f, g = f.to(dt), g.to(dt)
             del K64
+            # Newton's many-point-side potential is already the soft-min of the other one
+            # (in float64): the final step need not recompute it when that side is fixed
+            ct_f, ct_g = M <= N, M > N
+        else:
+            ct_f = ct_g = False
 
         # ---- iterations at eps: stabilised scaling form (Schmitzer 2019). The kernel
         # G_ij = exp((f_i + g_j - C_ij) / eps) absorbs the potentials; between absorptions
         # an iteration is two batched mat-vec products on u = exp(lu), v = exp(lv)
         # (f = f_abs + eps lu), ~10x cheaper than a logsumexp pass. Over-relaxed updates.
-        n_iter = (torch.full((B,), n_sched, dtype=torch.long, device=dev) if n_sched_row is None
-                  else n_sched_row.clone())
-        converged = torch.zeros(B, dtype=torch.bool, device=dev)
         Kxy = -Cxy / eps
-        out_f, out_g = f.clone(), g.clone()
-        rows = torch.nonzero(row_ok & ~torch.full_like(row_ok, use_newton)).squeeze(1)
-        converged[~row_ok] = True
-        logmax = 0.5 * math.log(torch.finfo(dt).max)
-        tau = 30.0 if dt == torch.float64 else 12.0  # absorb when |log u| or |log v| > tau
-
-        def kernel(Cw, fw, gw, pr):
-            arg = (fw[:, :, None] + gw[:, None, :] - Cw) / eps
-            return torch.where(pr, torch.exp(arg.clamp(max=logmax)), zero)
-
-        pair = mx[:, :, None] & my[:, None, :]
-        W = dict(C=Cxy, la=la, lb=lb, wa=torch.exp(la), wb=torch.exp(lb),
-                 bn=bn, vx=mx, vy=my, pair=pair, f=f, g=g,
-                 lu=torch.zeros_like(f), lv=torch.zeros_like(g),
-                 omega=torch.full((B, 1), float(relax), dtype=dt, device=dev),
-                 err=torch.full((B,), float("inf"), dtype=dt, device=dev))
-        W = {k: (v[rows] if v is not None else None) for k, v in W.items()}
-        W["G"] = kernel(W["C"], W["f"], W["g"], W["pair"])
-        check_every = 1 if dev.type == "cpu" else 5
-
-        def absorb(rebuild: bool = True):
-            W["f"] = W["f"] + eps * W["lu"]
-            W["g"] = W["g"] + eps * W["lv"]
-            W["lu"] = torch.zeros_like(W["lu"])
-            W["lv"] = torch.zeros_like(W["lv"])
-            if rebuild:
-                W["G"] = kernel(W["C"], W["f"], W["g"], W["pair"])
-
-        def write_back():  # the working state is left untouched
-            out_f[rows] = W["f"] + eps * W["lu"]
-            out_g[rows] = W["g"] + eps * W["lv"]
-
-        live = torch.ones(rows.numel(), dtype=torch.bool, device=dev)
-        it = 0
-        while it < max_iter and rows.numel():
-            it += 1
-            check = (it % check_every == 0) or it == max_iter
-            w, lu, lv, G = W["omega"], W["lu"], W["lv"], W["G"]
-            den = _bmm(G, (W["wb"] * torch.exp(lv))[:, :, None], rowwise)[:, :, 0]
-            lu_s = torch.where(W["vx"], -torch.log(den), zero)
-            lu_n = lu + w * (lu_s - lu)
-            den = _bmm((W["wa"] * torch.exp(lu_n))[:, None, :], G, rowwise)[:, 0, :]
-            lv_s = torch.where(W["vy"], -torch.log(den), zero)
-            bad = None
-            if rowwise:
-                bad = ~(torch.isfinite(lv_s).all(1) & torch.isfinite(lu_s).all(1))
-                if bool(bad.any()):  # those rows: absorb, then a log-domain step
-                    bm = bad[:, None]
-                    W["f"] = torch.where(bm, W["f"] + eps * lu, W["f"])
-                    W["g"] = torch.where(bm, W["g"] + eps * lv, W["g"])
-                    lu = W["lu"] = torch.where(bm, torch.zeros_like(lu), lu)
-                    lv = W["lv"] = torch.where(bm, torch.zeros_like(lv), lv)
-                    Kw = -W["C"] / eps
-                    fs = _softmin_rows(Kw, W["lb"] + W["g"] / eps, eps)
-                    gs = _softmin_cols(Kw, W["la"] + fs / eps, eps)
-                    lu_n = torch.where(bm, torch.where(W["vx"], (fs - W["f"]) / eps, zero), lu_n)
-                    lv_s = torch.where(bm, torch.where(W["vy"], (gs - W["g"]) / eps, zero), lv_s)
-                    w = torch.where(bm, torch.ones_like(w), w)
-                else:
-                    bad = None
-            elif not bool(torch.isfinite(lv_s).all() and torch.isfinite(lu_s).all()):
-                # a kernel row underflowed: take this step in the log domain instead
-                absorb(rebuild=False)
-                Kw = -W["C"] / eps
-                fs = _softmin_rows(Kw, W["lb"] + W["g"] / eps, eps)
-                gs = _softmin_cols(Kw, W["la"] + fs / eps, eps)
-                lu_n = torch.where(W["vx"], (fs - W["f"]) / eps, zero)
-                lv_s = torch.where(W["vy"], (gs - W["g"]) / eps, zero)
-                w = torch.ones_like(w)
-            lv_n = lv + w * (lv_s - lv)
-            if check:
-                err = (W["bn"] * (lv_s - lv).abs()).sum(1)
-            lvm = live[:, None]
-            W["lu"] = torch.where(lvm, lu_n, lu)
-            W["lv"] = torch.where(lvm, lv_n, lv)
-            if rowwise:  # absorb the rows that need it; the others' kernel rows are unchanged
-                big = torch.maximum(W["lu"].abs().amax(1), W["lv"].abs().amax(1)) > tau
-                if bad is not None:
-                    big = big | bad
-                if bool(big.any()):
-                    bm = big[:, None]
-                    W["f"] = torch.where(bm, W["f"] + eps * W["lu"], W["f"])
-                    W["g"] = torch.where(bm, W["g"] + eps * W["lv"], W["g"])
-                    W["lu"] = torch.where(bm, torch.zeros_like(W["lu"]), W["lu"])
-                    W["lv"] = torch.where(bm, torch.zeros_like(W["lv"]), W["lv"])
-                    W["G"] = kernel(W["C"], W["f"], W["g"], W["pair"])
-            elif float(torch.maximum(W["lu"].abs().amax(), W["lv"].abs().amax())) > tau:
-                absorb()
-            if not check:
-                continue
-            # over-relaxation safeguard: a row whose error jumps falls back to plain Sinkhorn
-            if relax != 1.0:
-                W["omega"] = torch.where((err > 2.0 * W["err"])[:, None], torch.ones_like(w), W["omega"])
-            W["err"] = torch.where(live, err, W["err"])
-            n_iter[rows[live]] = (n_sched + it if n_sched_row is None
-                                  else n_sched_row[rows[live]] + it)
-            live = live & ~(err < tol)
-            n_live = int(live.sum())
-            if n_live == 0:
-                break
-            if n_live <= rows.numel() // 2:  # compact: drop finished rows from the working set
-                converged[rows[~live]] = True
-                write_back()
-                keep = torch.nonzero(live).squeeze(1)
-                rows = rows[keep]
-                W = {k: v[keep] for k, v in W.items()}
-                live = live[keep]
-        converged[rows[~live]] = True
-        write_back()
         if use_newton:
             n_iter = (n_sched if n_sched_row is None else n_sched_row) + n_nt
             converged = conv_nt
+        else:
+            n_iter = (torch.full((B,), n_sched, dtype=torch.long, device=dev) if n_sched_row is None
+                      else n_sched_row.clone())
+            converged = torch.zeros(B, dtype=torch.bool, device=dev)
+            out_f, out_g = f.clone(), g.clone()
+            rows = torch.nonzero(row_ok & ~torch.full_like(row_ok, use_newton)).squeeze(1)
+            converged[~row_ok] = True
+            logmax = 0.5 * math.log(torch.finfo(dt).max)
+            tau = 30.0 if dt == torch.float64 else 12.0  # absorb when |log u| or |log v| > tau
+
+            def kernel(Cw, fw, gw, pr):
+                arg = (fw[:, :, None] + gw[:, None, :] - Cw) / eps
+                return torch.where(pr, torch.exp(arg.clamp(max=logmax)), zero)
+
+            pair = mx[:, :, None] & my[:, None, :]
+            W = dict(C=Cxy, la=la, lb=lb, wa=torch.exp(la), wb=torch.exp(lb),
+                     bn=bn, vx=mx, vy=my, pair=pair, f=f, g=g,
+                     lu=torch.zeros_like(f), lv=torch.zeros_like(g),
+                     omega=torch.full((B, 1), float(relax), dtype=dt, device=dev),
+                     err=torch.full((B,), float("inf"), dtype=dt, device=dev))
+            W = {k: (v[rows] if v is not None else None) for k, v in W.items()}
+            W["G"] = kernel(W["C"], W["f"], W["g"], W["pair"])
+            check_every = 1 if dev.type == "cpu" else 5
+
+            def absorb(rebuild: bool = True):
+                W["f"] = W["f"] + eps * W["lu"]
+                W["g"] = W["g"] + eps * W["lv"]
+                W["lu"] = torch.zeros_like(W["lu"])
+                W["lv"] = torch.zeros_like(W["lv"])
+                if rebuild:
+                    W["G"] = kernel(W["C"], W["f"], W["g"], W["pair"])
+
+            def write_back():  # the working state is left untouched
+                out_f[rows] = W["f"] + eps * W["lu"]
+                out_g[rows] = W["g"] + eps * W["lv"]
+
+            live = torch.ones(rows.numel(), dtype=torch.bool, device=dev)
+            it = 0
+            while it < max_iter and rows.numel():
+                it += 1
+                check = (it % check_every == 0) or it == max_iter
+                w, lu, lv, G = W["omega"], W["lu"], W["lv"], W["G"]
+                den = _bmm(G, (W["wb"] * torch.exp(lv))[:, :, None], rowwise)[:, :, 0]
+                lu_s = torch.where(W["vx"], -torch.log(den), zero)
+                lu_n = lu + w * (lu_s - lu)
+                den = _bmm((W["wa"] * torch.exp(lu_n))[:, None, :], G, rowwise)[:, 0, :]
+                lv_s = torch.where(W["vy"], -torch.log(den), zero)
+                bad = None
+                if rowwise:
+                    bad = ~(torch.isfinite(lv_s).all(1) & torch.isfinite(lu_s).all(1))
+                    if bool(bad.any()):  # those rows: absorb, then a log-domain step
+                        bm = bad[:, None]
+                        W["f"] = torch.where(bm, W["f"] + eps * lu, W["f"])
+                        W["g"] = torch.where(bm, W["g"] + eps * lv, W["g"])
+                        lu = W["lu"] = torch.where(bm, torch.zeros_like(lu), lu)
+                        lv = W["lv"] = torch.where(bm, torch.zeros_like(lv), lv)
+                        Kw = -W["C"] / eps
+                        fs = _softmin_rows(Kw, W["lb"] + W["g"] / eps, eps)
+                        gs = _softmin_cols(Kw, W["la"] + fs / eps, eps)
+                        lu_n = torch.where(bm, torch.where(W["vx"], (fs - W["f"]) / eps, zero), lu_n)
+                        lv_s = torch.where(bm, torch.where(W["vy"], (gs - W["g"]) / eps, zero), lv_s)
+                        w = torch.where(bm, torch.ones_like(w), w)
+                    else:
+                        bad = None
+                elif not bool(torch.isfinite(lv_s).all() and torch.isfinite(lu_s).all()):
+                    # a kernel row underflowed: take this step in the log domain instead
+                    absorb(rebuild=False)
+                    Kw = -W["C"] / eps
+                    fs = _softmin_rows(Kw, W["lb"] + W["g"] / eps, eps)
+                    gs = _softmin_cols(Kw, W["la"] + fs / eps, eps)
+                    lu_n = torch.where(W["vx"], (fs - W["f"]) / eps, zero)
+                    lv_s = torch.where(W["vy"], (gs - W["g"]) / eps, zero)
+                    w = torch.ones_like(w)
+                lv_n = lv + w * (lv_s - lv)
+                if check:
+                    err = (W["bn"] * (lv_s - lv).abs()).sum(1)
+                lvm = live[:, None]
+                W["lu"] = torch.where(lvm, lu_n, lu)
+                W["lv"] = torch.where(lvm, lv_n, lv)
+                if rowwise:  # absorb the rows that need it; the others' kernel rows are unchanged
+                    big = torch.maximum(W["lu"].abs().amax(1), W["lv"].abs().amax(1)) > tau
+                    if bad is not None:
+                        big = big | bad
+                    if bool(big.any()):
+                        bm = big[:, None]
+                        W["f"] = torch.where(bm, W["f"] + eps * W["lu"], W["f"])
+                        W["g"] = torch.where(bm, W["g"] + eps * W["lv"], W["g"])
+                        W["lu"] = torch.where(bm, torch.zeros_like(W["lu"]), W["lu"])
+                        W["lv"] = torch.where(bm, torch.zeros_like(W["lv"]), W["lv"])
+                        W["G"] = kernel(W["C"], W["f"], W["g"], W["pair"])
+                elif float(torch.maximum(W["lu"].abs().amax(), W["lv"].abs().amax())) > tau:
+                    absorb()
+                if not check:
+                    continue
+                # over-relaxation safeguard: a row whose error jumps falls back to plain Sinkhorn
+                if relax != 1.0:
+                    W["omega"] = torch.where((err > 2.0 * W["err"])[:, None], torch.ones_like(w), W["omega"])
+                W["err"] = torch.where(live, err, W["err"])
+                n_iter[rows[live]] = (n_sched + it if n_sched_row is None
+                                      else n_sched_row[rows[live]] + it)
+                live = live & ~(err < tol)
+                n_live = int(live.sum())
+                if n_live == 0:
+                    break
+                if n_live <= rows.numel() // 2:  # compact: drop finished rows from the working set
+                    converged[rows[~live]] = True
+                    write_back()
+                    keep = torch.nonzero(live).squeeze(1)
+                    rows = rows[keep]
+                    W = {k: v[keep] for k, v in W.items()}
+                    live = live[keep]
+            converged[rows[~live]] = True
+            write_back()
+            f, g = out_f, out_g
         n_iter = torch.maximum(n_iter, n_self)
         converged &= conv_self
-        f, g = out_f, out_g
 
     # ---- final soft-min step (differentiable, envelope theorem)
-    grad_on = torch.is_grad_enabled() and any(t.requires_grad for t in (x, a, y, b))
     hx = (la + f / eps)  # detached
     hy = (lb + g / eps)
-    if grad_on:
-        f_t = _softmin_rows(-cost_matrix(x, yd, R, beta) / eps, hy, eps)
-        g_t = _softmin_rows(-cost_matrix(y, xd, R, beta) / eps, hx, eps)
-        if solve_p or x.requires_grad:
-            p_t = _softmin_rows(-cost_matrix(x, xd, R, beta) / eps, la + p / eps, eps)
+    with torch.no_grad():  # the terms whose side does not move (values only)
+        f_t = None if gx else (f if ct_f else _softmin_rows(Kxy, hy, eps))
+        g_t = None if gy else (g if ct_g else _softmin_cols(Kxy, hx, eps))
+        p_t = (_softmin_rows(Kxx, la + p / eps, eps) if solve_p else p) if not gx else None
+        q_t = (_softmin_rows(Kyy, lb + q / eps, eps) if solve_q else q) if not gy else None
+    if gx:  # Cxy_t is C(x, yd) when only x moves
+        Cx = Cxy_t if not gy else cost_matrix(x, yd, R, beta)
+        f_t = _softmin_rows(-Cx / eps, hy, eps)
+        p_t = _softmin_rows(-Cxx_t / eps, la + p / eps, eps)
+    if gy:  # gradient in y formed directly (_MovingSoftmin), no graph through the costs
+        if gx:
+            g_t = _softmin_rows(-cost_matrix(y, xd, R, beta) / eps, hx, eps)
         else:
-            p_t = p
-        if solve_q or y.requires_grad:
-            q_t = _softmin_rows(-cost_matrix(y, yd, R, beta) / eps, lb + q / eps, eps)
-        else:
-            q_t = q
-    else:
-        with torch.no_grad():
-            f_t = _softmin_rows(Kxy, hy, eps)
-            g_t = _softmin_cols(Kxy, hx, eps)
-            p_t = _softmin_rows(Kxx, la + p / eps, eps) if solve_p else p
-            q_t = _softmin_rows(Kyy, lb + q / eps, eps) if solve_q else q
+            g_t = _MovingSoftmin.apply(y, xd, Kxy, hx, eps, R, beta, 1)
+        q_t = _MovingSoftmin.apply(y, yd, Kyy, lb + q / eps, eps, R, beta, 2)
     okx = mx & row_ok[:, None]
     oky = my & row_ok[:, None]
     f_t = torch.where(okx, f_t, zero)
