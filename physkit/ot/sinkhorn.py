@@ -161,6 +161,11 @@ class _MovingSoftmin(torch.autograd.Function):
         return gz * go[..., None], None, None, None, None, None, None, None
 
 
+def _rows_or_all(flags: torch.Tensor, rowwise: bool) -> torch.Tensor:
+    """``flags (B,)`` as they are (``rowwise``), or all True wherever any row is True."""
+    return flags if rowwise else flags.any().expand_as(flags)
+
+
 def _solve_self(K: torch.Tensor, lw: torch.Tensor, wn: torch.Tensor, valid: torch.Tensor,
                 eps: float, tol: float, max_iter: int, p: torch.Tensor | None,
                 rowwise: bool = False):
@@ -193,39 +198,24 @@ def _solve_self(K: torch.Tensor, lw: torch.Tensor, wn: torch.Tensor, valid: torc
     for it in range(1, max_iter + 1):
         den = _bmm(G, (w * torch.exp(lp))[:, :, None], rowwise)[:, :, 0]
         lt = torch.where(valid, -torch.log(den), zero)
-        if rowwise:
-            bad = ~torch.isfinite(lt).all(1)
-            if bool(bad.any()):  # those rows: absorb, then a log-domain step
-                p = torch.where(bad[:, None], p + eps * lp, p)
-                lp = torch.where(bad[:, None], torch.zeros_like(lp), lp)
-                lt_log = torch.where(valid, (_softmin_rows(K, lw + p / eps, eps) - p) / eps, zero)
-                lt = torch.where(bad[:, None], lt_log, lt)
-            err = (wn * (lt - lp).abs()).sum(1)
-            lp = torch.where(live[:, None], 0.5 * (lp + lt), lp)
-            n_it[live] = it
-            live = live & ~(err < tol)
-            if not bool(live.any()):
-                break
-            big = bad | (lp.abs().amax(1) > tau)
-            if bool(big.any()):  # absorb those rows; the others' kernel rows are unchanged
-                p = torch.where(big[:, None], p + eps * lp, p)
-                lp = torch.where(big[:, None], torch.zeros_like(lp), lp)
-                G = kernel(p)
-            continue
-        if not bool(torch.isfinite(lt).all()):  # a kernel row underflowed: log-domain step
-            p = p + eps * lp
-            lp = torch.zeros_like(lp)
-            lt = torch.where(valid, (_softmin_rows(K, lw + p / eps, eps) - p) / eps, zero)
-            G = None
+        # rows whose kernel underflowed (and, below, rows whose scaling grew too large) are
+        # absorbed into p; without `rowwise` one such row triggers it for the whole batch
+        bad = _rows_or_all(~torch.isfinite(lt).all(1), rowwise)
+        if bool(bad.any()):  # absorb, then a log-domain step
+            p = torch.where(bad[:, None], p + eps * lp, p)
+            lp = torch.where(bad[:, None], torch.zeros_like(lp), lp)
+            lt_log = torch.where(valid, (_softmin_rows(K, lw + p / eps, eps) - p) / eps, zero)
+            lt = torch.where(bad[:, None], lt_log, lt)
         err = (wn * (lt - lp).abs()).sum(1)
         lp = torch.where(live[:, None], 0.5 * (lp + lt), lp)
         n_it[live] = it
         live = live & ~(err < tol)
         if not bool(live.any()):
             break
-        if G is None or float(lp.abs().amax()) > tau:
-            p = p + eps * lp
-            lp = torch.zeros_like(lp)
+        big = bad | _rows_or_all(lp.abs().amax(1) > tau, rowwise)
+        if bool(big.any()):  # absorb those rows; the others' kernel rows are unchanged
+            p = torch.where(big[:, None], p + eps * lp, p)
+            lp = torch.where(big[:, None], torch.zeros_like(lp), lp)
             G = kernel(p)
     return p + eps * lp, n_it, ~live
 
