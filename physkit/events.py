@@ -12,6 +12,7 @@ import torch
 
 from .angles import wrap_angle
 from .errors import EventFileError
+from .simd import aligned
 
 EmptyPolicy = Literal["error", "skip", "zero"]
 
@@ -228,18 +229,22 @@ class Events:
         """pT-weighted jet axis ``(B, 2)`` as (y, phi), phi in ``(-pi, pi]``.
 
         The azimuth is averaged as wrapped offsets from the pT-weighted circular mean,
-        so jets straddling phi = ±pi get the right axis.
+        so jets straddling phi = ±pi get the right axis. A jet's axis does not depend on
+        the other jets in the batch (the ``(B,)`` ``atan2`` goes through
+        :func:`physkit.simd.aligned`).
         """
         z = self.weights()
         y0 = (z * self.y).sum(dim=1)
-        ref = torch.atan2((z * torch.sin(self.phi)).sum(1), (z * torch.cos(self.phi)).sum(1))
+        ref = aligned(torch.atan2, (z * torch.sin(self.phi)).sum(1),
+                      (z * torch.cos(self.phi)).sum(1))
         dphi = wrap_angle(self.phi - ref[:, None])
         phi0 = wrap_angle(ref + (z * dphi).sum(dim=1))
         return torch.stack([y0, phi0], dim=-1)
 
-    def centered(self) -> "Events":
-        """Jets with (y, phi) measured from their pT-weighted axis, phi wrapped to ``(-pi, pi]``."""
-        ax = self.axis()
+    def centered(self, axis: torch.Tensor | None = None) -> "Events":
+        """Jets with (y, phi) measured from ``axis`` ``(B, 2)`` (default: their pT-weighted
+        :meth:`axis`), phi wrapped to ``(-pi, pi]``."""
+        ax = self.axis() if axis is None else axis
         return Events(self.pt, self.y - ax[:, :1], wrap_angle(self.phi - ax[:, 1:]), self.mask)
 
     # ---------------------------------------------------------------- exports

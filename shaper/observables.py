@@ -39,7 +39,7 @@ import torch
 from physkit.flow.constraints import Angle, Box, Constraint, Free, Positive, Simplex
 
 from .quadrature import disk_nodes, ring_nodes
-from .simd import aligned
+from physkit.simd import aligned
 
 Params = Dict[str, torch.Tensor]
 Sampler = Callable[[Params, int, float], Tuple[torch.Tensor, torch.Tensor]]

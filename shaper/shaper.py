@@ -34,7 +34,7 @@ jets of the call (chunk size, order, buckets, threads; checked bit for bit in
 own multiplicity (:func:`padded_width`, multiples of 32), jets of one width are fitted
 together (width groups run in parallel threads), the Sinkhorn calls run with ``rowwise=True`` (per-row eps-scaling start,
 absorptions and fallbacks), shape nodes are padded to multiples of 16 (:func:`_align_nodes`)
-and small per-jet transcendental functions avoid SIMD tails (:mod:`shaper.simd`).
+and small per-jet transcendental functions avoid SIMD tails (:mod:`physkit.simd`).
 """
 from __future__ import annotations
 
@@ -56,7 +56,6 @@ from .lloyd import fit_points, point_value_grads
 from .observables import Observable, from_name
 from .results import ObservableResult, Results
 from .seeds import KtSeeds
-from .simd import aligned
 
 ObservableLike = Union[str, Observable]
 
@@ -94,7 +93,7 @@ def padded_width(n_particles: torch.Tensor) -> torch.Tensor:
     a multiple of 32 (of 64 above 256 particles). It depends on the jet's own multiplicity
     only, so every reduction over a jet's particles runs in the same order whatever batch the
     jet is in, and each row of a batched tensor spans whole SIMD vectors (see
-    :mod:`shaper.simd`). Steps of 32 rather than 16: half as many width groups (each group is
+    :mod:`physkit.simd`). Steps of 32 rather than 16: half as many width groups (each group is
     a separate flow, with its own per-step overhead) for ~10% more padding; measured faster."""
     n = n_particles.to(torch.int64).clamp_min(1)
     step = torch.where(n > 256, 64, 32)
@@ -116,16 +115,9 @@ def _pad_to(ev: Events, width: int) -> Events:
 
 
 def _frame(ev: Events):
-    """Axis ``(B, 2)`` and centred jets: :meth:`Events.axis` / :meth:`Events.centered`, except
-    that the ``(B,)`` ``atan2`` is evaluated row-position-independently (:mod:`shaper.simd`), so
-    a jet's frame does not depend on its place in the batch (last-bit differences in the axis
-    otherwise move every fitted position)."""
-    z = ev.weights()
-    y0 = (z * ev.y).sum(dim=1)
-    ref = aligned(torch.atan2, (z * torch.sin(ev.phi)).sum(1), (z * torch.cos(ev.phi)).sum(1))
-    phi0 = wrap_angle(ref + (z * wrap_angle(ev.phi - ref[:, None])).sum(dim=1))
-    axis = torch.stack([y0, phi0], dim=-1)
-    return axis, Events(ev.pt, ev.y - axis[:, :1], wrap_angle(ev.phi - axis[:, 1:]), ev.mask)
+    """Axis ``(B, 2)`` and centred jets (:meth:`Events.axis`, :meth:`Events.centered`)."""
+    axis = ev.axis()
+    return axis, ev.centered(axis)
 
 
 def _align_nodes(y: torch.Tensor, b: torch.Tensor):

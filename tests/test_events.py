@@ -108,3 +108,21 @@ def test_validate_reports_first_bad_event_with_offset(make_jets):
     assert "f.h5" in str(err.value) and "'constituents'" in str(err.value)
     with pytest.raises(EventFileError, match="event 1: negative pT"):
         Events.from_padded(x[6:])
+
+
+def test_axis_does_not_depend_on_batch_neighbours():
+    """A jet's axis is bitwise the same alone and at any row of a batch (no SIMD-tail rounding)."""
+    rng = np.random.default_rng(7)
+    arr = np.zeros((37, 12, 3))
+    arr[..., 0] = rng.uniform(1.0, 50.0, (37, 12))
+    arr[..., 1] = rng.normal(0.0, 0.3, (37, 12))
+    arr[..., 2] = np.pi - np.abs(rng.normal(0.0, 0.3, (37, 12)))  # straddle phi = ±pi
+    arr[..., 2] = np.where(rng.random((37, 12)) < 0.5, arr[..., 2], -arr[..., 2])
+    for dtype in (np.float32, np.float64):
+        ev = Events.from_padded(arr.astype(dtype))
+        together = ev.axis()
+        alone = torch.cat([ev[i].axis() for i in range(len(ev))])
+        perm = torch.from_numpy(rng.permutation(len(ev)))
+        shuffled = Events(ev.pt[perm], ev.y[perm], ev.phi[perm], ev.mask[perm]).axis()
+        assert torch.equal(together, alone)
+        assert torch.equal(together[perm], shuffled)

@@ -1,4 +1,4 @@
-"""Row-position-independent transcendental functions on small per-jet tensors.
+"""Row-position-independent transcendental functions on small per-event tensors.
 
 torch's CPU kernels evaluate ``exp``, ``log``, ``sin``, ``cos``, ``atan2`` ... with vectorised
 (SLEEF) code over whole SIMD vectors and with scalar libm code on the tail of a tensor; the
