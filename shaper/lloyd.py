@@ -124,7 +124,8 @@ def fit_points(x: torch.Tensor, z: torch.Tensor, centers: torch.Tensor, *, R: fl
             xa, za, ca, va, na, delta, dist, lam = (t[k] for t in (xa, za, ca, va, na, delta,
                                                                    dist, lam))
     else:
-        c[rows], v[rows], near[rows] = ca, va, na
+        if ca is not c:  # (max_iter = 0: nothing moved)
+            c[rows], v[rows], near[rows] = ca, va, na
     v = v.reshape(b, s)
     best = v.argmin(dim=1)
     ar = torch.arange(b, device=x.device)
@@ -132,6 +133,29 @@ def fit_points(x: torch.Tensor, z: torch.Tensor, centers: torch.Tensor, *, R: fl
     near = near.reshape(b, s, m)[ar, best]
     w = (torch.nn.functional.one_hot(near, n).to(z.dtype) * z[:, :, None]).sum(dim=1)
     return c, w, v[ar, best], iters.reshape(b, s)[ar, best]
+
+
+def coarse_grain(x: torch.Tensor, z: torch.Tensor, seeds: torch.Tensor, *, R: float = 0.8,
+                 beta: float = 1.0, max_iter: int = 5
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Replace each jet by ``n`` pseudo-particles: the n-point cloud nearest to it in
+    ``EMD_{beta,R}`` that :func:`fit_points` reaches from ``seeds`` (e.g. exclusive-kT subjets).
+
+    Parameters
+    ----------
+    x : (B, M, 2) particle (y, phi); z : (B, M) weights (0 on padding).
+    seeds : (B, n, 2) starting points.
+
+    Returns
+    -------
+    points (B, n, 2); weights (B, n): the mass of the particles nearest to each point (rows
+    sum as ``z``'s); mask (B, n): weight > 0; distance (B,): the exact EMD between each jet and
+    its cloud (its n-subjettiness value at these points). For any distribution Q,
+    ``|EMD(jet, Q) - EMD(cloud, Q)| <= distance`` (triangle inequality, beta = 1).
+    """
+    c, w, v, _ = fit_points(x, z, seeds[:, None].to(x.dtype), R=R, beta=beta,
+                            max_iter=max_iter)
+    return c, w, w > 0, v
 
 
 def point_value_grads(x: torch.Tensor, z: torch.Tensor, pt_sum: torch.Tensor, c: torch.Tensor,

@@ -158,3 +158,40 @@ def test_default_settings_on_200_jets():
     assert (r["2-point-diskiness+pileup"].value <= r["2-point-diskiness"].value + 1e-9).all()
     # the flow gains on the kT start for most jets
     assert np.median(r["2-point-diskiness"].value / r0["2-point-diskiness"].value) < 0.99
+
+
+def test_coarse_grain_is_an_exact_nearby_cloud(jets):
+    """The flow's coarse-grained jets: n points whose exact EMD to the jet is the returned
+    distance (their n-subjettiness value), no further than the kT seeds, mass conserved."""
+    from physkit.events import Events
+    from shaper.lloyd import coarse_grain, point_objective
+    from shaper.seeds import KtSeeds
+
+    ev = Events.from_padded(jets, dtype=torch.float64).centered()
+    big = ev.n_particles() > 32
+    ev = ev[torch.nonzero(big).squeeze(1)].trim()
+    assert len(ev) >= 5
+    x, z = ev.points(), ev.weights()
+    seeds, _ = KtSeeds(ev).subjets(32)
+    c, w, m, dist = coarse_grain(x, z, seeds, R=0.8, beta=1.0)
+    assert c.shape == (len(ev), 32, 2) and w.shape == m.shape == (len(ev), 32)
+    np.testing.assert_allclose(w.sum(1).numpy(), z.sum(1).numpy(), rtol=1e-12)
+    exact = emd_batch(x, z, c, w, R=0.8, beta=1.0)
+    np.testing.assert_allclose(dist.numpy(), exact, rtol=1e-9, atol=1e-12)
+    v_seed = point_objective(x, z, seeds, 0.8, 1.0)[0]
+    assert (dist <= v_seed + 1e-12).all()
+    # more Lloyd iterations only bring the cloud closer
+    assert (coarse_grain(x, z, seeds, R=0.8, beta=1.0, max_iter=50)[3] <= dist + 1e-12).all()
+
+
+def test_coarse_flow_matches_full_flow(jets, initial):
+    name = "2-point-diskiness"
+    coarse = Shaper(name, **FAST).compute(jets)[name].value
+    full = Shaper(name, coarse_points=None, **FAST).compute(jets)[name].value
+    polished = Shaper(name, polish_steps=5, **FAST).compute(jets)[name].value
+    for v in (coarse, full, polished):
+        assert np.isfinite(v).all() and (v <= initial[name].value + 1e-9).all()
+    assert 0.98 < np.median(coarse / full) < 1.02
+    assert 0.98 < np.median(polished / full) < 1.02
+    with pytest.raises(ValueError, match="coarse_points"):
+        Shaper(name, coarse_points=40)
