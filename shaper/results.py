@@ -18,7 +18,11 @@ class ObservableResult:
     status : ``(N,)`` int8 -- :class:`physkit.flow.Status` (0 converged, 1 max steps,
         2 non-finite, 3 bad input: an empty jet, whose value is reported as 0).
     grads : optional, ``{"pt": (N, M), "points": (N, M, 2)}`` -- d value / d pT_i (per GeV when
-        pT is in GeV) and d value / d(y_i, phi_i) at the optimum, padded like the input.
+        pT is in GeV) and d value / d(y_i, phi_i) at the fitted shape, padded like the input:
+        exact (sub)gradients of the reported EMD with the shape held fixed -- the derivative of
+        the observable where the fit is a local optimum (envelope theorem). n-subjettiness:
+        from the nearest-centre assignment; other manifolds: from the exact plan and dual
+        potentials (:func:`physkit.ot.emd_batch_grads`).
     """
 
     value: np.ndarray

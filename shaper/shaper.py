@@ -61,7 +61,7 @@ import torch
 from physkit.angles import wrap_angle
 from physkit.events import Events
 from physkit.flow import Status, minimize
-from physkit.ot import SinkhornPotentials, emd_batch, sinkhorn_divergence
+from physkit.ot import SinkhornPotentials, emd_batch, emd_batch_grads, sinkhorn_divergence
 from physkit.ot.sinkhorn import NEWTON_MAX_POINTS
 
 from .lloyd import coarse_grain, fit_points, point_value_grads
@@ -289,7 +289,9 @@ class Shaper:
         """Fit every observable to every jet.
 
         ``events``: :class:`physkit.events.Events`, a padded ``(N, M, 3)`` (pT, y, phi) array,
-        or an awkward array of particles. Returns :class:`shaper.Results`.
+        or an awkward array of particles. Returns :class:`shaper.Results`. ``return_grads``:
+        also d value / d pT and d value / d(y, phi) of every particle at the fitted shape
+        (:attr:`shaper.ObservableResult.grads`).
         """
         torch.manual_seed(self.seed)
         ev = _as_events(events, self.device)
@@ -746,25 +748,21 @@ class Shaper:
         return res.params, res.status
 
     def _grads(self, obs, params, jet) -> Dict[str, torch.Tensor]:
-        """d value / d pT and d value / d(y, phi) of the particles at fixed optimal shape
-        (envelope theorem), from the Sinkhorn divergence at ``eps / 10`` (an entropic
-        approximation of the exact EMD's gradient)."""
+        """d value / d pT and d value / d(y, phi) of the particles at fixed fitted shape (the
+        derivative of the observable where the fit is a local optimum: envelope theorem), from
+        the exact EMD's optimal plan and dual potentials (:func:`physkit.ot.emd_batch_grads`)
+        at the reported quadrature (``n_eval_samples``)."""
         p = {k: v.detach().to(torch.float64) for k, v in params.items()}
         p["_batch"] = jet["z"]
         with torch.no_grad():
             y, b = obs.sample(p, self.n_eval_samples, self.R)
-        y, b, mask_y = _align_nodes(y, b)
-        pts = jet["x"].detach().clone().requires_grad_(True)
-        pt = (jet["z"] * jet["pt_sum"][:, None]).detach().clone().requires_grad_(True)
-        total = pt.sum(1, keepdim=True)
-        zz = pt / total
-        with torch.enable_grad():
-            s = sinkhorn_divergence(pts, zz, y, b.clamp_min(0), R=self.R, beta=self.beta,
-                                    eps=self.eps / 10, mask_x=jet["mask"], mask_y=mask_y,
-                                    scaling=self.scaling,
-                                    max_iter=100, tol=1e-4, rowwise=True)
-            gp, gx = torch.autograd.grad(s.sum(), [pt, pts])
+        pt = jet["z"] * jet["pt_sum"][:, None]
+        _, gp, gx = emd_batch_grads(jet["x"], pt, y, b.clamp_min(0), R=self.R, beta=self.beta,
+                                    n_jobs=jet.get("workers", self.n_jobs))
+        dev = jet["z"].device
         m = jet["mask"]
+        gp = torch.as_tensor(gp, dtype=torch.float64, device=dev)
+        gx = torch.as_tensor(gx, dtype=torch.float64, device=dev)
         return {"pt": torch.where(m, gp, torch.zeros_like(gp)),
                 "points": torch.where(m[..., None], gx, torch.zeros_like(gx))}
 

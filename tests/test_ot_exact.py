@@ -11,7 +11,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from physkit.events import Events
-from physkit.ot import EMDError, cost_matrix, emd, emd_batch, emds
+from physkit.ot import EMDError, cost_matrix, emd, emd_batch, emd_batch_grads, emds
 
 
 def _naive_cost(p0, p1, R, beta):
@@ -232,3 +232,40 @@ def test_against_energyflow(sample_jets):
     Dref = ef_emd.emds([np.asfortranarray(j) for j in jets[:8]], R=0.8, beta=1.0, norm=True, periodic_phi=True, n_jobs=1,
                        verbose=0)
     np.testing.assert_allclose(D, Dref, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
+def test_emd_batch_grads_match_finite_differences(beta):
+    rng = np.random.default_rng(0)
+    B, N, M = 4, 12, 7
+    x = rng.normal(0, 0.3, (B, N, 2))
+    a = rng.exponential(1, (B, N))
+    a[:, -2:] = 0  # padding
+    y = rng.normal(0, 0.3, (B, M, 2))
+    b = rng.exponential(1, (B, M))
+    x[0, 0, 1], y[0, 0, 1] = 3.1, -3.1  # across phi = pi
+    v, ga, gx = emd_batch_grads(x, a, y, b, R=0.8, beta=beta)
+    np.testing.assert_allclose(v, emd_batch(x, a, y, b, R=0.8, beta=beta), rtol=1e-12)
+
+    def value(k, xk=None, ak=None):
+        xk = x[k] if xk is None else xk
+        ak = a[k] if ak is None else ak
+        return emd_batch(xk[None], ak[None], y[k:k + 1], b[k:k + 1], R=0.8, beta=beta)[0]
+
+    h = 1e-7
+    for k in range(B):
+        for i in (0, 3):
+            for c in range(2):
+                up, dn = x[k].copy(), x[k].copy()
+                up[i, c] += h
+                dn[i, c] -= h
+                fd = (value(k, xk=up) - value(k, xk=dn)) / (2 * h)
+                assert abs(fd - gx[k, i, c]) < 1e-5, (k, i, c, fd, gx[k, i, c])
+            up, dn = a[k].copy(), a[k].copy()
+            up[i] += h
+            dn[i] -= h
+            fd = (value(k, ak=up) - value(k, ak=dn)) / (2 * h)
+            assert abs(fd - ga[k, i]) < 1e-5, (k, i, fd, ga[k, i])
+    assert (ga[:, -2:] == 0).all() and (gx[:, -2:] == 0).all()
+    # the value is invariant under scaling a: the weight gradient is orthogonal to a
+    np.testing.assert_allclose((ga * a).sum(1), 0.0, atol=1e-12)
