@@ -218,3 +218,18 @@ def test_general_grads_match_finite_differences_at_fixed_shape(jets):
                     vals.append(sh.exact_values(e, name, {k: v[j:j + 1] for k, v in r.params.items()})[0])
                 fd = (vals[0] - vals[1]) / (2 * step)
                 assert abs(fd - g) <= 1e-4 * max(abs(g), 1.0 / c[j, :, 0].sum()), (j, i, col, fd, g)
+
+
+def test_general_path_small_coincident_and_empty_jets():
+    from test_shaper_points import _small_jets
+
+    names = ["2-point-diskiness", "1-diskiness+pileup", "1-ellipsiness"]
+    r = Shaper(names, **FAST).compute(_small_jets(), return_grads=True)
+    for name in names:
+        res = r[name]
+        assert np.isfinite(res.value).all() and (res.value >= 0).all(), name
+        assert all(np.isfinite(v).all() for v in res.params.values()), name
+        assert all(np.isfinite(v).all() for v in res.grads.values()), name
+        assert res.status[5] == 3 and res.value[5] == 0.0  # empty jet: BAD_INPUT
+    # <= 2 particles: the two prongs' points sit on them
+    assert (r["2-point-diskiness"].value[[0, 1]] < 1e-12).all()
