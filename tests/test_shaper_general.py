@@ -59,6 +59,13 @@ def test_nested_families(fitted):
     assert (fitted["2-diskiness+pileup"].value <= fitted["2-diskiness"].value + 1e-9).all()
 
 
+def test_nested_option_fits_unlisted_smaller_members(jets, fitted):
+    # nested=True fits 1-diskiness (not listed) to seed 2-diskiness: never above it
+    r = Shaper("2-diskiness", nested=True, **FAST).compute(jets)["2-diskiness"]
+    assert np.isfinite(r.value).all()
+    assert (r.value <= fitted["1-diskiness"].value + 1e-9).all()
+
+
 def test_value_is_exact_emd_at_reported_params(jets, fitted):
     for name in ("2-diskiness", "1-ellipsiness", "2-point-diskiness"):
         r = fitted[name]
