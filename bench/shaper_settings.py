@@ -27,7 +27,8 @@ sys.path.insert(0, HERE)
 
 #: (label, Shaper keyword arguments); the first row is the reference
 CONFIGS = [
-    ("defaults (coarse 32, lr 0.04, 100 steps)", {}),
+    ("defaults (lr 0.04, 100 steps; coarse 32 for beta >= 1)", {}),
+    ("coarse 32", {"coarse_points": 32}),
     ("full jets in the flow", {"coarse_points": None}),
     ("+ 10 polish steps on the full jets", {"polish_steps": 10}),
     ("lr 0.02", {"lr": 0.02}),
@@ -62,6 +63,10 @@ def main(argv=None) -> int:
     ap.add_argument("--n-jets", type=int, default=200)
     ap.add_argument("--observable", default="2-point-diskiness")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--beta", type=float, default=1.0)
+    ap.add_argument("--R", type=float, default=0.8)
+    ap.add_argument("--only", default=None,
+                    help="comma-separated row numbers of CONFIGS to run (0 = defaults, always run)")
     ap.add_argument("--data", default=os.path.join(ROOT, "data", "jets_sample.h5"))
     args = ap.parse_args(argv)
 
@@ -69,8 +74,13 @@ def main(argv=None) -> int:
 
     ev, _ = held_out_jets(args.data, args.n_jets)
     rows, ref = [], None
-    for label, kw in CONFIGS:
-        sh = Shaper([args.observable], n_jobs=args.threads, progress=False, **kw)
+    configs = CONFIGS
+    if args.only:
+        keep = {0} | {int(i) for i in args.only.split(",")}
+        configs = [c for i, c in enumerate(CONFIGS) if i in keep]
+    for label, kw in configs:
+        sh = Shaper([args.observable], R=args.R, beta=args.beta, n_jobs=args.threads,
+                    progress=False, **kw)
         sh.compute(ev[:2])
         t0, c0 = time.perf_counter(), time.process_time()
         v = sh.compute(ev)[args.observable].value
@@ -81,7 +91,8 @@ def main(argv=None) -> int:
         rows.append((label, wall, cpu, v.mean(), np.median(v), np.mean(q < 1 - 1e-4),
                      np.mean(q > 1 + 1e-4)))
         print(f"{label}: {cpu:.2f} CPU-s, mean {v.mean():.5f}", flush=True)
-    print(f"\n{args.observable}, {len(ev)} held-out jets, {args.threads} threads\n")
+    print(f"\n{args.observable}, R = {args.R}, beta = {args.beta}, {len(ev)} held-out jets, "
+          f"{args.threads} threads\n")
     print("| configuration | wall s | CPU s | mean value | median value | better / worse than defaults |")
     print("|---|---|---|---|---|---|")
     for label, wall, cpu, mean, med, better, worse in rows:

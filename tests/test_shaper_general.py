@@ -202,6 +202,9 @@ def test_coarse_flow_matches_full_flow(jets, initial):
     assert 0.98 < np.median(polished / full) < 1.02
     with pytest.raises(ValueError, match="coarse_points"):
         Shaper(name, coarse_points=40)
+    # "auto": coarse-grained for beta >= 1 only
+    assert Shaper(name).coarse_points == 32 and Shaper(name, beta=2.0).coarse_points == 32
+    assert Shaper(name, beta=0.5).coarse_points is None
 
 
 def test_general_grads_match_finite_differences_at_fixed_shape(jets):
