@@ -212,8 +212,10 @@ class Shaper:
     exact_points : use the exact Lloyd path for n-subjettiness (else the general flow).
     lloyd_iter : cap on Lloyd iterations.
     chunk_size : jets per batch; bucket_size : rows per general-path flow (more rows per flow
-        spread the per-step overhead; 128 measured faster than 64); progress : tqdm bar over
-        chunks (None: when > 1 chunk).
+        spread the per-step overhead). None: 128 on CPU (measured faster than 64, as fast as
+        512), 4096 on other devices (not measured -- no GPU was available; there a step's cost
+        is set by kernel launches, not rows, so one large bucket beats many small ones);
+        progress : tqdm bar over chunks (None: when > 1 chunk).
     coarse_points : pseudo-particles per jet seen by the general-path flow (a positive
         multiple of 32, or None for the full jets); see the module docstring. The reported
         value is always the exact EMD to the full jet. ``"auto"`` (default): 32 for
@@ -247,7 +249,8 @@ class Shaper:
                  patience: int = 15, scaling: float = 0.5, sinkhorn_iter: Optional[int] = None,
                  sinkhorn_warmup: int = 300, sinkhorn_tol: float = 1e-2,
                  exact_points: bool = True, lloyd_iter: int = 200,
-                 chunk_size: int = 2000, bucket_size: int = 128, progress: Optional[bool] = None,
+                 chunk_size: int = 2000, bucket_size: Optional[int] = None,
+                 progress: Optional[bool] = None,
                  dtype: torch.dtype = torch.float32, n_jobs: Optional[int] = None,
                  torch_threads: Optional[int] = 1, nested: bool = False,
                  refine_seeds: bool = True, schedule=None, seed: int = 0,
@@ -271,6 +274,8 @@ class Shaper:
         self.sinkhorn_warmup = int(sinkhorn_warmup)
         self.exact_points, self.lloyd_iter = bool(exact_points), int(lloyd_iter)
         self.chunk_size, self.progress, self.dtype = int(chunk_size), progress, dtype
+        if bucket_size is None:
+            bucket_size = 128 if self.device.type == "cpu" else 4096
         self.bucket_size = int(bucket_size)
         self.n_jobs, self.seed, self.torch_threads = n_jobs, int(seed), torch_threads
         self.nested = bool(nested)
