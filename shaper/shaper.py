@@ -715,7 +715,6 @@ class Shaper:
     def _flow(self, obs, xs, zs, ms, p0, steps):
         """Adam flow on the Sinkhorn divergence for one bucket of rows; returns (params, status)."""
         n = xs.shape[0]
-        eps = self.eps
         cache: Dict[str, torch.Tensor] = {}
 
         def sinkhorn(params, idx, max_iter):
@@ -726,9 +725,9 @@ class Shaper:
             warm = None
             if cache:
                 warm = SinkhornPotentials(cache["f"][idx], cache["g"][idx], None, cache["q"][idx],
-                                          eps, None, None)
+                                          self.eps, None, None)
             return sinkhorn_divergence(
-                xs[idx], zs[idx], y, b, R=self.R, beta=self.beta, eps=eps, mask_x=ms[idx],
+                xs[idx], zs[idx], y, b, R=self.R, beta=self.beta, eps=self.eps, mask_x=ms[idx],
                 mask_y=mask_y,
                 scaling=self.scaling, max_iter=max_iter, tol=self.sinkhorn_tol,
                 warm_start=warm, return_potentials=True, rowwise=True,

@@ -58,14 +58,13 @@ def _solve_fast(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int,
 
 
 def _solve_duals(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int):
-    """``(cost, code, plan, u, v)``: the optimal plan and dual potentials
+    """``(cost, code, plan, u)``: the optimal plan and the first side's dual potential
     (``u_i + v_j <= C_ij``, equality on the plan's support)."""
     if _solve is _solve_fast:
-        G, cost, u, v, code = _emd_c(a, b, C, n_iter_max, 1, None, None)
-        return float(cost), int(code), G, np.asarray(u), np.asarray(v)
+        G, cost, u, _v, code = _emd_c(a, b, C, n_iter_max, 1, None, None)
+        return float(cost), int(code), G, np.asarray(u)
     G, log = ot.emd(a, b, C, numItermax=n_iter_max, log=True)  # pragma: no cover
-    return (float(log["cost"]), int(log["result_code"]), G, np.asarray(log["u"]),
-            np.asarray(log["v"]))
+    return float(log["cost"]), int(log["result_code"]), G, np.asarray(log["u"])
 
 
 try:  # POT >= 0.9.6 signature: emd_c(a, b, M, max_iter, numThreads, alpha_init, beta_init)
@@ -82,20 +81,25 @@ except Exception:  # pragma: no cover - other POT versions: the public API
 
 
 def _network_simplex(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int,
-                     flow: bool = False, what: str = "EMD"):
-    """Solve one balanced problem; raise :class:`EMDError` unless POT reports optimality."""
+                     flow: bool = False, what: str = "EMD", duals: bool = False):
+    """Solve one balanced problem; raise :class:`EMDError` unless POT reports optimality.
+    Returns ``(cost, plan or None)``, or ``(cost, plan, u)`` with ``duals`` (``u`` the first
+    side's dual potential)."""
     a = np.ascontiguousarray(a, dtype=np.float64)
     b = np.ascontiguousarray(b, dtype=np.float64)
     b = b * (a.sum() / b.sum())  # exact balance, as POT's wrapper does
     C = np.ascontiguousarray(C, dtype=np.float64)
-    cost, code, G = _solve(a, b, C, int(n_iter_max), flow)
+    if duals:
+        cost, code, G, u = _solve_duals(a, b, C, int(n_iter_max))
+    else:
+        cost, code, G = _solve(a, b, C, int(n_iter_max), flow)
     if code != _OPTIMAL:
         msg = _RESULT_MESSAGES.get(code, f"unknown result code {code}")
         raise EMDError(f"{what}: POT network simplex failed: {msg} (result code {code}; "
                        f"problem {len(a)} x {len(b)}, n_iter_max={n_iter_max})")
     if not np.isfinite(cost):
         raise EMDError(f"{what}: POT returned a non-finite cost {cost}")
-    return cost, G
+    return (cost, G, u) if duals else (cost, G)
 
 
 # ------------------------------------------------------------------ inputs
@@ -375,17 +379,13 @@ def _batch_solve(x, a, y, b, R, beta, n_jobs, n_iter_max, grads: bool):
                 Ck = Ck[np.ix_(ia, ib)]
             wa, wb = a[k, ia], b[k, ib]
             sa = wa.sum()
+            an = wa / sa
+            res = _network_simplex(an, wb / wb.sum(), Ck, n_iter_max, flow=grads,
+                                   what=f"{what}: row {k}", duals=grads)
+            out[k] = res[0]
             if not grads:
-                out[k] = _network_simplex(wa / sa, wb / wb.sum(), Ck, n_iter_max,
-                                          what=f"{what}: row {k}")[0]
                 continue
-            an = np.ascontiguousarray(wa / sa)
-            bn = np.ascontiguousarray(wb * (an.sum() / wb.sum()))
-            cost, code, G, u, _v = _solve_duals(an, bn, np.ascontiguousarray(Ck), int(n_iter_max))
-            if code != _OPTIMAL or not np.isfinite(cost):
-                msg = _RESULT_MESSAGES.get(code, f"non-finite cost {cost}")
-                raise EMDError(f"{what}: row {k}: POT network simplex failed: {msg}")
-            out[k] = cost
+            _, G, u = res
             ga[k, ia] = (u - an @ u) / sa
             d = x[k][ia][:, None, :] - y[k][ib][None, :, :]  # (n, m, 2)
             d[..., 1] = wrap_angle(d[..., 1])
