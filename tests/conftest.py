@@ -59,3 +59,16 @@ def synthetic_jets(n: int, m: int = 32, *, seed: int = 0, n_prongs: int = 2,
 def make_jets():
     """The :func:`synthetic_jets` generator: ``make_jets(n, m=32, *, seed=0, ...)``."""
     return synthetic_jets
+
+
+def small_jets() -> np.ndarray:
+    """Seven tiny jets (1-5 particles, one across phi = pi, coincident particles, row 5 empty)."""
+    x = np.zeros((7, 5, 3))
+    x[0, 0] = [10, 0.1, 3.1]
+    x[1, :2] = [[10, 0.1, 3.1], [5, 0.2, -3.1]]  # straddles phi = pi
+    x[2, :3] = [[10, 0.1, 0.1], [5, 0.2, 0.2], [1, 0.0, 0.3]]
+    x[3, :4] = [[10, 0.1, 0.1]] * 4  # coincident
+    x[4, :4] = [[10, 0.1, 0.1], [10, 0.1, 0.1], [1, 0.3, 0.1], [1, 0.3, 0.1]]
+    # x[5] empty
+    x[6, :5] = [[10, 0.1, 0.1], [5, 0.2, 0.2], [1, 0.0, 0.3], [1, 0.0, 0.3], [3, -0.2, 0.0]]
+    return x

@@ -19,7 +19,7 @@ from physkit.ot import sinkhorn_divergence
 from shaper import Shaper
 from shaper.shaper import padded_width
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "jets_sample.h5"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "jets_sample.h5"
 needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason="data/jets_sample.h5 not generated")
 
 
@@ -131,7 +131,7 @@ def test_seeds_keep_stdout_clean_and_warn_nothing():
             "assert c.shape == (4, 2, 2)\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
-                       env=env, cwd=Path(__file__).resolve().parents[1], timeout=120)
+                       env=env, cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
     assert "dcut" not in r.stderr and "FastJet" not in r.stderr

@@ -11,7 +11,7 @@ from physkit.ot import emd_batch
 from shaper import Observable, ParamSpec, Shaper, from_name, plot_event
 from shaper import observables as O
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "jets_sample.h5"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "jets_sample.h5"
 pytestmark = pytest.mark.skipif(not SAMPLE.exists(), reason="data/jets_sample.h5 not generated")
 
 NAMES = ["1-diskiness", "2-diskiness", "2-diskiness+pileup", "1-ringiness", "2-ringiness",
@@ -231,10 +231,10 @@ def test_general_grads_match_finite_differences_at_fixed_shape(jets):
 
 
 def test_general_path_small_coincident_and_empty_jets():
-    from test_shaper_points import _small_jets
+    from conftest import small_jets
 
     names = ["2-point-diskiness", "1-diskiness+pileup", "1-ellipsiness"]
-    r = Shaper(names, **FAST).compute(_small_jets(), return_grads=True)
+    r = Shaper(names, **FAST).compute(small_jets(), return_grads=True)
     for name in names:
         res = r[name]
         assert np.isfinite(res.value).all() and (res.value >= 0).all(), name

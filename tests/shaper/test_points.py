@@ -8,8 +8,9 @@ from sklearn.metrics import roc_auc_score
 
 from physkit.ot import emd_batch
 from shaper import Results, Shaper
+from conftest import small_jets
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "jets_sample.h5"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "jets_sample.h5"
 pytestmark = pytest.mark.skipif(not SAMPLE.exists(), reason="data/jets_sample.h5 not generated")
 
 
@@ -56,21 +57,9 @@ def test_value_is_exact_emd_at_reported_axes(sample, taus):
     assert (np.abs(r.params["centers"][..., 1]) <= np.pi).all()
 
 
-def _small_jets():
-    x = np.zeros((7, 5, 3))
-    x[0, 0] = [10, 0.1, 3.1]
-    x[1, :2] = [[10, 0.1, 3.1], [5, 0.2, -3.1]]  # straddles phi = pi
-    x[2, :3] = [[10, 0.1, 0.1], [5, 0.2, 0.2], [1, 0.0, 0.3]]
-    x[3, :4] = [[10, 0.1, 0.1]] * 4  # coincident
-    x[4, :4] = [[10, 0.1, 0.1], [10, 0.1, 0.1], [1, 0.3, 0.1], [1, 0.3, 0.1]]
-    # x[5] empty
-    x[6, :5] = [[10, 0.1, 0.1], [5, 0.2, 0.2], [1, 0.0, 0.3], [1, 0.0, 0.3], [3, -0.2, 0.0]]
-    return x
-
-
 def test_small_coincident_and_empty_jets():
     r = Shaper(["1-subjettiness", "2-subjettiness", "3-subjettiness"]).compute(
-        _small_jets(), return_grads=True)
+        small_jets(), return_grads=True)
     for name, res in r.items():
         assert np.isfinite(res.value).all()
         assert all(np.isfinite(v).all() for v in res.params.values())

@@ -407,7 +407,7 @@ def _fjcontrib_tau(seq, axes):
 def make_sample_module():
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "make_sample.py")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data", "make_sample.py")
     spec = importlib.util.spec_from_file_location("make_sample", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
