@@ -22,6 +22,11 @@ def wrap_angle(x, period: float = TWO_PI):
     return x - period * np.ceil((x - half) / period)
 
 
+def wrap_yphi(d: torch.Tensor) -> torch.Tensor:
+    """Displacements ``(..., 2)`` in (y, phi) with the phi column wrapped into ``(-pi, pi]``."""
+    return torch.stack([d[..., 0], wrap_angle(d[..., 1])], dim=-1)
+
+
 def delta_phi(phi0, phi1):
     """Azimuthal difference ``phi0 - phi1`` wrapped into ``(-pi, pi]``."""
     return wrap_angle(phi0 - phi1)

@@ -12,23 +12,11 @@ import torch
 
 from .angles import wrap_angle
 from .errors import EventFileError
+from .kinematics import rapidity
 from .simd import aligned
+from .status import EVENT_PROBLEMS, MAX_ABS_RAPIDITY, EventProblem
 
 EmptyPolicy = Literal["error", "skip", "zero"]
-
-#: largest |rapidity| accepted in an event (beyond it the input is almost surely garbage)
-MAX_ABS_RAPIDITY = 10.0
-
-
-#: reasons an event can be rejected, indexed by the codes :func:`event_problems` returns
-EVENT_PROBLEMS = {
-    0: "ok",
-    1: "non-finite value (NaN or inf)",
-    2: "negative pT",
-    3: f"|y| > {MAX_ABS_RAPIDITY:g}",
-    4: "event has no particles",
-}
-
 
 def event_problems(arr: np.ndarray) -> np.ndarray:
     """Per-event problem codes ``(N,)`` int8 for a padded ``(N, M, 3)`` (pT, y, phi) array.
@@ -42,10 +30,11 @@ def event_problems(arr: np.ndarray) -> np.ndarray:
     pt = np.where(np.isfinite(arr[..., 0]), arr[..., 0], 0.0)
     real = pt > 0
     checks = [
-        (1, ~finite),
-        (2, (pt < 0).any(axis=1)),
-        (3, (real & (np.abs(np.nan_to_num(arr[..., 1])) > MAX_ABS_RAPIDITY)).any(axis=1)),
-        (4, real.sum(axis=1) == 0),
+        (EventProblem.NONFINITE, ~finite),
+        (EventProblem.NEGATIVE_PT, (pt < 0).any(axis=1)),
+        (EventProblem.LARGE_RAPIDITY,
+         (real & (np.abs(np.nan_to_num(arr[..., 1])) > MAX_ABS_RAPIDITY)).any(axis=1)),
+        (EventProblem.EMPTY, real.sum(axis=1) == 0),
     ]
     for code, bad in reversed(checks):  # earliest check wins
         codes[bad] = code
@@ -68,12 +57,12 @@ def validate_constituents(arr: np.ndarray, *, path=None, dataset: str | None = N
         raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got {arr.shape}",
                              path, dataset)
     codes = event_problems(arr)
-    fatal = (codes > 0) & (codes != 4) if empty != "error" else codes > 0
+    fatal = (codes > 0) & (codes != EventProblem.EMPTY) if empty != "error" else codes > 0
     idx = np.flatnonzero(fatal)
     if idx.size:
         code = int(codes[idx[0]])
         reason = EVENT_PROBLEMS[code]
-        if code == 4:
+        if code == EventProblem.EMPTY:
             reason += " (pass empty='skip' or empty='zero' to allow)"
         raise EventFileError(reason, path, dataset, offset + int(idx[0]))
     if empty == "skip":
@@ -155,8 +144,7 @@ class Events:
             e = array["E"] if "E" in fields else array["e"]
             pt = np.hypot(px, py)
             phi = np.arctan2(py, px)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                y = 0.5 * np.log((e + pz) / (e - pz))
+            y = rapidity(e, pz)
         else:
             raise ValueError(f"awkward records need fields (pt, y|eta, phi) or "
                              f"(px, py, pz, E); got {sorted(fields)}")

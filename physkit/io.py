@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .angles import wrap_angle
+from .kinematics import ptyphi_from_epxpypz
 from .errors import EventFileError
 from .events import EmptyPolicy, Events, validate_constituents
 from .h5files import atomic_h5
@@ -374,26 +375,6 @@ def _jagged_fields(flat: dict, path) -> tuple[str, str, str]:
                          f"{sorted(k for k in flat if k != '_counts')}", path, "constituents")
 
 
-def _ptyphi_from_epxpypz(e, px, py, pz) -> np.ndarray:
-    """(pT, y, phi) from (E, px, py, pz) arrays ``(n, M)``; zero E marks padding.
-
-    Rapidity ``y = 0.5 ln((E + pz)/(E - pz))``; an energy below ``|p|`` (rounding in
-    massless inputs) is raised to ``|p|`` (the massless limit). Computed in float64.
-    """
-    e, px, py, pz = (np.asarray(a, dtype=np.float64) for a in (e, px, py, pz))
-    pt = np.hypot(px, py)
-    real = pt > 0
-    p = np.sqrt(pt ** 2 + pz ** 2)
-    en = np.maximum(e, p)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        y = 0.5 * np.log((en + pz) / (en - pz))
-    phi = np.arctan2(py, px)
-    y = np.where(real, y, 0.0)
-    phi = np.where(real, wrap_angle(phi), 0.0)
-    pt = np.where(real, pt, 0.0)
-    return np.stack([pt, y, phi], axis=-1)
-
-
 def _read_block(path, s, e, fmt: str | None = None) -> tuple[np.ndarray, str, int]:
     """(raw (n, M, 3) array, dataset name for messages, total events) for rows [s, e)."""
     fmt = fmt or detect_format(path)
@@ -428,7 +409,7 @@ def _read_block(path, s, e, fmt: str | None = None) -> tuple[np.ndarray, str, in
                         and c[2:].isdigit())
             cols = [f"{c}_{i}" for c in ("E", "PX", "PY", "PZ") for i in range(npart)]
             v = frame.read(cols, s, e).reshape(e - s, 4, npart)
-            return _ptyphi_from_epxpypz(v[:, 0], v[:, 1], v[:, 2], v[:, 3]), key, n
+            return ptyphi_from_epxpypz(v[:, 0], v[:, 1], v[:, 2], v[:, 3]), key, n
         # lhco: columns in stored order, (pT, eta, phi) x 700 then the label
         cols = frame.order[:3 * _LHCO_NPART]
         v = frame.read(cols, s, e).reshape(e - s, _LHCO_NPART, 3)

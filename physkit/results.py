@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from enum import IntEnum
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -38,16 +37,7 @@ __all__ = ["RESULTS_FORMAT", "Status", "ChunkStore", "ResultsFormatError", "is_r
 #: version written to (and required in) the ``physkit_results`` file attribute
 RESULTS_FORMAT = 1
 
-try:  # the flow engine's per-row outcome codes; the pipeline adds BAD_INPUT = 3
-    from .flow import Status
-except ImportError:  # pragma: no cover - flow engine not importable
-    class Status(IntEnum):  # type: ignore[no-redef]
-        """Per-row outcome (int8): the same numbers as :class:`physkit.flow.Status`."""
-
-        CONVERGED = 0
-        MAX_STEPS = 1
-        NONFINITE = 2
-        BAD_INPUT = 3
+from .status import Status
 
 #: top-level per-row datasets (not observables)
 ROW_DATASETS = ("source_file", "source_index", "event_problem", "labels")
@@ -374,7 +364,7 @@ def describe_results(path) -> str:
                                       return_counts=True)
             lines.append("inputs:  " + ", ".join(f"{a} ({c} rows)" for a, c in zip(files, counts)))
         if "event_problem" in f and n:
-            from .events import EVENT_PROBLEMS
+            from .status import EVENT_PROBLEMS
 
             codes, cnt = np.unique(f["event_problem"][()], return_counts=True)
             bad = [f"{EVENT_PROBLEMS.get(int(c), c)}: {k}" for c, k in zip(codes, cnt) if c]

@@ -48,7 +48,6 @@ import contextlib
 import contextvars
 import math
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Callable, Dict, Mapping, Optional, Union
 
 import torch
@@ -56,20 +55,12 @@ import torch
 from physkit.flow.annealing import Annealing, lr_factor
 from physkit.flow.constraints import Constraint, Free
 from physkit.flow.optimizers import Optimizer, make_optimizer
+from physkit.status import Status
 
 __all__ = ["Status", "FlowResult", "minimize", "is_final_evaluation"]
 
 Params = Dict[str, torch.Tensor]
 LossFn = Callable[[Params, torch.Tensor], torch.Tensor]
-
-
-class Status(IntEnum):
-    """Per-row outcome (stored as int8)."""
-
-    CONVERGED = 0
-    MAX_STEPS = 1
-    NONFINITE = 2
-    BAD_INPUT = 3  # reserved for the pipeline (input rejected before the flow)
 
 
 @dataclass

@@ -17,7 +17,6 @@ wall time on 2 cores), so :func:`emds` and :func:`emd_batch` parallelise with th
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,6 +24,7 @@ import ot
 import torch
 
 from ..angles import wrap_angle
+from ..cores import n_workers
 from ..events import Events
 from .cost import _check_params, cost_matrix
 
@@ -204,20 +204,8 @@ def _as_event_list(events, what: str) -> list:
     return list(events)
 
 
-def _n_workers(n_jobs: int | None) -> int:
-    try:
-        ncpu = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        ncpu = os.cpu_count() or 1
-    if n_jobs is None or n_jobs == -1:
-        return ncpu
-    if n_jobs < 1:
-        raise ValueError(f"n_jobs must be >= 1, -1 or None, got {n_jobs}")
-    return int(n_jobs)
-
-
 def _run_chunks(fn, chunks: list, n_jobs: int | None, progress: bool, desc: str):
-    workers = min(_n_workers(n_jobs), max(len(chunks), 1))
+    workers = min(n_workers(n_jobs), max(len(chunks), 1))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -268,7 +256,7 @@ def emds(events0, events1=None, R: float = 1.0, beta: float = 1.0, *, norm: bool
     else:
         ii, jj = (g.ravel() for g in np.meshgrid(np.arange(n0), np.arange(n1), indexing="ij"))
     n_pairs = len(ii)
-    size = max(1, min(256, n_pairs // (8 * _n_workers(n_jobs)) or 1))
+    size = max(1, min(256, n_pairs // (8 * n_workers(n_jobs)) or 1))
     chunks = [(s, min(s + size, n_pairs)) for s in range(0, n_pairs, size)]
 
     def work(chunk):
@@ -395,8 +383,8 @@ def _batch_solve(x, a, y, b, R, beta, n_jobs, n_iter_max, grads: bool):
             coef = np.where(on, G * beta * np.where(on, theta, 1.0) ** (beta - 2.0), 0.0)
             gx[k, ia] = (coef[..., None] * d).sum(1) / R ** beta
 
-    if len(chunks) < 4 * _n_workers(n_jobs) and B > 1:  # finer chunks for load balance
-        step = max(1, B // (4 * _n_workers(n_jobs)))
+    if len(chunks) < 4 * n_workers(n_jobs) and B > 1:  # finer chunks for load balance
+        step = max(1, B // (4 * n_workers(n_jobs)))
         chunks = [(s, min(s + step, B)) for s in range(0, B, step)]
     _run_chunks(work, chunks, n_jobs, False, what)
     return out, ga, gx
