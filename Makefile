@@ -26,6 +26,7 @@ run: $(STAMP)
 	$(VENV)/bin/physkit demo --out out/demo
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

@@ -51,6 +51,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .heads import HEADS, NystroemHead, SVCHead, TorchHead
 from .kl import as_tensor, kl_basis, n_from_spec, residual
+from .seeding import int_seed
 
 #: explained-variance fractions tried for ``n_components="auto"`` (plus 0 = no truncation
 #: and the reference implementation's default count, ``DEFAULT_N_COMPONENTS``)
@@ -280,7 +281,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         return self.classifier
 
     def _make_head(self, kind: str, class_weight):
-        rs = self.random_state
+        rs = self._seed
         if kind == "svc":
             return SVCHead(C=self.C, gamma=self.gamma, class_weight=class_weight,
                            random_state=rs)
@@ -428,7 +429,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
                                  f"training labels {classes.tolist()}")
             a = int(hit[0])
         self.reference_class_ = classes[a]
-        seed = self.random_state if isinstance(self.random_state, Integral) else None
+        self._seed = seed = int_seed(self.random_state)
         rng = np.random.default_rng(seed)
 
         self._standardize_fit(X)
@@ -499,7 +500,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         if k < 2:
             return grid_A[0], grid_res[0]
         kind = self.head_kind_
-        seed = self.random_state if isinstance(self.random_state, Integral) else None
+        seed = self._seed
         scores = np.full((len(grid_A), len(grid_res), k), np.nan)
         skf = StratifiedKFold(k, shuffle=True, random_state=seed)
         for fi, (tr, te) in enumerate(skf.split(rows, yy)):

@@ -9,7 +9,6 @@ valid (super-uniform) for exchangeable reference data whatever the score.
 from __future__ import annotations
 
 import json
-from numbers import Integral
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .classifier import _jsonable, _to_numpy
 from .kl import as_tensor, kl_basis, n_from_spec, residual
+from .seeding import int_seed
 
 
 class ResidualDetector(OutlierMixin, BaseEstimator):
@@ -79,7 +79,7 @@ class ResidualDetector(OutlierMixin, BaseEstimator):
                              f"samples leaves too few rows for the basis or calibration")
         if n < 2:
             raise ValueError(f"ResidualDetector needs at least 2 samples, got n_samples={n}")
-        seed = self.random_state if isinstance(self.random_state, Integral) else None
+        seed = int_seed(self.random_state)
         perm = np.random.default_rng(seed).permutation(n)
         cal, fit_rows = np.sort(perm[:n_cal]), np.sort(perm[n_cal:])
 

@@ -20,6 +20,8 @@ import torch
 from scipy.optimize import minimize as _scipy_minimize
 from scipy.special import expit
 
+from physkit.flow import minimize
+
 _CHUNK = 4096
 
 
@@ -186,42 +188,6 @@ class NystroemHead:
         return h
 
 
-def _flow_minimize():
-    """physkit's flow engine if present, else a minimal full-batch Adam with its contract."""
-    try:
-        from physkit.flow import minimize
-        return minimize
-    except ImportError:  # pragma: no cover - depends on the core being installed
-        return _adam_minimize
-
-
-def _adam_minimize(loss_fn, params, constraints=None, *, steps=500, lr=1e-2, tol=0.0,
-                   patience=50, **_):
-    """Fallback with :func:`physkit.flow.minimize`'s contract (no constraints supported)."""
-    from types import SimpleNamespace
-
-    p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    opt = torch.optim.Adam(list(p.values()), lr=lr)
-    idx = torch.arange(next(iter(p.values())).shape[0])
-    best, since, n = float("inf"), 0, 0
-    for n in range(1, steps + 1):
-        opt.zero_grad()
-        loss = loss_fn(p, idx)
-        loss.sum().backward()
-        opt.step()
-        cur = float(loss.sum())
-        if cur < best - tol:
-            best, since = cur, 0
-        else:
-            since += 1
-            if since >= patience:
-                break
-    with torch.no_grad():
-        final = loss_fn(p, idx)
-    return SimpleNamespace(params={k: v.detach() for k, v in p.items()}, loss=final,
-                           n_steps=n, status="converged" if n < steps else "max_steps")
-
-
 class TorchHead:
     """One-hidden-layer tanh network, logistic loss + L2 (``alpha``), trained by Adam
     through :func:`physkit.flow.minimize` (a batch of one model)."""
@@ -263,8 +229,8 @@ class TorchHead:
             reg = alpha * (p["W1"].square().sum((1, 2)) + p["w2"].square().sum(1))
             return (bce * wt).sum(1) + reg
 
-        res = _flow_minimize()(loss_fn, params, steps=self.steps, lr=self.lr, tol=1e-7,
-                               patience=30, optimizer="adam")
+        res = minimize(loss_fn, params, steps=self.steps, lr=self.lr, tol=1e-7,
+                       patience=30, optimizer="adam")
         self.params_ = {k: v.detach().cpu().double().numpy()[0] for k, v in res.params.items()}
         self.n_steps_ = int(res.n_steps)
         return self

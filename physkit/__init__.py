@@ -21,7 +21,8 @@ _EXPORTS = {
     "read_dataset": "physkit.io",
     "detect_format": "physkit.io",
 }
-_SUBMODULES = {"ot", "flow", "io", "events", "parallel", "cli", "angles", "errors", "info", "images"}
+_SUBMODULES = {"ot", "flow", "io", "events", "parallel", "pipeline", "angles", "errors", "images",
+               "status", "kinematics", "cores", "h5files"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

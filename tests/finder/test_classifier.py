@@ -301,3 +301,23 @@ def test_defaults_follow_reference_implementation():
     lam_all = np.linalg.eigvalsh(np.cov(X[y == 0].T))[::-1]
     np.testing.assert_allclose(full.explained_variance_, lam_all, rtol=1e-8)
     assert not np.allclose(split.explained_variance_, lam_all, rtol=1e-3)
+
+
+def test_random_state_object_is_honoured():
+    """A RandomState object seeds every random step: two fits from equal states are equal
+    (scikit-learn's check_random_state rules)."""
+    from finder import ResidualDetector
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 6))
+    y = (X[:, 0] + 0.8 * rng.normal(size=300) > 0).astype(int)
+    fits = [FINDER(n_components=2, n_residual=2, random_state=np.random.RandomState(7)).fit(X, y)
+            for _ in range(2)]
+    np.testing.assert_array_equal(fits[0].decision_function(X), fits[1].decision_function(X))
+    dets = [ResidualDetector(random_state=np.random.RandomState(7)).fit(X) for _ in range(2)]
+    np.testing.assert_array_equal(dets[0].pvalues(X), dets[1].pvalues(X))
+    np.random.seed(11)
+    a = FINDER(n_components=2, n_residual=2).fit(X, y).decision_function(X)
+    np.random.seed(11)
+    b = FINDER(n_components=2, n_residual=2).fit(X, y).decision_function(X)
+    np.testing.assert_array_equal(a, b)

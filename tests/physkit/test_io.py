@@ -10,7 +10,7 @@ import torch
 
 import physkit.io as pio
 from physkit.errors import EventFileError
-from physkit.info import describe, multiplicities
+from physkit.pipeline.info import describe, multiplicities
 from physkit.io import (count_events, detect_format, read_constituents, read_dataset,
                         read_events, read_labels, write_events)
 

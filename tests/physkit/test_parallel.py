@@ -7,12 +7,12 @@ import h5py
 import numpy as np
 import pytest
 
-from physkit.cli import main
+from physkit.pipeline.cli import main
 from physkit.errors import EventFileError
 from physkit.io import read_constituents, read_labels, write_events
 from physkit.parallel import (Chunk, ChunkFailure, chunk_ranges, iter_chunks, map_chunks,
                               open_scheduler, plan_chunks)
-from physkit.results import read_results
+from physkit.pipeline.results import read_results
 
 
 def test_chunk_ranges_cover_in_order():

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from physkit.cli import main
+from physkit.pipeline.cli import main
 from physkit.io import read_events, write_events
-from physkit.results import read_results
+from physkit.pipeline.results import read_results
 
 PHYSKIT = os.path.join(os.path.dirname(sys.executable), "physkit")
 
@@ -208,7 +208,7 @@ def test_fit_on_shape_results_then_score_recomputes_shapes(sample_head, tmp_path
     a, b = read_results(shapes), read_results(out)
     for o in ("2-subjettiness", "3-subjettiness"):  # same chunk -> same SHAPER values
         np.testing.assert_array_equal(a[f"{o}/value"], b[f"{o}/value"])
-    from physkit.modelfile import load_model
+    from physkit.pipeline.modelfile import load_model
 
     est = load_model(model)
     X = np.stack([a["2-subjettiness/value"], a["3-subjettiness/value"]], axis=1)
@@ -234,7 +234,7 @@ def test_info_on_each_kind_of_file(sample_head, tau_model, tmp_path, capsys):
     assert "events:  24" in txt
     assert "physkit results" in txt and "rows:    24" in txt and "group score" in txt
     assert "estimator: finder.FINDER" in txt
-    from physkit.results import ChunkStore
+    from physkit.pipeline.results import ChunkStore
 
     ChunkStore(str(tmp_path / "half.h5"), {"chunk_size": 10, "counts": [24],
                                           "settings": {"command": "x"}})
@@ -244,8 +244,9 @@ def test_info_on_each_kind_of_file(sample_head, tau_model, tmp_path, capsys):
 
 
 def test_pipeline_modules_do_not_import_shaper_or_finder():
-    code = ("import sys, physkit, physkit.cli, physkit.features, physkit.report, "
-            "physkit.results, physkit.parallel, physkit.modelfile, physkit.demo; "
+    code = ("import sys, physkit, physkit.pipeline.cli, physkit.pipeline.features, "
+            "physkit.pipeline.report, physkit.pipeline.results, physkit.parallel, "
+            "physkit.pipeline.modelfile, physkit.pipeline.demo, physkit.pipeline.commands; "
             "bad = [m for m in ('shaper', 'finder') if m in sys.modules]; "
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -282,3 +283,43 @@ def test_corrupt_hdf5_chunk_one_line_or_skipped(sample_head, tau_model, tmp_path
     assert (r["event_problem"][bad] == 5).all() and (r["event_problem"][~bad] == 0).all()
     assert (r["score/status"][bad] == 3).all() and (r["score/status"][~bad] == 0).all()
     assert np.isfinite(r["score/value"][~bad]).all()
+
+
+def test_model_with_two_shape_specs_scores(sample_head, tmp_path):
+    """Two shape: specs (different results files, one with other R/beta) are recomputed at
+    scoring time, all of them (this used to fail with KeyError on the second)."""
+    from finder import FINDER
+    from shaper import Shaper
+
+    d, p, arr, labels = sample_head
+    s2, s3 = str(tmp_path / "s2.h5"), str(tmp_path / "s3.h5")
+    assert main(["shape", p, "-o", s2, "--observable", "2-subjettiness", "--no-progress"]) == 0
+    assert main(["shape", p, "-o", s3, "--observable", "3-subjettiness", "--beta", "2",
+                 "--no-progress"]) == 0
+    model, scores = str(tmp_path / "m.h5"), str(tmp_path / "sc.h5")
+    assert main(["finder", "fit", p, "--features", f"shape:{s2}", "--features", f"shape:{s3}",
+                 "--param", "n_components=1", "--param", "n_residual=1", "-o", model,
+                 "--no-progress"]) == 0
+    assert main(["score", p, "--model", model, "-o", scores, "--no-progress"]) == 0
+    r = read_results(scores)
+    ev = read_events(p)
+    t2 = Shaper(["2-subjettiness"], progress=False).compute(ev)["2-subjettiness"].value
+    t3 = Shaper(["3-subjettiness"], beta=2.0, progress=False).compute(ev)["3-subjettiness"].value
+    np.testing.assert_array_equal(r["2-subjettiness/value"], t2)
+    np.testing.assert_array_equal(r["3-subjettiness/value"], t3)
+    X = np.stack([t2, t3], axis=1)
+    want = FINDER(n_components=1, n_residual=1, random_state=0).fit(X, labels)
+    np.testing.assert_allclose(r["score/value"], want.predict_proba(X)[:, 1], rtol=1e-12)
+
+
+def test_one_observable_with_two_settings_is_refused(sample_head, tmp_path, capsys):
+    d, p, arr, labels = sample_head
+    a, b = str(tmp_path / "a.h5"), str(tmp_path / "b.h5")
+    assert main(["shape", p, "-o", a, "--observable", "2-subjettiness", "--no-progress"]) == 0
+    assert main(["shape", p, "-o", b, "--observable", "2-subjettiness", "--R", "0.4",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    rc = main(["finder", "fit", p, "--features", f"shape:{a}", "--features", f"shape:{b}",
+               "-o", str(tmp_path / "m.h5"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "2-subjettiness" in err[0] and "R, beta" in err[0]

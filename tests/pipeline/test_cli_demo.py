@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from physkit.cli import main
+from physkit.pipeline.cli import main
 
 
 def test_demo_prints_aucs_and_writes_plots(sample_path, tmp_path, capsys):

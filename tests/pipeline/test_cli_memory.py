@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from physkit.cli import main
+from physkit.pipeline.cli import main
 
 PHYSKIT = os.path.join(os.path.dirname(sys.executable), "physkit")
 BOUND_MIB = 800

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from physkit.modelfile import (MODEL_FORMAT, ModelFileError, describe_model, load_model,
+from physkit.pipeline.modelfile import (MODEL_FORMAT, ModelFileError, describe_model, load_model,
                                read_model_state, save_model)
 
 
@@ -119,7 +119,7 @@ def test_crafted_files_cannot_run_code(tmp_path):
 
 
 def test_modelfile_module_has_no_pickle():
-    import physkit.modelfile as m
+    import physkit.pipeline.modelfile as m
 
     src = open(m.__file__).read()
     assert "import pickle" not in src and "pickle.load" not in src

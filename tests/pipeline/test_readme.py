@@ -51,9 +51,9 @@ def _scratch(tmp_path, monkeypatch):
 
 def test_every_other_block_runs_in_process(tmp_path, monkeypatch):
     """Fast form: python blocks run with exec (a fresh namespace each), ``physkit ...``
-    lines through :func:`physkit.cli.main` (the console script's entry point), other
+    lines through :func:`physkit.pipeline.cli.main` (the console script's entry point), other
     shell lines in bash; all in order in one scratch directory."""
-    from physkit.cli import main
+    from physkit.pipeline.cli import main
 
     for i, (lang, code) in enumerate(_scratch(tmp_path, monkeypatch), start=2):
         if lang == "python":

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from physkit.cli import main
+from physkit.pipeline.cli import main
 from physkit.io import read_events, write_events
 
 

@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from physkit.cli import main
+from physkit.pipeline.cli import main
 from physkit.io import write_events
-from physkit.results import (ChunkStore, ResultsFormatError, read_results, result_groups,
+from physkit.pipeline.results import (ChunkStore, ResultsFormatError, read_results, result_groups,
                              results_settings)
 
 PHYSKIT = os.path.join(os.path.dirname(sys.executable), "physkit")

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from . import io as pio
+from .. import io as pio
 
 __all__ = ["describe", "multiplicities"]
 

@@ -67,7 +67,7 @@ def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: s
         import shaper
     except ImportError:  # pragma: no cover
         return []
-    from .io import read_constituents
+    from ..io import read_constituents
 
     ok = np.ones(len(data["source_index"]), bool)
     for g in shape_groups:

@@ -13,21 +13,23 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Callable, Sequence
 
 import numpy as np
 
 __all__ = ["SAMPLE", "DEMO_OBSERVABLES", "run_demo"]
 
-SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
-                      "jets_sample.h5")
+SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "data", "jets_sample.h5")
 DEMO_OBSERVABLES = ("2-subjettiness", "3-subjettiness")
 
 
-def run_demo(out_dir: str = "out/demo", *, n_events: int | None = None,
-             progress: bool = True, observables=DEMO_OBSERVABLES) -> int:
-    """Run the demo into ``out_dir``; prints the AUCs; returns the exit status."""
-    from .cli import main
-    from .io import read_constituents, read_dataset, read_labels, write_events
+def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
+             n_events: int | None = None, progress: bool = True,
+             observables=DEMO_OBSERVABLES) -> int:
+    """Run the demo into ``out_dir`` through ``main`` (the ``physkit`` entry point, e.g.
+    :func:`physkit.pipeline.cli.main`); prints the AUCs; returns the exit status."""
+    from ..io import read_constituents, read_dataset, read_labels, write_events
     from .report import discriminant_auc
     from .results import read_results
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .h5files import atomic_h5, has_root_attr
+from ..h5files import atomic_h5, has_root_attr
 
 __all__ = ["MODEL_FORMAT", "ESTIMATORS", "ModelFileError", "save_model", "load_model",
            "read_model_state", "is_model_file", "describe_model"]

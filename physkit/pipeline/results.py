@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .h5files import atomic_h5, has_root_attr
+from ..h5files import atomic_h5, has_root_attr
 
 __all__ = ["RESULTS_FORMAT", "Status", "ChunkStore", "ResultsFormatError", "is_results_file",
            "read_results", "result_groups", "results_settings", "describe_results",
@@ -37,7 +37,7 @@ __all__ = ["RESULTS_FORMAT", "Status", "ChunkStore", "ResultsFormatError", "is_r
 #: version written to (and required in) the ``physkit_results`` file attribute
 RESULTS_FORMAT = 1
 
-from .status import Status
+from ..status import Status
 
 #: top-level per-row datasets (not observables)
 ROW_DATASETS = ("source_file", "source_index", "event_problem", "labels")
@@ -364,7 +364,7 @@ def describe_results(path) -> str:
                                       return_counts=True)
             lines.append("inputs:  " + ", ".join(f"{a} ({c} rows)" for a, c in zip(files, counts)))
         if "event_problem" in f and n:
-            from .status import EVENT_PROBLEMS
+            from ..status import EVENT_PROBLEMS
 
             codes, cnt = np.unique(f["event_problem"][()], return_counts=True)
             bad = [f"{EVENT_PROBLEMS.get(int(c), c)}: {k}" for c, k in zip(codes, cnt) if c]

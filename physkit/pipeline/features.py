@@ -29,19 +29,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import EventFileError
-from .events import EVENT_PROBLEMS, event_problems
+from ..errors import EventFileError
+from ..events import event_problems
+from ..status import EVENT_PROBLEMS, EventProblem, Status
 
-__all__ = ["UNREADABLE", "PROBLEMS", "parse_feature_spec", "read_chunk", "shape_chunk",
-           "feature_chunk", "score_chunk", "compute_features", "shape_columns"]
-
-#: event_problem code of rows that could not be read at all (``--skip-bad-events``)
-UNREADABLE = 5
-#: event_problem codes of the pipeline: :data:`physkit.events.EVENT_PROBLEMS` plus UNREADABLE
-PROBLEMS = {**EVENT_PROBLEMS, UNREADABLE: "unreadable rows (corrupt or truncated file)"}
-
-BAD_INPUT = 3   # physkit.flow.Status.BAD_INPUT
-NONFINITE = 2   # physkit.flow.Status.NONFINITE
+__all__ = ["parse_feature_spec", "read_chunk", "shape_chunk", "feature_chunk", "score_chunk",
+           "compute_features", "shape_columns"]
 
 
 def parse_feature_spec(text: str) -> dict:
@@ -77,18 +70,19 @@ def read_chunk(path, start: int, stop: int, *, skip_bad: bool
     """Raw constituents ``(n, M, 3)`` of rows ``[start, stop)`` and problem codes ``(n,)`` int8.
 
     Without ``skip_bad`` the first bad event raises :class:`EventFileError` naming file,
-    dataset and event. With it, bad events get their :data:`PROBLEMS` code, and rows that
-    cannot be read at all (corrupt HDF5 chunks) come back as zeros with code UNREADABLE.
+    dataset and event. With it, bad events get their :class:`~physkit.status.EventProblem` code, and rows that
+    cannot be read at all (corrupt HDF5 chunks) come back as zeros with code
+    :attr:`EventProblem.UNREADABLE`.
     """
-    from .io import _read_block  # (array, dataset name for messages, total events)
+    from ..io import _read_block  # (array, dataset name for messages, total events)
 
     try:
         arr, dataset, _ = _read_block(path, start, stop)
     except EventFileError:
         if not skip_bad:
             raise
-        return np.zeros((stop - start, 1, 3), np.float32), np.full(stop - start, UNREADABLE,
-                                                                   np.int8)
+        return np.zeros((stop - start, 1, 3), np.float32), np.full(
+            stop - start, EventProblem.UNREADABLE, np.int8)
     if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - _read_block checks it
         raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got {arr.shape}",
                              path, dataset)
@@ -102,7 +96,7 @@ def read_chunk(path, start: int, stop: int, *, skip_bad: bool
 
 
 def _row_info(path, start: int, stop: int, codes: np.ndarray) -> dict[str, np.ndarray]:
-    from .io import read_labels
+    from ..io import read_labels
 
     out = {"source_file": np.full(stop - start, os.fspath(path)),
            "source_index": np.arange(start, stop, dtype=np.int64),
@@ -117,7 +111,7 @@ def _row_info(path, start: int, stop: int, codes: np.ndarray) -> dict[str, np.nd
 
 
 def _events(arr: np.ndarray, good: np.ndarray, device=None):
-    from .events import Events
+    from ..events import Events
 
     return Events.from_padded(np.ascontiguousarray(arr[good]), validate=False, device=device)
 
@@ -164,7 +158,7 @@ def shape_columns(arr: np.ndarray, good: np.ndarray, observables: Sequence[str],
         res = _shaper(tuple(observables), float(R), float(beta), device).compute(
             _events(arr, good, device))
     for name in observables:
-        status = np.full(n, BAD_INPUT, np.int8)
+        status = np.full(n, Status.BAD_INPUT, np.int8)
         value = np.full(n, np.nan)
         if good.any():
             r = res[name]
@@ -226,7 +220,7 @@ def compute_features(specs: Sequence[dict], path, start: int, stop: int, arr: np
             continue
         block = np.full((n, 0), np.nan)
         if kind == "dataset":
-            from .io import read_dataset
+            from ..io import read_dataset
 
             if good.any():
                 v = np.asarray(read_dataset(path, spec["name"], start, stop), dtype=np.float64)
@@ -234,7 +228,7 @@ def compute_features(specs: Sequence[dict], path, start: int, stop: int, arr: np
             else:  # nothing to score (e.g. unreadable rows): width from the file only
                 block = np.full((n, _dataset_width(path, spec["name"])), np.nan)
         elif kind == "image":
-            from .images import pixelate
+            from ..images import pixelate
 
             block = np.full((n, spec["npix"] ** 2), np.nan)
             if good.any():
@@ -257,16 +251,19 @@ def compute_features(specs: Sequence[dict], path, start: int, stop: int, arr: np
 
 
 def _dataset_width(path, name: str) -> int:
-    from .io import read_dataset
+    from ..io import read_dataset
 
     return int(np.prod(np.asarray(read_dataset(path, name, 0, 1)).shape[1:], dtype=int))
 
 
-def _needs_shape(specs) -> dict | None:
+def _shape_settings(specs) -> dict[tuple[float, float], list[str]]:
+    """Observables of every ``shape`` spec grouped by their ``(R, beta)``, in order."""
+    groups: dict[tuple[float, float], list[str]] = {}
     for s in specs:
         if s["kind"] == "shape":
-            return s
-    return None
+            names = groups.setdefault((float(s["R"]), float(s["beta"])), [])
+            names += [o for o in s["observables"] if o not in names]
+    return groups
 
 
 def feature_chunk(path, start: int, stop: int, *, specs: Sequence[dict],
@@ -305,14 +302,14 @@ def score_chunk(path, start: int, stop: int, *, model_path: str, skip_bad: bool 
     arr, codes = read_chunk(path, start, stop, skip_bad=skip_bad)
     good = codes == 0
     out = _row_info(path, start, stop, codes)
-    shape = None
-    sspec = _needs_shape(specs)
-    if sspec is not None:
-        shape = shape_columns(arr, good, sspec["observables"], sspec["R"], sspec["beta"], device)
-        out.update(shape)
+    shape: dict[str, np.ndarray] = {}
+    for (R, beta), observables in _shape_settings(specs).items():
+        shape.update(shape_columns(arr, good, observables, R, beta, device))
+    out.update(shape)
     X = compute_features(specs, path, start, stop, arr, good, shape=shape, device=device)
     ok = good & np.isfinite(X).all(axis=1)
-    status = np.where(good, np.where(ok, 0, NONFINITE), BAD_INPUT).astype(np.int8)
+    status = np.where(good, np.where(ok, Status.CONVERGED, Status.NONFINITE),
+                      Status.BAD_INPUT).astype(np.int8)
     value = np.full(len(ok), np.nan)
     kind = pipeline.get("estimator", "")
     if ok.any():
