@@ -30,6 +30,8 @@ def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
     """Run the demo into ``out_dir`` through ``main`` (the ``physkit`` entry point, e.g.
     :func:`physkit.pipeline.cli.main`); prints the AUCs; returns the exit status."""
     from ..io import read_constituents, read_dataset, read_labels, write_events
+    from sklearn.metrics import roc_auc_score
+
     from .report import discriminant_auc
     from .results import read_results
 
@@ -68,7 +70,8 @@ def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
     y = data["labels"]
     print(f"\nTest-set ROC AUC, top vs QCD ({len(y)} jets; fit on the {len(arr[0::2])} "
           f"train jets):")
-    auc, _ = discriminant_auc(data["score/value"], y)
+    ok = np.isfinite(data["score/value"])
+    auc = float(roc_auc_score(y[ok], data["score/value"][ok]))  # not folded: higher = top
     print(f"  FINDER on SHAPER observables  {auc:.3f}")
     for o in observables:
         a, s = discriminant_auc(data[f"{o}/value"], y)
