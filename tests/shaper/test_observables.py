@@ -48,9 +48,7 @@ def test_sampler_shapes_mass_and_grad(name):
     for k, spec in obs.specs.items():
         assert tuple(params[k].shape) == (len(jets), *spec.shape), k
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    call = dict(leaves)
-    call["_batch"] = jets.weights()
-    pts, w = obs.sample(call, 10, 0.8)
+    pts, w = obs.sample(leaves, 10, 0.8, batch=jets.weights())
     assert pts.shape[:2] == w.shape and pts.shape[0] == len(jets) and pts.shape[2] == 2
     assert torch.isfinite(pts).all() and (w >= 0).all()
     torch.testing.assert_close(w.sum(1), torch.ones(len(jets), dtype=w.dtype))
