@@ -9,14 +9,17 @@ For each jet group and observable:
 2. **flow**: projected Adam (:func:`physkit.flow.minimize`) from every candidate on the debiased
    Sinkhorn divergence (:func:`physkit.ot.sinkhorn_divergence`) between the jet and the
    shape's ``n_samples`` quadrature nodes per shape, dual potentials warm-started from step to
-   step and the jet's self-potential cached (``eps`` fixed). By default the flow sees each jet
-   **coarse-grained** to ``coarse_points`` pseudo-particles (its exact n-point optimum,
+   step and the jet's self-potential cached (``eps`` fixed, no annealing). By default the flow
+   sees each jet **coarse-grained** to ``coarse_points`` = n pseudo-particles (its exact
+   n-point optimum, the n-point cloud nearest to the jet in EMD,
    :func:`shaper.lloyd.coarse_grain`; for beta = 1 the EMD from any shape to the coarse jet
-   differs from that to the jet by at most their distance tau_n); all jets are then equally
-   wide, so the jets of every width group flow together (:meth:`GeneralPath.shared_flow`), in
-   buckets of ``bucket_size`` rows run in parallel threads;
+   differs from that to the jet by at most their distance tau_n); jets with at most n
+   particles are kept as they are. All jets are then equally wide, so the jets of every width
+   group flow together (:meth:`GeneralPath.shared_flow`), in buckets of ``bucket_size`` rows
+   run in parallel threads; ``polish_steps`` > 0 adds flow steps on the full jets;
 3. **exact evaluation**: the exact EMD (:func:`physkit.ot.emd_batch`, ``n_eval_samples`` nodes
-   per shape) at every candidate and every flowed end point; the best is kept per jet, so the
+   per shape) at every candidate, every flowed end point and (with ``refine_seeds``) the raw
+   kT initialisation; the best is kept per jet, so the
    value never exceeds the one at the initial parameters nor that of a smaller family member
    (up to the quadrature error).
 """

@@ -18,17 +18,13 @@ Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
    * **general path** (every manifold; :mod:`shaper.general`): projected Adam flow
      (:func:`physkit.flow.minimize`) on the debiased Sinkhorn divergence
      (:func:`physkit.ot.sinkhorn_divergence`) between the jet and the shape's quadrature nodes
-     (``n_samples`` per shape), with the dual potentials warm-started from step to step per
-     jet and the jet's self-potential cached (``eps`` fixed, no annealing). By default
-     (beta >= 1) the flow sees each jet **coarse-grained** to ``coarse_points`` = 32
-     pseudo-particles: its exact 32-subjettiness optimum (Lloyd path from exclusive-kT seeds),
-     the 32-point cloud nearest to the jet in EMD (:func:`shaper.lloyd.coarse_grain`; for
-     beta = 1 the EMD from any shape to the coarse jet differs from that to the jet by at most
-     their distance tau_32); jets with at most 32 particles are kept as they are. All jets
-     then have the same width, so the jets of every multiplicity group are flowed together in
-     one batch (``bucket_size`` rows per flow, in parallel threads on CPU) instead of one flow
-     per group (the final report below is on the full jet either way). ``polish_steps`` > 0
-     adds flow steps on the full jets; ``coarse_points=None`` flows the full jets;
+     (``n_samples`` per shape). By default (beta >= 1) the flow sees each jet
+     **coarse-grained** to ``coarse_points`` = 32 pseudo-particles (its exact 32-subjettiness
+     optimum, :func:`shaper.lloyd.coarse_grain`), so all jets have the same width and the jets
+     of every multiplicity group are flowed together (``bucket_size`` rows per flow, in
+     parallel threads on CPU); the final report below is on the full jet either way.
+     ``polish_steps`` > 0 adds flow steps on the full jets; ``coarse_points=None`` flows the
+     full jets;
 3. report the **exact** EMD (:func:`physkit.ot.emd_batch`, POT network simplex) between each jet
    and its fitted shape, sampled with ``n_eval_samples`` nodes per shape; on the general path the
    exact value at the kT initialisation is computed as well and the better of the two parameter
