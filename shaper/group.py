@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -11,6 +11,9 @@ from physkit.events import Events
 from .batching import centred_frame
 from .family import Family
 from .seeds import KtSeeds
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .points import LloydSeeds
 
 Params = Dict[str, torch.Tensor]
 
@@ -45,7 +48,7 @@ class JetGroup:
     seeds: KtSeeds
     workers: int = 1
     fitted: Dict[Family, Params] = field(default_factory=dict)
-    refined_seeds: Optional[Any] = None
+    refined_seeds: Optional["LloydSeeds"] = None
     coarse: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
     @classmethod
