@@ -13,13 +13,17 @@ towards the weighted ``beta``-median of its particles by one iteratively-reweigh
 mean). For ``beta <= 2`` both half-steps cannot raise ``V``; for any ``beta`` a step is kept
 only when ``V`` does not rise, so the returned value is never above the starting one. The
 value reported is ``V`` itself -- an exact (not entropic) EMD. Several seeds per jet are run
-side by side and the best is kept. Azimuth differences are wrapped (periodic phi).
+side by side and the best is kept (:func:`point_starts`: kT axes, winner-take-all particles,
+the ``(n-1)``-point optimum plus its costliest particle). Azimuth differences are wrapped
+(periodic phi).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-from physkit.angles import wrap_angle
+from physkit.angles import wrap_yphi
 
 _COINCIDE = 1e-12
 #: a particle closer than this to its centre counts as sitting on it (gradients): Weiszfeld
@@ -29,8 +33,7 @@ _ON_CENTRE = 1e-7
 
 def _deltas(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``x (B, M, 2)``, ``c (B, n, 2)`` -> ``x_i - c_j`` with wrapped phi, ``(B, M, n, 2)``."""
-    d = x[:, :, None, :] - c[:, None, :, :]
-    return torch.stack([d[..., 0], wrap_angle(d[..., 1])], dim=-1)
+    return wrap_yphi(x[:, :, None, :] - c[:, None, :, :])
 
 
 def point_objective(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor, R: float, beta: float):
@@ -66,8 +69,33 @@ def _step(x, z, c, near, delta, dist, beta):
                            torch.zeros_like(rn)).clamp(0.0, 1.0)
         move = move * frac[..., None]
     move = torch.where((s > 0)[..., None], move, torch.zeros_like(move))
-    new = c + move
-    return torch.stack([new[..., 0], wrap_angle(new[..., 1])], dim=-1)
+    return wrap_yphi(c + move)
+
+
+def point_starts(x: torch.Tensor, z: torch.Tensor, kt_centers: torch.Tensor, beta: float,
+                 previous: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Starting centres ``(B, S, n, 2)`` for :func:`fit_points`.
+
+    ``x (B, M, 2)``, ``z (B, M)``: the jets; ``kt_centers (B, n, 2)``: exclusive-kT axes. The
+    seeds are the kT axes, the hardest particle nearest to each kT axis (a winner-take-all
+    axis; the kT axis where no particle is nearest to it) and, given the ``(n-1)``-point
+    optimum ``previous (B, n-1, 2)``, those centres plus the particle that costs most
+    (``z_i min_j theta_ij^beta``), so that the fitted tau_n <= tau_(n-1).
+    """
+    n = kt_centers.shape[1]
+    d = _deltas(x, kt_centers).norm(dim=-1)  # (B, M, n)
+    near = torch.nn.functional.one_hot(d.argmin(-1), n).to(z.dtype) * z[:, :, None]
+    hard = near.argmax(dim=1)  # (B, n)
+    has = near.amax(dim=1) > 0
+    wta = torch.gather(x, 1, hard[..., None].expand(-1, -1, 2))
+    wta = torch.where(has[..., None], wta, kt_centers)
+    starts = [kt_centers, wta]
+    if previous is not None:
+        dp = _deltas(x, previous).norm(dim=-1).amin(-1)
+        far = (z * dp ** beta).argmax(dim=1)
+        extra = x[torch.arange(x.shape[0], device=x.device), far][:, None]
+        starts.append(torch.cat([previous, extra], dim=1))
+    return torch.stack(starts, dim=1)
 
 
 def fit_points(x: torch.Tensor, z: torch.Tensor, centers: torch.Tensor, *, R: float = 0.8,
@@ -97,8 +125,7 @@ def fit_points(x: torch.Tensor, z: torch.Tensor, centers: torch.Tensor, *, R: fl
     lam = torch.ones(b * s, dtype=x.dtype, device=x.device)  # over-relaxation factor per row
     for _ in range(max_iter):
         step = _step(xa, za, ca, na, delta, dist, beta) - ca
-        cn = ca + lam[:, None, None] * step
-        cn = torch.stack([cn[..., 0], wrap_angle(cn[..., 1])], dim=-1)
+        cn = wrap_yphi(ca + lam[:, None, None] * step)
         vn, nn, dn, distn = point_objective(xa, za, cn, R, beta)
         better = vn <= va
         gain = va - vn

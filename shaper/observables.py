@@ -4,6 +4,7 @@ An :class:`Observable` is a dict of constrained parameters (each a tensor with a
 batch axis ``B``, one row per jet) and a sampler ``params -> (points (B, K, 2), weights (B, K))``
 that turns them into a weighted point cloud in the jet's centred (y, phi) frame,
 differentiably. Its value on a jet is the smallest EMD between the jet and the manifold.
+Single-shape built-ins carry their nested :class:`~shaper.family.Family`.
 
 Shapes with extent are represented by **deterministic quadrature** (see :mod:`shaper.quadrature`):
 rings by ``K`` equally spaced angles, disks by a sunflower lattice, ellipses by the affine image
@@ -29,17 +30,20 @@ A user-defined observable is ``Observable(name, specs, sampler)``; see :class:`O
 """
 from __future__ import annotations
 
+import inspect
 import math
-import re
+import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
+from physkit.angles import wrap_angle, wrap_yphi
 from physkit.flow.constraints import Angle, Box, Constraint, Free, Positive, Simplex
-
-from .quadrature import disk_nodes, ring_nodes
 from physkit.simd import aligned
+
+from .family import ISOTROPY, PILEUP, Family
+from .quadrature import disk_nodes, ring_nodes
 
 Params = Dict[str, torch.Tensor]
 Sampler = Callable[[Params, int, float], Tuple[torch.Tensor, torch.Tensor]]
@@ -76,7 +80,9 @@ class Observable:
         Parameter names, per-jet shapes and constraints.
     sampler : callable ``(params, n_samples, R) -> (points (B, K, 2), weights (B, K))``
         Differentiable in ``params``; ``n_samples`` is the number of quadrature nodes per
-        extended shape; ``R`` the jet radius. Weights must sum to 1 per row.
+        extended shape; ``R`` the jet radius. Weights must sum to 1 per row. A sampler that
+        also takes a keyword ``batch`` receives :meth:`sample`'s ``batch`` (needed by shapes
+        without parameters, whose batch size cannot be read off ``params``).
     init : callable ``(seeds: KtSeeds, R) -> params``, optional
         Initial parameters from exclusive-kT seeds; default fills every parameter with its
         spec's ``default`` (a Simplex parameter starts uniform).
@@ -84,18 +90,23 @@ class Observable:
         Draws one jet's fitted shape (in the coordinates of ``params_row``).
     n_points : int, optional
         Set only for pure point manifolds (n-subjettiness): enables the exact Lloyd path.
+    family : :class:`~shaper.family.Family`, optional
+        Nested family (smaller members seed this one in :class:`shaper.Shaper`); a
+        ``(kind, n)`` pair of earlier versions is converted.
     """
 
     def __init__(self, name: str, specs: Mapping[str, ParamSpec], sampler: Sampler, *,
                  init: Optional[Callable] = None, drawer: Optional[Callable] = None,
-                 n_points: Optional[int] = None, family: Optional[Tuple[str, int]] = None):
+                 n_points: Optional[int] = None,
+                 family: Union[Family, Tuple[str, int], None] = None):
         self.name = name
         self.specs = dict(specs)
         self._sampler = sampler
+        self._sampler_takes_batch = _takes_keyword(sampler, "batch")
         self._init = init
         self._drawer = drawer
         self.n_points = n_points
-        self.family = family
+        self.family: Optional[Family] = None if family is None else Family.coerce(family)
 
     def __repr__(self) -> str:
         return f"Observable({self.name!r}, params={list(self.specs)})"
@@ -104,9 +115,22 @@ class Observable:
     def constraints(self) -> Dict[str, Constraint]:
         return {k: s.constraint for k, s in self.specs.items()}
 
-    def sample(self, params: Params, n_samples: int = 32, R: float = 0.8
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Weighted point cloud ``(points (B, K, 2), weights (B, K))`` of the shapes ``params``."""
+    def sample(self, params: Params, n_samples: int = 32, R: float = 0.8, *,
+               batch: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weighted point cloud ``(points (B, K, 2), weights (B, K))`` of the shapes ``params``
+        (``(B, ...)`` each), ``n_samples`` nodes per extended shape, jet radius ``R``.
+
+        ``batch``: a tensor ``(B, ...)`` (e.g. the jets' weights) that gives shapes without
+        parameters (isotropy) their batch size, dtype and device; default: the first parameter.
+        """
+        if "_batch" in params:  # the side channel of earlier versions
+            warnings.warn("params['_batch'] is deprecated: pass Observable.sample(..., batch=)",
+                          DeprecationWarning, stacklevel=2)
+            params = dict(params)
+            legacy = params.pop("_batch")
+            batch = legacy if batch is None else batch
+        if self._sampler_takes_batch:
+            return self._sampler(params, int(n_samples), float(R), batch=batch)
         return self._sampler(params, int(n_samples), float(R))
 
     def default_params(self, b: int, *, dtype=torch.float64, device=None) -> Params:
@@ -135,6 +159,15 @@ class Observable:
 
 
 # ------------------------------------------------------------------ building blocks
+
+def _takes_keyword(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
 
 def _place(centers: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
     """``centers (B, n, 2)`` + ``local (B, n, K, 2)`` -> ``(B, n*K, 2)``."""
@@ -176,13 +209,10 @@ def _shape_specs(kind: str, n: int) -> Dict[str, ParamSpec]:
 def _assignment_stats(seeds, centers: torch.Tensor):
     """Per-prong mean distance ``(B, n)``, covariance ``(B, n, 2, 2)`` and mass ``(B, n)``
     of the particles nearest to each centre (pT-weighted)."""
-    from physkit.angles import wrap_angle
-
     jets = seeds.jets
     z = jets.weights().to(centers.dtype)
     p = jets.points().to(centers.dtype)
-    d = p[:, :, None, :] - centers[:, None, :, :]
-    d = torch.stack([d[..., 0], wrap_angle(d[..., 1])], dim=-1)  # (B, M, n, 2)
+    d = wrap_yphi(p[:, :, None, :] - centers[:, None, :, :])  # (B, M, n, 2)
     dist = d.norm(dim=-1)
     near = torch.nn.functional.one_hot(dist.argmin(dim=-1), centers.shape[1]).to(z.dtype)
     zw = z[:, :, None] * near  # (B, M, n)
@@ -215,7 +245,6 @@ def _prong_init(kind: str, n: int, with_points: bool):
             ax = torch.where(few[..., None], torch.zeros_like(ax), _floor(ax))
             major = evecs[..., :, 1]
             ang = aligned(torch.atan2, major[..., 1], major[..., 0])
-            from physkit.angles import wrap_angle
             out["semi_axes"] = ax
             out["angles"] = wrap_angle(ang, math.pi)
         if with_points:
@@ -274,7 +303,7 @@ def nsubjettiness(n: int) -> Observable:
     specs = {"centers": ParamSpec((n, 2), Free(), "position"),
              "weights": ParamSpec((n,), Simplex(), "weight")}
     return Observable(f"{n}-subjettiness", specs, sampler, init=init, drawer=drawer,
-                      n_points=n, family=("subjettiness", n))
+                      n_points=n, family=Family("subjettiness", n))
 
 
 def _prongs(kind: str, n: int, with_points: bool) -> Observable:
@@ -299,7 +328,7 @@ def _prongs(kind: str, n: int, with_points: bool) -> Observable:
              "weights": ParamSpec((2 * n if with_points else n,), Simplex(), "weight")}
     specs.update(_shape_specs(kind, n))
     return Observable(name, specs, sampler, init=_prong_init(kind, n, with_points),
-                      drawer=drawer, family=(("point-" if with_points else "") + word, n))
+                      drawer=drawer, family=Family(("point-" if with_points else "") + word, n))
 
 
 def ringiness(n: int) -> Observable:
@@ -332,14 +361,15 @@ def point_ellipsiness(n: int) -> Observable:
     return _prongs("ellipse", n, True)
 
 
-def _like(params: Params) -> torch.Tensor:
-    """A tensor whose leading axis is the batch (``params["_batch"]`` when given)."""
-    if "_batch" in params:
-        return params["_batch"]
+def _like(params: Params, batch: Optional[torch.Tensor]) -> torch.Tensor:
+    """A tensor whose leading axis is the batch: ``batch`` when given, else the first parameter."""
+    if batch is not None:
+        return batch
     for v in params.values():
         if isinstance(v, torch.Tensor):
             return v
-    raise ValueError("a parameterless observable needs params['_batch'] to know the batch size")
+    raise ValueError("a parameterless observable needs Observable.sample(..., batch=) "
+                     "to know the batch size")
 
 
 def _iso_nodes(params: Params, k: int, R: float, like: torch.Tensor):
@@ -354,15 +384,15 @@ def isotropy() -> Observable:
     Sampled by a sunflower lattice of ``n_samples`` nodes (times 4: the whole jet is one shape).
     """
 
-    def sampler(params, k, R):
-        return _iso_nodes(params, 4 * k, R, _like(params))
+    def sampler(params, k, R, batch=None):
+        return _iso_nodes(params, 4 * k, R, _like(params, batch))
 
     def drawer(ax, p, R):
         from matplotlib.patches import Circle
         ax.add_patch(Circle(tuple(p.get("_axis", (0.0, 0.0))), R, facecolor="purple",
                             alpha=0.15, edgecolor="purple", lw=2, zorder=11))
 
-    return Observable("isotropy", {}, sampler, drawer=drawer, family=("isotropy", 0))
+    return Observable("isotropy", {}, sampler, drawer=drawer, family=Family("isotropy", 0))
 
 
 def with_pileup(obs: Observable) -> Observable:
@@ -374,8 +404,8 @@ def with_pileup(obs: Observable) -> Observable:
     if "pileup_fraction" in obs.specs:
         raise ValueError(f"{obs.name} already has a pileup component")
 
-    def sampler(params, k, R):
-        pts, w = obs.sample(params, k, R)
+    def sampler(params, k, R, batch=None):
+        pts, w = obs.sample(params, k, R, batch=batch)
         f = params["pileup_fraction"]
         fp, fw = _iso_nodes(params, 4 * k, R, pts)
         return (torch.cat([pts, fp.to(pts.dtype)], dim=1),
@@ -395,8 +425,8 @@ def with_pileup(obs: Observable) -> Observable:
 
     specs = dict(obs.specs)
     specs["pileup_fraction"] = ParamSpec((), Box(0.0, 1.0), "weight")
-    fam = None if obs.family is None else (obs.family[0] + "+pileup", obs.family[1])
-    return Observable(obs.name + "+pileup", specs, sampler, init=init, drawer=drawer, family=fam)
+    fam = None if obs.family is None else obs.family.with_pileup()
+    return Observable(obs.name + PILEUP, specs, sampler, init=init, drawer=drawer, family=fam)
 
 
 def mixture(a: Observable, b: Observable) -> Observable:
@@ -411,17 +441,10 @@ def mixture(a: Observable, b: Observable) -> Observable:
     pa = {f"{na}.{k}": k for k in a.specs}
     pb = {f"{nb}.{k}": k for k in b.specs}
 
-    def split(params):
-        like = _like(params)
-        qa = {v: params[k] for k, v in pa.items()}
-        qb = {v: params[k] for k, v in pb.items()}
-        qa["_batch"] = qb["_batch"] = like
-        return qa, qb
-
-    def sampler(params, k, R):
-        qa, qb = split(params)
-        xa, wa = a.sample(qa, k, R)
-        xb, wb = b.sample(qb, k, R)
+    def sampler(params, k, R, batch=None):
+        like = _like(params, batch)
+        xa, wa = a.sample({v: params[k] for k, v in pa.items()}, k, R, batch=like)
+        xb, wb = b.sample({v: params[k] for k, v in pb.items()}, k, R, batch=like)
         m = params["mixture"]
         return torch.cat([xa, xb.to(xa.dtype)], 1), torch.cat([wa * m[:, :1], wb * m[:, 1:]], 1)
 
@@ -449,6 +472,7 @@ def _check_n(n) -> int:
     return int(n)
 
 
+#: builders of the ``n``-prong kinds (:data:`shaper.family.KINDS`)
 _BUILDERS = {
     "subjettiness": nsubjettiness,
     "ringiness": ringiness,
@@ -458,18 +482,26 @@ _BUILDERS = {
     "point-diskiness": point_diskiness,
     "point-ellipsiness": point_ellipsiness,
 }
-_PART = re.compile(r"^(\d+)-(subjettiness|ringiness|diskiness|ellipsiness|point-ringiness|"
-                   r"point-diskiness|point-ellipsiness)$")
+
+
+def from_family(family: Family) -> Observable:
+    """The built-in observable of a family member, e.g. ``Family("diskiness", 2, pileup=True)``
+    -> ``2-diskiness+pileup``."""
+    if family.kind == ISOTROPY:
+        obs = isotropy()
+    elif family.kind in _BUILDERS:
+        obs = _BUILDERS[family.kind](family.n)
+    else:
+        raise ValueError(f"no built-in observable of kind {family.kind!r}")
+    return with_pileup(obs) if family.pileup else obs
 
 
 def _one(part: str) -> Observable:
-    if part == "isotropy":
-        return isotropy()
-    m = _PART.match(part)
-    if not m:
+    family = Family.from_name(part)
+    if family is None:
         raise ValueError(f"unknown observable {part!r}; expected e.g. '3-subjettiness', "
                          f"'2-diskiness', '2-point-ellipsiness', 'isotropy', '<any>+pileup'")
-    return _BUILDERS[m.group(2)](int(m.group(1)))
+    return from_family(family)
 
 
 def from_name(name: str) -> Observable:

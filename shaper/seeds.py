@@ -69,6 +69,9 @@ def _exclusive_kt(pt, y, phi, mask, n):
     jpz = ak.to_numpy(jets.pz).reshape(-1, n)
     je = ak.to_numpy(jets.E).reshape(-1, n)
     jpt = np.hypot(jpx, jpy)
+    # not physkit.kinematics.rapidity: where E - pz rounds to below 1e-300 (|y| >~ 19) the
+    # floor below gives a large finite y where rapidity() gives +-inf or NaN (0 here), and the
+    # seeds must stay as they are bit for bit
     with np.errstate(divide="ignore", invalid="ignore"):
         jy = 0.5 * np.log((je + jpz) / np.maximum(je - jpz, 1e-300))
     jy = np.where(np.isfinite(jy), jy, 0.0)

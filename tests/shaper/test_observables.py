@@ -48,9 +48,7 @@ def test_sampler_shapes_mass_and_grad(name):
     for k, spec in obs.specs.items():
         assert tuple(params[k].shape) == (len(jets), *spec.shape), k
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    call = dict(leaves)
-    call["_batch"] = jets.weights()
-    pts, w = obs.sample(call, 10, 0.8)
+    pts, w = obs.sample(leaves, 10, 0.8, batch=jets.weights())
     assert pts.shape[:2] == w.shape and pts.shape[0] == len(jets) and pts.shape[2] == 2
     assert torch.isfinite(pts).all() and (w >= 0).all()
     torch.testing.assert_close(w.sum(1), torch.ones(len(jets), dtype=w.dtype))
@@ -137,3 +135,31 @@ def test_kt_seeds_small_jets_sit_on_particles():
     torch.testing.assert_close(c[0, 0], jets.points()[0, 0])
     torch.testing.assert_close(w[0], torch.tensor([1.0, 0.0, 0.0], dtype=w.dtype))
     torch.testing.assert_close(w.sum(1), torch.ones(len(jets), dtype=w.dtype))
+
+
+def test_parameterless_shapes_take_the_batch_explicitly():
+    jets = _jets()
+    z = jets.weights()
+    iso = from_name("isotropy")
+    pts, w = iso.sample({}, 10, 0.8, batch=z)
+    assert pts.shape == (len(jets), 40, 2) and w.dtype == z.dtype
+    with pytest.raises(ValueError, match="batch="):
+        iso.sample({}, 10, 0.8)
+    # a mixture hands its batch to both parts; the first parameter stands in without one
+    mix = from_name("1-subjettiness+isotropy")
+    params = mix.init(KtSeeds(jets), 0.8)
+    a = mix.sample(params, 10, 0.8, batch=z)
+    b = mix.sample(params, 10, 0.8)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+
+
+def test_legacy_batch_key_still_works_with_a_warning():
+    z = _jets().weights()
+    iso = from_name("isotropy+pileup")
+    params = {"pileup_fraction": torch.full((z.shape[0],), 0.3, dtype=z.dtype)}
+    with pytest.warns(DeprecationWarning, match="batch="):
+        old = iso.sample({**params, "_batch": z}, 10, 0.8)
+    new = iso.sample(params, 10, 0.8, batch=z)
+    for u, v in zip(old, new):
+        assert torch.equal(u, v)
