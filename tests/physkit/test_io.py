@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import physkit.io as pio
+import physkit.io.hdf5 as pio_hdf5
 from physkit.errors import EventFileError
 from physkit.info import describe, multiplicities
 from physkit.io import (count_events, detect_format, read_constituents, read_dataset,
                         read_events, read_labels, write_events)
+from physkit.io.npz import NpzMember
 
 
 def _trim(a: np.ndarray) -> np.ndarray:
@@ -81,13 +82,13 @@ def test_slice_reads_only_requested_rows(tmp_path, make_jets, monkeypatch):
     x = make_jets(30, 16, seed=5)
     counts = (x[..., 0] > 0).sum(axis=1)
     calls = []
-    real = pio._read_rows
+    real = pio_hdf5.read_rows
 
     def spy(ds, s, e, path, name, *args):
         calls.append((ds.name, s, e))
         return real(ds, s, e, path, name, *args)
 
-    monkeypatch.setattr(pio, "_read_rows", spy)
+    monkeypatch.setattr(pio_hdf5, "read_rows", spy)
     p = tmp_path / "pad.h5"
     write_events(p, x)
     read_events(p, 11, 14)
@@ -106,7 +107,7 @@ def test_npz_slice_does_not_load_whole_member(tmp_path, make_jets):
     x = make_jets(20, 8, seed=6)
     p = tmp_path / "ef.npz"
     np.savez(p, X=x, y=np.arange(20) % 2)
-    with pio._NpzMember(p, "X") as m:
+    with NpzMember(p, "X") as m:
         assert m.shape == x.shape
         np.testing.assert_array_equal(m.read(4, 9), x[4:9])
 
