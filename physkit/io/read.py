@@ -47,7 +47,7 @@ def read_constituents(path: PathLike, start: int | None = None,
 
 def read_events(path: PathLike, start: int | None = None, stop: int | None = None, *,
                 empty: EmptyPolicy = "error", dtype: torch.dtype = torch.float32,
-                device=None) -> Events:
+                device: torch.device | str | None = None) -> Events:
     """Read events ``[start, stop)`` of any supported layout as validated :class:`Events`.
 
     ``empty="skip"`` drops events with no particles (labels from :func:`read_labels`

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from ..angles import wrap_angle
 from ..events import Events, validate_constituents
@@ -78,9 +79,11 @@ def _per_event(n: int, labels, jets, weights,
     return per_event
 
 
-def write_events(path: PathLike, events, labels=None, *, jets=None, weights=None,
-                 extra: Mapping[str, Any] | None = None, attrs: Mapping[str, Any] | None = None,
-                 jagged: bool = False, compression: str | None = "gzip") -> str:
+def write_events(path: PathLike, events: Events | torch.Tensor | ArrayLike,
+                 labels: ArrayLike | None = None, *, jets: ArrayLike | None = None,
+                 weights: ArrayLike | None = None, extra: Mapping[str, ArrayLike] | None = None,
+                 attrs: Mapping[str, Any] | None = None, jagged: bool = False,
+                 compression: str | None = "gzip") -> str:
     """Write events in the physkit format (``physkit_format = 1``); returns the path.
 
     ``events``: :class:`Events`, a padded ``(N, M, >=3)`` (pT, y, phi) array/tensor, or an

@@ -356,11 +356,12 @@ def test_reader_open_checks_its_layout(tmp_path, make_jets):
             pass
 
 
-@pytest.mark.parametrize("name", ["physkit", "physkit-jagged", "energyflow", "lhco"])
+@pytest.mark.parametrize("name", _ALL_FORMATS)
 def test_each_call_opens_the_file_once(tmp_path, make_jets, monkeypatch, name):
     import zipfile
 
     p, *_ = _file_of_format(tmp_path, make_jets, name)
+    column = {"energyflow": "y", "top-tagging": "ttv", "lhco": 0}.get(name, "labels")
     opened = []
 
     class CountingFile(h5py.File):
@@ -377,12 +378,71 @@ def test_each_call_opens_the_file_once(tmp_path, make_jets, monkeypatch, name):
     monkeypatch.setattr(zipfile, "ZipFile", CountingZip)
     calls = [lambda: detect_format(p), lambda: count_events(p), lambda: read_events(p, 1, 5),
              lambda: read_constituents(p), lambda: pio.read_block(p, 2), lambda: read_labels(p),
-             lambda: read_dataset(p, "y" if name == "energyflow" else
-                                  (0 if name == "lhco" else "labels"))]
+             lambda: read_dataset(p, column)]
     for call in calls:
         opened.clear()
         call()
         assert opened == [os.fspath(p)]
+
+
+def test_a_new_layout_is_one_reader_in_the_table(tmp_path, make_jets, monkeypatch):
+    """How e.g. a ROOT reader plugs in: a reader (with its container) and one table entry."""
+    from physkit.io.reader import EventBlock, event_range
+
+    class TextContainer:  # files starting with b"evt\n"
+        catch_all = False
+
+        def recognises(self, path):
+            with open(path, "rb") as f:
+                return f.read(4) == b"evt\n"
+
+        def open(self, path):
+            return open(path)
+
+        def candidates(self, handle, path):
+            yield handle
+
+        def unrecognised(self, handle, path):
+            return EventFileError("no events", path)
+
+    class TextReader(pio.EventReader):  # one particle (pT, y, phi) per line and event
+        format_name = "text"
+        container = TextContainer()
+
+        @classmethod
+        def sniff(cls, candidate, path):
+            return True
+
+        def __init__(self, source, path):
+            super().__init__(source, path)
+            self.rows = np.loadtxt(source, skiprows=1, ndmin=2, dtype=np.float32)
+
+        @property
+        def n_events(self):
+            return len(self.rows)
+
+        def read_block(self, start=None, stop=None):
+            s, e = event_range(start, stop, len(self.rows))
+            return EventBlock(self.rows[s:e, None, :], "text", len(self.rows))
+
+        def read_labels(self, start=None, stop=None):
+            return None
+
+        def read_dataset(self, name, start=None, stop=None):
+            raise EventFileError("missing dataset", self.path, name)
+
+        def dataset_names(self):
+            return []
+
+    monkeypatch.setitem(pio.READERS, "text", TextReader)
+    p = tmp_path / "ev.txt"
+    p.write_text("evt\n10 0.5 0.1\n20 -0.5 0.2\n30 0 3\n")
+    assert detect_format(p) == "text" and count_events(p) == 3
+    np.testing.assert_array_equal(read_events(p, 1).to_padded()[:, 0],
+                                  np.array([[20, -0.5, 0.2], [30, 0, 3]], np.float32))
+    assert read_labels(p) is None
+    h5 = write_events(tmp_path / "ev.h5", make_jets(3, 4))
+    assert detect_format(h5) == "physkit"  # the other layouts are detected as before
 
 
 def test_io_functions_are_short():
