@@ -70,20 +70,20 @@ def read_chunk(path, start: int, stop: int, *, skip_bad: bool
     """Raw constituents ``(n, M, 3)`` of rows ``[start, stop)`` and problem codes ``(n,)`` int8.
 
     Without ``skip_bad`` the first bad event raises :class:`EventFileError` naming file,
-    dataset and event. With it, bad events get their :class:`~physkit.status.EventProblem` code, and rows that
-    cannot be read at all (corrupt HDF5 chunks) come back as zeros with code
+    dataset and event. With it, bad events get their :class:`~physkit.status.EventProblem`
+    code, and rows that cannot be read at all (corrupt HDF5 chunks) come back as zeros with code
     :attr:`EventProblem.UNREADABLE`.
     """
-    from ..io import _read_block  # (array, dataset name for messages, total events)
+    from ..io import read_block  # EventBlock(constituents, dataset name, n_events)
 
     try:
-        arr, dataset, _ = _read_block(path, start, stop)
+        arr, dataset, _ = read_block(path, start, stop)
     except EventFileError:
         if not skip_bad:
             raise
         return np.zeros((stop - start, 1, 3), np.float32), np.full(
             stop - start, EventProblem.UNREADABLE, np.int8)
-    if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - _read_block checks it
+    if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - read_block checks it
         raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got {arr.shape}",
                              path, dataset)
     codes = event_problems(arr)

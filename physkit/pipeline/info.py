@@ -6,6 +6,9 @@ import os
 import numpy as np
 
 from .. import io as pio
+from ..io.npz import NpzMember, npz_names
+from ..io.pandas_frame import PandasFrame
+from ..io.physkit_jagged import jagged_leaves
 
 __all__ = ["describe", "multiplicities"]
 
@@ -24,7 +27,7 @@ def multiplicities(path, chunk: int = CHUNK) -> np.ndarray:
 
         with h5py.File(os.fspath(path), "r") as f:
             g = f["constituents"]
-            leaves = pio._jagged_leaves(g, path)
+            leaves = jagged_leaves(g, path)
             if leaves is not None:
                 return np.diff(leaves[0][()].astype(np.int64))
     n = pio.count_events(path)
@@ -59,7 +62,7 @@ def _h5_lines(path) -> tuple[list[str], list[str]]:
             elif isinstance(obj, h5py.Group) and "pandas_type" in obj.attrs:
                 frames.append(name)
                 try:
-                    fr = pio._PandasFrame(f, name, path)
+                    fr = PandasFrame(f, name, path)
                     shape = f" ({fr.n} rows x {len(fr.columns)} columns)"
                 except Exception:  # not a frame we can read: still list it
                     shape = ""
@@ -73,8 +76,8 @@ def _h5_lines(path) -> tuple[list[str], list[str]]:
 
 def _npz_lines(path) -> list[str]:
     rows = []
-    for name in pio._npz_names(path):
-        with pio._NpzMember(path, name) as m:
+    for name in npz_names(path):
+        with NpzMember(path, name) as m:
             rows.append(f"  {name:<28} {str(m.shape):<18} {m.dtype}")
     return rows
 

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 import physkit.io as pio
+import physkit.io.hdf5 as pio_hdf5
 from physkit.errors import EventFileError
 from physkit.pipeline.info import describe, multiplicities
 from physkit.io import (count_events, detect_format, read_constituents, read_dataset,
                         read_events, read_labels, write_events)
+from physkit.io.npz import NpzArchive, NpzMember
 
 
 def _trim(a: np.ndarray) -> np.ndarray:
@@ -81,13 +83,13 @@ def test_slice_reads_only_requested_rows(tmp_path, make_jets, monkeypatch):
     x = make_jets(30, 16, seed=5)
     counts = (x[..., 0] > 0).sum(axis=1)
     calls = []
-    real = pio._read_rows
+    real = pio_hdf5.read_rows
 
     def spy(ds, s, e, path, name, *args):
         calls.append((ds.name, s, e))
         return real(ds, s, e, path, name, *args)
 
-    monkeypatch.setattr(pio, "_read_rows", spy)
+    monkeypatch.setattr(pio_hdf5, "read_rows", spy)
     p = tmp_path / "pad.h5"
     write_events(p, x)
     read_events(p, 11, 14)
@@ -106,8 +108,11 @@ def test_npz_slice_does_not_load_whole_member(tmp_path, make_jets):
     x = make_jets(20, 8, seed=6)
     p = tmp_path / "ef.npz"
     np.savez(p, X=x, y=np.arange(20) % 2)
-    with pio._NpzMember(p, "X") as m:
+    with NpzMember(p, "X") as m:
         assert m.shape == x.shape
+        np.testing.assert_array_equal(m.read(4, 9), x[4:9])
+    with NpzArchive(p) as archive, archive.member("X") as m:  # one open archive
+        assert archive.names == ["X", "y"]
         np.testing.assert_array_equal(m.read(4, 9), x[4:9])
 
 
@@ -237,6 +242,233 @@ def test_lhco_pandas(tmp_path, fmt):
     np.testing.assert_array_equal(read_labels(p), lab.astype(int))
     ev = read_events(p, dtype=torch.float64)
     np.testing.assert_array_equal(_trim(ev.to_padded()), _trim(v))
+
+
+# ===================================================================== readers and detection
+_ALL_FORMATS = ("physkit", "physkit-jagged", "energyflow", "top-tagging", "lhco")
+
+
+def _file_of_format(tmp_path, make_jets, name, variant=None):
+    """(path, padded (pT, y, phi) truth, labels, dataset name in messages) of one layout."""
+    x = make_jets(30, 12, seed=21)
+    lab = np.arange(30) % 3 == 0
+    if name in ("physkit", "physkit-jagged"):
+        p = write_events(tmp_path / f"{name}.h5", x, lab, jets=np.ones((30, 4)),
+                         jagged=name == "physkit-jagged")
+        return p, x, lab, "constituents"
+    if name == "energyflow":
+        p = tmp_path / "ef.npz"
+        saver = np.savez_compressed if variant == "compressed" else np.savez
+        saver(p, X=np.concatenate([x, np.where(x[..., :1] > 0, 22.0, 0.0)], -1), y=lab * 1.0)
+        return p, x, lab, "X"
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("tables")
+    fmt = variant or "table"
+    if name == "top-tagging":
+        df, truth = _top_frame(n=30, seed=22)
+        p = tmp_path / "top.h5"
+        df.to_hdf(p, key="table", format=fmt)
+        return p, truth, df["is_signal_new"].values, "table"
+    v = np.zeros((30, 700, 3))
+    v[:, :12] = x
+    p = tmp_path / "lhco.h5"
+    pd.DataFrame(np.concatenate([v.reshape(30, 2100), lab[:, None]], axis=1)).to_hdf(
+        p, key="df", format=fmt)
+    return p, v, lab, "df"
+
+
+_LAYOUTS = [("physkit", None), ("physkit-jagged", None), ("energyflow", "stored"),
+            ("energyflow", "compressed"), ("top-tagging", "table"), ("top-tagging", "fixed"),
+            ("lhco", "table"), ("lhco", "fixed")]
+
+
+def test_reader_table():
+    assert pio.FORMATS == _ALL_FORMATS == tuple(pio.READERS)
+    for name, reader in pio.READERS.items():
+        assert reader.format_name == name and issubclass(reader, pio.EventReader)
+    assert pio.READERS["physkit"] is pio.PhyskitDenseReader
+    assert pio.READERS["physkit-jagged"] is pio.PhyskitJaggedReader
+    assert pio.READERS["energyflow"] is pio.EnergyflowReader
+    assert pio.READERS["top-tagging"] is pio.TopTaggingReader
+    assert pio.READERS["lhco"] is pio.LHCOReader
+
+
+@pytest.mark.parametrize("name,variant", _LAYOUTS)
+def test_detection_returns_the_reader(tmp_path, make_jets, name, variant):
+    p, *_ = _file_of_format(tmp_path, make_jets, name, variant)
+    reader = pio.detect_reader(p)
+    assert reader is pio.READERS[name]
+    assert detect_format(p) == name
+    with pio.open_events(p) as opened:
+        assert type(opened) is reader
+    with reader.open(p) as opened:
+        assert type(opened) is reader
+
+
+@pytest.mark.parametrize("name,variant", _LAYOUTS)
+def test_reader_block_equals_padded_read(tmp_path, make_jets, name, variant):
+    p, truth, lab, dataset = _file_of_format(tmp_path, make_jets, name, variant)
+    for s, e in [(None, None), (4, 17), (-6, None), (12, 5)]:
+        with pio.detect_reader(p).open(p) as reader:
+            assert reader.n_events == count_events(p) == len(truth)
+            block = reader.read_block(s, e)
+            labels = reader.read_labels(s, e)
+        assert isinstance(block, pio.EventBlock)
+        assert block.dataset == dataset and block.n_events == len(truth)
+        padded = read_constituents(p, s, e)
+        public = pio.read_block(p, s, e)
+        for got in (block.constituents, public.constituents):
+            assert got.dtype == padded.dtype and got.shape == padded.shape
+            assert got.tobytes() == padded.tobytes()
+        assert tuple(public[1:]) == (dataset, len(truth))
+        if len(truth[s:e]) == 0:
+            assert len(padded) == 0
+        elif name == "top-tagging":  # converted from (E, px, py, pz)
+            np.testing.assert_allclose(padded, truth[s:e], atol=1e-9)
+        else:
+            np.testing.assert_array_equal(_trim(padded), _trim(truth[s:e]))
+        np.testing.assert_array_equal(labels, lab[s:e].astype(np.int64))
+        np.testing.assert_array_equal(labels, read_labels(p, s, e))
+
+
+@pytest.mark.parametrize("name,variant", _LAYOUTS)
+def test_reader_datasets(tmp_path, make_jets, name, variant):
+    p, *_ = _file_of_format(tmp_path, make_jets, name, variant)
+    with pio.open_events(p) as reader:
+        names = reader.dataset_names()
+        for ds in names:
+            np.testing.assert_array_equal(reader.read_dataset(ds, 2, 6),
+                                          read_dataset(p, ds, 2, 6))
+    expected = {"physkit": {"constituents", "labels", "jets"},
+                "physkit-jagged": {"labels", "jets"}, "energyflow": {"X", "y"},
+                "top-tagging": {"E_0", "PZ_199", "ttv", "is_signal_new"},
+                "lhco": {0, 2099, 2100}}[name]
+    assert expected <= set(names)
+
+
+def test_reader_open_checks_its_layout(tmp_path, make_jets):
+    p, *_ = _file_of_format(tmp_path, make_jets, "physkit-jagged")
+    with pytest.raises(EventFileError, match="not a 'physkit' event file"):
+        with pio.PhyskitDenseReader.open(p):
+            pass
+    with pytest.raises(FileNotFoundError):
+        with pio.PhyskitDenseReader.open(tmp_path / "missing.h5"):
+            pass
+
+
+@pytest.mark.parametrize("name", _ALL_FORMATS)
+def test_each_call_opens_the_file_once(tmp_path, make_jets, monkeypatch, name):
+    import zipfile
+
+    p, *_ = _file_of_format(tmp_path, make_jets, name)
+    column = {"energyflow": "y", "top-tagging": "ttv", "lhco": 0}.get(name, "labels")
+    opened = []
+
+    class CountingFile(h5py.File):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    class CountingZip(zipfile.ZipFile):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", CountingFile)
+    monkeypatch.setattr(zipfile, "ZipFile", CountingZip)
+    calls = [lambda: detect_format(p), lambda: count_events(p), lambda: read_events(p, 1, 5),
+             lambda: read_constituents(p), lambda: pio.read_block(p, 2), lambda: read_labels(p),
+             lambda: read_dataset(p, column)]
+    for call in calls:
+        opened.clear()
+        call()
+        assert opened == [os.fspath(p)]
+
+
+def test_a_new_layout_is_one_reader_in_the_table(tmp_path, make_jets, monkeypatch):
+    """How e.g. a ROOT reader plugs in: a reader (with its container) and one table entry."""
+    from physkit.io.reader import EventBlock, event_range
+
+    class TextContainer:  # files starting with b"evt\n"
+        catch_all = False
+
+        def recognises(self, path):
+            with open(path, "rb") as f:
+                return f.read(4) == b"evt\n"
+
+        def open(self, path):
+            return open(path)
+
+        def candidates(self, handle, path):
+            yield handle
+
+        def unrecognised(self, handle, path):
+            return EventFileError("no events", path)
+
+    class TextReader(pio.EventReader):  # one particle (pT, y, phi) per line and event
+        format_name = "text"
+        container = TextContainer()
+
+        @classmethod
+        def sniff(cls, candidate, path):
+            return True
+
+        def __init__(self, source, path):
+            super().__init__(source, path)
+            self.rows = np.loadtxt(source, skiprows=1, ndmin=2, dtype=np.float32)
+
+        @property
+        def n_events(self):
+            return len(self.rows)
+
+        def read_block(self, start=None, stop=None):
+            s, e = event_range(start, stop, len(self.rows))
+            return EventBlock(self.rows[s:e, None, :], "text", len(self.rows))
+
+        def read_labels(self, start=None, stop=None):
+            return None
+
+        def read_dataset(self, name, start=None, stop=None):
+            raise EventFileError("missing dataset", self.path, name)
+
+        def dataset_names(self):
+            return []
+
+    monkeypatch.setitem(pio.READERS, "text", TextReader)
+    p = tmp_path / "ev.txt"
+    p.write_text("evt\n10 0.5 0.1\n20 -0.5 0.2\n30 0 3\n")
+    assert detect_format(p) == "text" and count_events(p) == 3
+    np.testing.assert_array_equal(read_events(p, 1).to_padded()[:, 0],
+                                  np.array([[20, -0.5, 0.2], [30, 0, 3]], np.float32))
+    assert read_labels(p) is None
+    h5 = write_events(tmp_path / "ev.h5", make_jets(3, 4))
+    assert detect_format(h5) == "physkit"  # the other layouts are detected as before
+
+
+def test_io_functions_are_short():
+    """Every function in physkit/io/ fits on a screen (at most 80 lines)."""
+    import ast
+    import pathlib
+
+    long = []
+    for path in pathlib.Path(pio.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.end_lineno - node.lineno + 1 > 80:
+                    long.append(f"{path.name}:{node.name}")
+    assert long == []
+
+
+def test_public_names():
+    import physkit
+
+    for name in ("read_events", "read_constituents", "read_labels", "read_dataset",
+                 "count_events", "detect_format", "write_events"):
+        assert getattr(physkit, name) is getattr(pio, name)
+    for name in ("FORMAT_VERSION", "FORMATS", "READERS", "read_block", "EventBlock",
+                 "open_events", "detect_reader"):
+        assert name in pio.__all__ and hasattr(pio, name)
+    assert not hasattr(pio, "_read_block")
 
 
 # ===================================================================== bad input

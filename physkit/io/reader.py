@@ -1,0 +1,136 @@
+"""The interface every event-file reader implements, and what all readers share.
+
+A reader is built on one open file (opened once per call by
+:func:`physkit.io.formats.open_events`) and reads row ranges ``[start, stop)`` (Python
+slice rules, negatives allowed, step 1) of one layout:
+
+* :meth:`EventReader.read_block`: padded constituents ``(n, M, 3)`` (pT, y, phi), zeros
+  for padding, as an :class:`EventBlock` that also names the dataset for messages;
+* :meth:`EventReader.read_labels`: one integer label per event (int64), or None;
+* :meth:`EventReader.read_dataset`: rows of another per-event dataset / array / column.
+
+A :class:`Container` says how one kind of file (HDF5, zip, ...) is recognised, opened
+and searched for the objects a reader can be built on.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from typing import Any, ClassVar, ContextManager, Iterator, NamedTuple, Protocol, Union
+
+import numpy as np
+
+from ..errors import EventFileError
+
+__all__ = ["PathLike", "EventBlock", "Container", "EventReader", "event_range", "as_labels"]
+
+PathLike = Union[str, os.PathLike]
+
+
+class EventBlock(NamedTuple):
+    """Padded constituents of a row range, as read (not validated)."""
+
+    #: ``(n, M, 3)`` (pT, y, phi), zero-padded; float32 for physkit/energyflow files as
+    #: stored, float64 for the converted pandas layouts
+    constituents: np.ndarray
+    #: dataset (or pandas key / array name) to name in error messages
+    dataset: str
+    #: number of events in the whole file
+    n_events: int
+
+
+class Container(Protocol):
+    """One kind of file that holds events (HDF5, a zip of ``.npy``, ...)."""
+
+    #: tried last, for any file no other container recognises (and then reports why not)
+    catch_all: bool
+
+    def recognises(self, path: str) -> bool:
+        """Whether ``path`` looks like this kind of file (cheap, without opening it)."""
+
+    def open(self, path: str) -> ContextManager[Any]:
+        """The open file, closed on exit; :class:`EventFileError` if unreadable."""
+
+    def candidates(self, handle: Any, path: str) -> Iterator[Any]:
+        """Objects in the open file that a reader may be built on, in detection order."""
+
+    def unrecognised(self, handle: Any, path: str) -> EventFileError:
+        """The error for a file of this kind that no reader claims."""
+
+
+def event_range(start: int | None, stop: int | None, n: int) -> tuple[int, int]:
+    """Normalise ``start``/``stop`` (Python slice rules, negatives allowed) for length n."""
+    s, e, _ = slice(start, stop).indices(n)
+    return s, max(s, e)
+
+
+def as_labels(v: np.ndarray, path: PathLike, name: Any, offset: int) -> np.ndarray:
+    """Labels as int64 ``(n,)``; a non-integer float label raises, naming its event."""
+    v = np.asarray(v)
+    if v.ndim != 1:
+        raise EventFileError(f"labels must be one per event, got shape {v.shape}", path, name)
+    if np.issubdtype(v.dtype, np.floating):
+        bad = ~np.isfinite(v) | (v != np.round(v))
+        if bad.any():
+            raise EventFileError("non-integer label", path, name,
+                                 offset + int(np.flatnonzero(bad)[0]))
+    return v.astype(np.int64)
+
+
+class EventReader(ABC):
+    """Reads one event-file layout from an open file.
+
+    Subclasses set :attr:`format_name` (the name :func:`physkit.io.detect_format`
+    returns) and :attr:`container`, say in :meth:`sniff` which of the container's
+    candidates they read, and are built on that candidate.
+    """
+
+    format_name: ClassVar[str]
+    container: ClassVar[Container]
+
+    def __init__(self, source: Any, path: PathLike):
+        self.source = source
+        self.path = os.fspath(path)
+
+    @classmethod
+    @abstractmethod
+    def sniff(cls, candidate: Any, path: str) -> bool:
+        """Whether this reader reads ``candidate``; raises for a malformed file of its kind."""
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: PathLike) -> Iterator[EventReader]:
+        """This reader on the file ``path`` (no detection of other layouts)."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(path)
+        with cls.container.open(path) as handle:
+            for candidate in cls.container.candidates(handle, path):
+                if cls.sniff(candidate, path):
+                    yield cls(candidate, path)
+                    return
+            raise EventFileError(f"not a {cls.format_name!r} event file", path)
+
+    @property
+    @abstractmethod
+    def n_events(self) -> int:
+        """Number of events in the file (metadata only)."""
+
+    @abstractmethod
+    def read_block(self, start: int | None = None, stop: int | None = None) -> EventBlock:
+        """Padded constituents of events ``[start, stop)``, not validated."""
+
+    @abstractmethod
+    def read_labels(self, start: int | None = None,
+                    stop: int | None = None) -> np.ndarray | None:
+        """Labels of events ``[start, stop)`` as int64 ``(n,)``, or None without labels."""
+
+    @abstractmethod
+    def read_dataset(self, name: Any, start: int | None = None,
+                     stop: int | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` of another per-event dataset (array, column)."""
+
+    @abstractmethod
+    def dataset_names(self) -> list:
+        """The names :meth:`read_dataset` accepts."""
