@@ -104,6 +104,7 @@ _OPTIONS = (("eps", lambda v: v > 0, "> 0"),
 
 
 def _check_tensors(x, a, y, b, mask_x, mask_y) -> None:
+    """Types, shapes ``(B, N, 2), (B, N), (B, M, 2), (B, M)``, dtypes and devices."""
     for name, t in (("x", x), ("a", a), ("y", y), ("b", b)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"sinkhorn_divergence: {name} must be a torch.Tensor, got "
@@ -127,11 +128,11 @@ def _check_tensors(x, a, y, b, mask_x, mask_y) -> None:
                              f"got {tuple(m.shape)}")
 
 
-def _check_arguments(x, a, y, b, mask_x, mask_y, options: dict, self_x, self_y,
-                     warm_start) -> None:
+def _check_arguments(x, a, y, b, mask_x, mask_y, self_x, self_y, warm_start,
+                     **options: float) -> None:
     """Every argument of :func:`sinkhorn_divergence` except the data values (checked by
     :func:`_prepare`); one message per option."""
-    _check_params(options["R"], options["beta"])
+    _check_params(options["R"], options["beta"])  # the cost's own checks (as cost_matrix)
     _check_tensors(x, a, y, b, mask_x, mask_y)
     for name, valid, requirement in _OPTIONS:
         if not valid(options[name]):
@@ -444,9 +445,8 @@ def sinkhorn_divergence(
     -------
     ``(B,)`` tensor (differentiable w.r.t. ``x, a, y, b``), or ``(S, potentials)``.
     """
-    _check_arguments(x, a, y, b, mask_x, mask_y,
-                     dict(R=R, beta=beta, eps=eps, scaling=scaling, relax=relax),
-                     self_x, self_y, warm_start)
+    _check_arguments(x, a, y, b, mask_x, mask_y, self_x, self_y, warm_start,
+                     R=R, beta=beta, eps=eps, scaling=scaling, relax=relax)
     mode = BatchMode(rowwise)
     N, M = x.shape[1], y.shape[1]
     # only the side that requires grad is tracked (envelope theorem: the other side is fixed)
