@@ -218,29 +218,28 @@ class _Active:
             x.index_copy_(0, self.rows, v)
 
 
-def _setup(params, constraints, device, steps, optimizer, lr, schedule, noise, tol, patience,
-           history, grad_history, mu_fn, mu_stride, generator, optimizer_options):
-    """Validated settings and the initial state (parameters projected)."""
-    w, B, dev = _check_params(params, device)
-    names = list(w)
+def _constraints(constraints: Optional[Mapping[str, Constraint]], names: list) -> Dict[str, Constraint]:
+    """A constraint per parameter (:class:`Free` where none is given)."""
     constraints = dict(constraints or {})
     unknown = set(constraints) - set(names)
     if unknown:
         raise ValueError(f"minimize: constraints for unknown parameters {sorted(unknown)}")
-    cons: Dict[str, Constraint] = {k: constraints.get(k) or Free() for k in names}
-    w = {k: cons[k].project(w[k]) for k in names}
+    return {k: constraints.get(k) or Free() for k in names}
+
+
+def _learning_rates(lr: Union[float, Mapping[str, float]], names: list) -> Dict[str, float]:
+    """A learning rate per parameter from a scalar or a ``{name: lr}`` dict."""
     if isinstance(lr, Mapping):
         missing = set(names) - set(lr)
         if missing:
             raise ValueError(f"minimize: lr dict lacks parameters {sorted(missing)}")
-        lrs = {k: float(lr[k]) for k in names}
-    else:
-        lrs = {k: float(lr) for k in names}
-    if steps < 0 or patience < 1:
-        raise ValueError("minimize: steps must be >= 0 and patience >= 1")
-    lr_factor(schedule, 0, steps)  # validates the schedule name early
-    opt = make_optimizer(optimizer, **(optimizer_options or {}))
-    shared = {k: getattr(cons[k], "shared_scale_dims", None) for k in names}
+        return {k: float(lr[k]) for k in names}
+    return {k: float(lr) for k in names}
+
+
+def _noise_generator(noise: Optional[Annealing], generator: Optional[torch.Generator],
+                     dev: torch.device) -> Optional[torch.Generator]:
+    """The caller's generator, or a new one (seeded by ``noise.seed``) when noise needs one."""
     gen = generator
     if noise is not None and gen is None:
         gen = torch.Generator(device=dev)
@@ -248,17 +247,19 @@ def _setup(params, constraints, device, steps, optimizer, lr, schedule, noise, t
             gen.manual_seed(int(noise.seed))
         else:
             gen.seed()
-    if mu_fn is not None and mu_stride is None:
-        mu_stride = 1
-    flow = _Flow(names, cons, lrs, opt, shared, steps, schedule, noise, gen, tol, patience,
-                 history, grad_history, mu_fn, mu_stride)
-    state = _FlowState(
+    return gen
+
+
+def _start(w: Params, opt: Optimizer) -> _FlowState:
+    """State before the first step: all rows active, MAX_STEPS, snapshot = ``w``."""
+    first = next(iter(w.values()))
+    B, dev = first.shape[0], first.device
+    return _FlowState(
         w=w, opt_state=opt.init_state(w), best_w={k: v.clone() for k, v in w.items()},
         stall=torch.zeros(B, dtype=torch.int32, device=dev),
         n_steps=torch.zeros(B, dtype=torch.int64, device=dev),
         status=torch.full((B,), int(Status.MAX_STEPS), dtype=torch.int8, device=dev),
         alive=torch.ones(B, dtype=torch.bool, device=dev), rows=torch.arange(B, device=dev))
-    return flow, state
 
 
 def _evaluate(loss_fn: LossFn, flow: _Flow, st: _FlowState, act: _Active):
@@ -438,14 +439,27 @@ def minimize(
     ``mu_fn(params, idx) -> (b,)`` is evaluated on the active rows every ``mu_stride`` steps (default 1)
     when given, e.g. :func:`physkit.flow.diagnostics.ntk_mu_fn`.
     """
-    flow, st = _setup(params, constraints, device, steps, optimizer, lr, schedule, noise, tol,
-                      patience, history, grad_history, mu_fn, mu_stride, generator,
-                      optimizer_options)
+    w, B, dev = _check_params(params, device)
+    names = list(w)
+    cons = _constraints(constraints, names)
+    w = {k: cons[k].project(w[k]) for k in names}
+    lrs = _learning_rates(lr, names)
+    if steps < 0 or patience < 1:
+        raise ValueError("minimize: steps must be >= 0 and patience >= 1")
+    lr_factor(schedule, 0, steps)  # validates the schedule name early
+    opt = make_optimizer(optimizer, **(optimizer_options or {}))
+    if mu_fn is not None and mu_stride is None:
+        mu_stride = 1
+    flow = _Flow(names=names, cons=cons, lrs=lrs, opt=opt,
+                 shared={k: getattr(cons[k], "shared_scale_dims", None) for k in names},
+                 steps=steps, schedule=schedule, noise=noise,
+                 gen=_noise_generator(noise, generator, dev), tol=tol, patience=patience,
+                 history=history, grad_history=grad_history, mu_fn=mu_fn, mu_stride=mu_stride)
+    st = _start(w, opt)
     for t in range(steps):
         if not _flow_step(loss_fn, flow, st, t):
             break
     out, final_loss = _final_evaluation(loss_fn, st)
-    B, dev = st.B, st.device
 
     def stack(xs):
         return torch.stack(xs) if xs else torch.empty((0, B), device=dev)
