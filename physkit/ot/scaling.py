@@ -107,8 +107,7 @@ def _sinkhorn_step(st: ScaledPotentials, ws: _WorkingSet, live: torch.Tensor, ep
     bad = mode.rows(~(torch.isfinite(lv_s).all(1) & torch.isfinite(lu_s).all(1)))
     if bool(bad.any()):  # a kernel row underflowed: absorb, then a log-domain step
         st.absorb(bad, eps)
-        if mode.rowwise:  # batch-wide keeps relaxing from the pre-absorption lu, lv (see note)
-            lu, lv = st.lu, st.lv
+        lu, lv = st.lu, st.lv  # relax from the absorbed (zero) log-scalings
         Kw = -ws.C / eps
         fs = softmin_rows(Kw, ws.lb + st.g / eps, eps)
         gs = softmin_cols(Kw, ws.la + fs / eps, eps)
@@ -121,8 +120,7 @@ def _sinkhorn_step(st: ScaledPotentials, ws: _WorkingSet, live: torch.Tensor, ep
     st.lu = torch.where(live[:, None], lu_n, lu)
     st.lv = torch.where(live[:, None], lv_n, lv)
     big = mode.rows(torch.maximum(st.lu.abs().amax(1), st.lv.abs().amax(1)) > _bounds(lu.dtype)[1])
-    if mode.rowwise:  # batch-wide does not rebuild the kernel after a log-domain step (note)
-        big = big | bad
+    big = big | bad  # rebuild the kernel of rows that took a log-domain step
     if bool(big.any()):  # absorb those rows; the others' kernel rows are unchanged
         st.absorb(big, eps)
         st.G = _cross_kernel(ws, st, eps)
@@ -140,11 +138,8 @@ def sinkhorn_at_eps(C: torch.Tensor, la: torch.Tensor, lb: torch.Tensor, bn: tor
     ``row_ok`` ``(B,)`` rows with mass (the others are left as they are); ``n_start`` ``(B,)``
     iterations already spent (eps-scaling). Over-relaxed by ``relax``; a row whose error more
     than doubles between checks falls back to ``omega = 1``. Returns
-    ``(f, g, n_iter (B,), converged (B,))``.
-
-    Note: batch-wide, a log-domain step (after a kernel underflow) relaxes from the log-scalings
-    before the absorption and leaves the kernel as it was until the next absorption; row-wise,
-    it relaxes from 0 and rebuilds the kernel. Both are kept as they were, bit for bit.
+    ``(f, g, n_iter (B,), converged (B,))``. A row whose kernel underflows is absorbed and
+    takes one log-domain step, its kernel rebuilt (the same in both modes).
     """
     B, dt, dev = f.shape[0], f.dtype, f.device
     n_iter, converged = n_start.clone(), ~row_ok
