@@ -73,7 +73,7 @@ def test_readme_architecture_names_modules_that_exist():
     stays in sync with the code."""
     text = (ROOT / "README.md").read_text()
     section = text.split("## Architecture", 1)[1].split("\n## ", 1)[0]
-    tree = section.split("```", 2)[1]
+    tree = section.split("```text", 1)[1].split("```", 1)[0]
     names: list[str] = []
     parents: list[str] = []
     for line in tree.splitlines():
