@@ -13,7 +13,7 @@ from .family import Family
 from .seeds import KtSeeds
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .points import LloydSeeds
+    from .points import PointSeeds
 
 Params = Dict[str, torch.Tensor]
 
@@ -35,7 +35,7 @@ class JetGroup:
     fitted : the parameters fitted so far per :class:`~shaper.family.Family`: smaller members
         of a nested family seed the larger ones.
     refined_seeds : seeds with the interface of :class:`KtSeeds` at the exact
-        n-subjettiness optima (:class:`shaper.points.LloydSeeds`), set by the fit.
+        n-subjettiness optima (:class:`shaper.points.PointSeeds`), set by the fit.
     coarse : the coarse-grained jets ``(x (B, n, 2), z (B, n), mask (B, n))`` once computed.
     """
 
@@ -48,7 +48,7 @@ class JetGroup:
     seeds: KtSeeds
     workers: int = 1
     fitted: Dict[Family, Params] = field(default_factory=dict)
-    refined_seeds: Optional["LloydSeeds"] = None
+    refined_seeds: Optional["PointSeeds"] = None
     coarse: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
     @classmethod

@@ -1,75 +1,252 @@
-"""The exact point path of :class:`shaper.Shaper`: n-subjettiness of a jet group by Lloyd
-iterations (:mod:`shaper.lloyd`), and seeds at those optima for the general path."""
+"""The exact point path of :class:`shaper.Shaper`: n-subjettiness of every jet of a chunk in one
+batch, and seeds at those optima for the general path.
+
+For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(n-1) always):
+
+1. **starts** (:func:`point_starts`): the exclusive-kT axes; the hardest particle nearest to
+   each (winner-take-all axes); the ``n + 1`` exclusive-kT axes with one left out (``n + 1``
+   starts: which prongs one axis covers is the usual ambiguity between local minima); the
+   ``(n-1)``-subjettiness axes plus the particle that costs most. All come from one
+   exclusive-kT clustering of the chunk (:class:`shaper.seeds.KtSeeds`).
+2. **search**: every start of every jet is a row of one batch; :func:`shaper.lloyd.lloyd` in
+   float32 to a loose tolerance (:data:`SEARCH_TOL`);
+3. **polish**: each jet's best row, and its kT row where that is another one, in float64 with
+   Newton and snap steps to :data:`POLISH_TOL`;
+4. **report**: the least exact value (:func:`point_value`, float64) among the polished rows, the
+   kT axes themselves and the ``(n-1)`` axes plus the costliest particle. So the value never
+   exceeds the kT-axes value nor tau_(n-1), and the extra starts never make it higher than the
+   kT start alone would (every row is computed independently of the others). The weights are
+   the masses nearest to each centre (the optimal plan of n free-weight points), and the value
+   is an exact EMD (no POT call needed).
+
+Every jet of a chunk goes through one :class:`PointBatch` (all width groups at once: no
+per-group loops); a jet's numbers do not depend on the other jets (see :mod:`shaper.lloyd`).
+"""
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+import math
+import threading
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
+from physkit.angles import wrap_angle
 from physkit.flow import Status
 
-from .family import Family
-from .group import GroupFit, JetGroup
-from .lloyd import fit_points, point_starts, point_value_grads
+from .group import GroupFit
+from .lloyd import WIDTH_STEP, lloyd, point_value_grads
+from .seeds import KtSeeds
 
-#: rows per Lloyd block
-_LLOYD_ROWS = 512
+if TYPE_CHECKING:  # pragma: no cover
+    from physkit.events import Events
+
+    from .group import JetGroup
+
+#: iteration cap and tolerance of the float32 search over starts
+SEARCH_ITER, SEARCH_TOL = 50, 1e-5
+#: tolerance of the float64 polish (relative gain of a plain step)
+POLISH_TOL = 1e-10
+START_KINDS = ("wta", "drop")
+
+__all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "point_starts", "point_value",
+           "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL"]
 
 
-def fit_point_group(group: JetGroup, n: int, *, R: float, beta: float, max_iter: int,
-                    return_grads: bool = False, previous: Optional[torch.Tensor] = None
-                    ) -> GroupFit:
-    """Exact n-subjettiness of every jet of ``group``: centres ``(B, n, 2)`` and weights
-    ``(B, n)``, value ``(B,)`` (tau_n, an exact EMD), status (MAX_STEPS where the Lloyd
-    iterations hit ``max_iter``), grads (:func:`~shaper.lloyd.point_value_grads`).
+class PointFit(NamedTuple):
+    """n-subjettiness of ``B`` jets: centres ``(B, n, 2)`` and weights ``(B, n)`` (float64,
+    centred frame), value ``(B,)`` (tau_n, an exact EMD) and status ``(B,)`` int8 (MAX_STEPS where
+    the polish hit its iteration cap)."""
 
-    ``previous (B, n-1, 2)``: the (n-1)-subjettiness axes, a further seed (:func:`point_starts`).
-    All jets of the group share one padded width (set by their own multiplicity), so a jet's
-    reductions run in the same order whatever batch it is in; rows are independent, fitted in
-    fixed blocks of rows (bounded memory).
-    """
-    x, z = group.x, group.z
-    c_kt, _ = group.seeds.subjets(n)
-    starts = point_starts(x, z, c_kt, beta, previous)
+    centers: torch.Tensor
+    weights: torch.Tensor
+    value: torch.Tensor
+    status: torch.Tensor
+
+
+def _distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``theta`` ``(B, n, M)`` between centres ``c (B, n, 2)`` and particles ``x (B, M, 2)``,
+    azimuth wrapped (every element computed on its own: no dependence on the batch)."""
+    dy = x[:, None, :, 0] - c[:, :, None, 0]
+    dp = wrap_angle(x[:, None, :, 1] - c[:, :, None, 1])
+    return torch.sqrt(dy * dy + dp * dp)
+
+
+def point_value(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor, R: float, beta: float
+                ) -> torch.Tensor:
+    """``V(c) = sum_i z_i min_j (theta_ij / R)^beta`` ``(B,)`` at centres ``c (B, n, 2)``.
+
+    ``x (B, M, 2)``, ``z (B, M)`` (0 on padding, ``M`` a multiple of 32). Summed particle by
+    particle in a fixed order (32-wide blocks, then the blocks in sequence), so padding adds
+    exact zeros and adding a centre can only lower the value, bit for bit."""
+    m = _distances(x, c).amin(1)
+    t = z * (m if beta == 1.0 else m ** beta)
+    blocks = t.reshape(t.shape[0], -1, WIDTH_STEP).sum(-1)
+    v = blocks[:, 0]
+    for k in range(1, blocks.shape[1]):
+        v = v + blocks[:, k]
+    return v / R ** beta
+
+
+def _nearest_masses(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Mass ``(B, n)`` of the particles nearest to each centre (ties go to the first one)."""
+    d = _distances(x, c)
+    near = d.argmin(1)  # first minimum
+    member = torch.nn.functional.one_hot(near, c.shape[1]).to(z.dtype).transpose(1, 2)
+    return torch.bmm(member, z[..., None])[..., 0]
+
+
+def _wta(x: torch.Tensor, z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """The hardest particle nearest to each centre ``(B, n, 2)`` (the centre where none is)."""
+    d = _distances(x, centers)  # (B, n, M)
+    near = torch.nn.functional.one_hot(d.argmin(1), centers.shape[1]).to(z.dtype)
+    zn = near * z[:, :, None]  # (B, M, n)
+    hard = zn.argmax(dim=1)
+    got = torch.gather(x, 1, hard[..., None].expand(-1, -1, 2))
+    return torch.where((zn.amax(dim=1) > 0)[..., None], got, centers)
+
+
+def _costliest(x: torch.Tensor, z: torch.Tensor, centers: torch.Tensor, beta: float
+               ) -> torch.Tensor:
+    """The particle ``(B, 1, 2)`` of largest ``z_i min_j theta_ij^beta``."""
+    d = _distances(x, centers).amin(1)
+    far = (z * d ** beta).argmax(dim=1)
+    return x[torch.arange(x.shape[0], device=x.device), far][:, None]
+
+
+def point_starts(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, beta: float,
+                 previous: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Starting centres ``(B, S, n, 2)`` (see the module docstring): slot 0 the exclusive-kT
+    axes, then the winner-take-all axes, the ``n + 1`` kT axes less one each, and (given the
+    ``(n-1)``-point optimum ``previous (B, n-1, 2)``) those plus the costliest particle, last."""
+    kt = seeds.subjets(n)[0].to(x.dtype)
+    starts = [kt]
+    if "wta" in START_KINDS:
+        starts.append(_wta(x, z, kt))
+    if "drop" in START_KINDS:
+        more = seeds.subjets(n + 1)[0].to(x.dtype)
+        starts += [torch.cat([more[:, :j], more[:, j + 1:]], 1) for j in range(n + 1)]
+    if previous is not None:
+        starts.append(torch.cat([previous, _costliest(x, z, previous, beta)], 1))
+    return torch.stack(starts, 1)
+
+
+def _polish_rows(best: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rows to polish: each jet's best slot, and its kT slot 0 where the best is another.
+    Returns (jet (p,), slot (p,))."""
+    B = best.shape[0]
+    jets = torch.arange(B, device=best.device)
+    other = torch.nonzero(best != 0).squeeze(1)
+    return torch.cat([jets, other]), torch.cat([best, torch.zeros_like(other)])
+
+
+def fit_points(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: float,
+               beta: float, max_iter: int, previous: Optional[torch.Tensor] = None) -> PointFit:
+    """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)`` (centred, real particles first,
+    ``M`` a multiple of 32) from the starts of :func:`point_starts`: float32 search, float64
+    polish, exact report (module docstring)."""
     B = x.shape[0]
-    c = torch.empty(B, n, 2, dtype=x.dtype, device=x.device)
-    w = torch.empty(B, n, dtype=x.dtype, device=x.device)
-    v = torch.empty(B, dtype=x.dtype, device=x.device)
-    iters = torch.empty(B, dtype=torch.int64, device=x.device)
-    for lo in range(0, B, _LLOYD_ROWS):
-        rows = slice(lo, lo + _LLOYD_ROWS)
-        c[rows], w[rows], v[rows], iters[rows] = fit_points(
-            x[rows], z[rows], starts[rows], R=R, beta=beta, max_iter=max_iter)
-    status = torch.where(iters >= max_iter, int(Status.MAX_STEPS), int(Status.CONVERGED))
-    grads = None
-    if return_grads:
-        gp, gx = point_value_grads(x, z, group.pt_sum, c, R, beta)
-        grads = {"pt": gp, "points": gx}
-    return GroupFit({"centers": c, "weights": w}, v, status.to(torch.int8), grads)
+    starts = point_starts(x, z, seeds, n, beta, previous)
+    S = starts.shape[1]
+    jet = torch.arange(B, device=x.device).repeat_interleave(S)
+    search = lloyd(x, z, jet, starts.reshape(B * S, n, 2), R=R, beta=beta,
+                   max_iter=min(max_iter, SEARCH_ITER), tol=SEARCH_TOL, dtype=torch.float32,
+                   exact=False)
+    found = search.centers.to(x.dtype).view(B, S, n, 2)
+    best = search.value.view(B, S).argmin(1)
+    pj, ps = _polish_rows(best)
+    polish = lloyd(x, z, pj, found[pj, ps], R=R, beta=beta, max_iter=max_iter, tol=POLISH_TOL,
+                   dtype=torch.float64, exact=True)
+    cands = [polish.centers[:B], polish.centers[B:], starts[:, 0]]
+    owner = [torch.arange(B, device=x.device), pj[B:], torch.arange(B, device=x.device)]
+    if previous is not None:
+        cands.append(starts[:, -1])
+        owner.append(owner[0])
+    return _report(x, z, cands, owner, polish.converged[:B], R, beta)
 
 
-class LloydSeeds:
-    """Seeds with the interface of :class:`~shaper.seeds.KtSeeds` whose ``subjets(n)`` are the
-    exact n-subjettiness optimum of ``group`` (:func:`fit_point_group` from kT seeds; the one
-    fitted in this call when n-subjettiness is among its observables) instead of the raw kT
-    axes. Cached per ``n``."""
+def _report(x, z, cands: List[torch.Tensor], owner: List[torch.Tensor], converged, R, beta
+            ) -> PointFit:
+    """The candidate of least :func:`point_value` per jet (candidate ``k``: centres for the
+    jets ``owner[k]``), its weights and status."""
+    B, n = x.shape[0], cands[0].shape[1]
+    inf = torch.full((B,), math.inf, dtype=x.dtype, device=x.device)
+    value, centers = inf.clone(), torch.zeros(B, n, 2, dtype=x.dtype, device=x.device)
+    for c, who in zip(cands, owner):
+        if who.numel() == 0:
+            continue
+        v = point_value(x[who], z[who], c, R, beta)
+        cur = inf.clone()
+        cur[who] = v
+        take = cur < value
+        value = torch.where(take, cur, value)
+        full = centers.clone()
+        full[who] = c
+        centers = torch.where(take[:, None, None], full, centers)
+    centers = torch.stack([centers[..., 0], wrap_angle(centers[..., 1])], -1)
+    status = torch.where(converged, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
+    return PointFit(centers, _nearest_masses(x, z, centers), value, status)
 
-    def __init__(self, group: JetGroup, *, R: float, beta: float, max_iter: int):
-        self.group = group
-        self.jets = group.seeds.jets
+
+class PointBatch:
+    """The jets of a chunk for the point path: every width group in one padded batch, one
+    exclusive-kT clustering for all of them (the groups' ``seeds`` become views of it) and the
+    n-subjettiness fits, computed once per ``n`` for all jets (thread-safe). Each group's
+    ``refined_seeds`` becomes a :class:`PointSeeds` on these fits."""
+
+    def __init__(self, groups: List["JetGroup"], *, R: float, beta: float, max_iter: int):
+        self.groups = groups
         self.R, self.beta, self.max_iter = R, beta, max_iter
-        self._cache: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
+        width = max(g.x.shape[1] for g in groups)
+        width = -(-width // WIDTH_STEP) * WIDTH_STEP
+        self.x = torch.cat([torch.nn.functional.pad(g.x, (0, 0, 0, width - g.x.shape[1]))
+                            for g in groups])
+        self.z = torch.cat([torch.nn.functional.pad(g.z, (0, width - g.z.shape[1]))
+                            for g in groups])
+        self.seeds, views = KtSeeds.joined([g.seeds for g in groups])
+        self.rows: Dict[int, slice] = {}
+        lo = 0
+        for g, view in zip(groups, views):
+            g.seeds = view
+            g.refined_seeds = PointSeeds(self, g)
+            self.rows[id(g)] = slice(lo, lo + len(g))
+            lo += len(g)
+        self._fits: Dict[int, PointFit] = {}
+        self._lock = threading.RLock()
+
+    def fit(self, n: int) -> PointFit:
+        """n-subjettiness of every jet (fitting ``n - 1`` first, cached)."""
+        with self._lock:
+            if n not in self._fits:
+                prev = self.fit(n - 1).centers if n > 1 else None
+                self._fits[n] = fit_points(self.x, self.z, self.seeds, n, R=self.R,
+                                           beta=self.beta, max_iter=self.max_iter, previous=prev)
+            return self._fits[n]
+
+    def group_fit(self, group: "JetGroup", n: int, return_grads: bool = False) -> GroupFit:
+        """:meth:`fit` of the jets of ``group`` (its rows), with gradients on request."""
+        f = self.fit(n)
+        rows = self.rows[id(group)]
+        c, w, v, st = f.centers[rows], f.weights[rows], f.value[rows], f.status[rows]
+        grads = None
+        if return_grads:
+            gp, gx = point_value_grads(group.x, group.z, group.pt_sum, c, self.R, self.beta)
+            grads = {"pt": gp, "points": gx}
+        return GroupFit({"centers": c, "weights": w}, v, st, grads)
+
+
+class PointSeeds:
+    """Seeds with the interface of :class:`~shaper.seeds.KtSeeds` whose ``subjets(n)`` are the
+    exact n-subjettiness optimum of ``group`` (:meth:`PointBatch.fit`) instead of the raw kT
+    axes."""
+
+    def __init__(self, batch: PointBatch, group: "JetGroup"):
+        self.batch, self.group = batch, group
+        self.jets: "Events" = group.seeds.jets
 
     def __len__(self) -> int:
         return len(self.jets)
 
     def subjets(self, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Centres ``(B, n, 2)`` and weights ``(B, n)`` of the n-subjettiness optimum."""
-        done = self.group.fitted.get(Family("subjettiness", n))
-        if done is not None:  # n-subjettiness is among this call's observables
-            return done["centers"], done["weights"]
-        if n not in self._cache:
-            p = fit_point_group(self.group, n, R=self.R, beta=self.beta,
-                                max_iter=self.max_iter).params
-            self._cache[n] = (p["centers"], p["weights"])
-        return self._cache[n]
+        p = self.batch.group_fit(self.group, n).params
+        return p["centers"], p["weights"]

@@ -2,19 +2,24 @@
 
 :class:`KtSeeds` holds a batch of centred jets and returns, for any ``n``, the exclusive-kT
 subjets (kt algorithm, E-scheme, R = 1000 as in fastjet-contrib's ``KT_Axes``) as centres
-``(B, n, 2)`` in (y, phi) and pT fractions ``(B, n)``. A jet with ``<= n`` particles gets its
-particles as centres (unused slots repeat the first particle with weight 0), so a point
-manifold fits it exactly. Results are cached per ``n``.
+``(B, n, 2)`` in (y, phi) and pT fractions ``(B, n)``. One clustering serves every ``n``
+(``exclusive_jets_up_to(n)`` of one ``ClusterSequence``), and :meth:`KtSeeds.joined` lets the
+jets of several batches share it. A jet with ``<= n`` particles gets its particles as centres
+(unused slots repeat the first particle with weight 0), so a point manifold fits it exactly.
+Results are cached per ``n``.
 """
 from __future__ import annotations
 
 import threading
 import warnings
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from physkit.events import Events
+
+from .batching import pad_to
 
 
 _BANNER_OFF = False
@@ -34,8 +39,9 @@ def _quiet_banner(fastjet) -> None:
     _BANNER_OFF = True
 
 
-def _exclusive_kt(pt, y, phi, mask, n):
-    """Exclusive-kT subjets of jets that all have more than ``n`` particles (numpy, (b, M))."""
+def _cluster(pt, y, phi, mask):
+    """One exclusive-kT clustering (kt, R = 1000, E-scheme) of jets ``(b, M)`` (numpy, every jet
+    with at least one particle), serving every ``n`` (:func:`_exclusive_kt`)."""
     import awkward as ak
     import fastjet
 
@@ -48,26 +54,40 @@ def _exclusive_kt(pt, y, phi, mask, n):
     arr = ak.zip({"px": px, "py": py, "pz": pz, "E": e})
     _quiet_banner(fastjet)
     jd = fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0, fastjet.E_scheme)
-    # fastjet's awkward layer warns "dcut and exclusive jets ... interpreted with care" on every
-    # exclusive_jets call: its check compares the JetDefinition object (not its algorithm) with
-    # kt/C-A, so it fires for the kt algorithm too. Exclusive kT jets are well defined, so the
-    # warning is harmless here: silenced for this call only, by its message. fastjet also
-    # replaces warnings.formatwarning process-wide when it warns; restored after.
-    # (catch_warnings swaps process-wide state: one thread at a time, Shaper fits width
-    # groups in threads)
+    return _fastjet_call(lambda: fastjet.ClusterSequence(arr, jd))
+
+
+def _fastjet_call(fn):
+    """``fn()`` with fastjet's exclusive-jets warning silenced.
+
+    fastjet's awkward layer warns "dcut and exclusive jets ... interpreted with care" on every
+    exclusive_jets call: its check compares the JetDefinition object (not its algorithm) with
+    kt/C-A, so it fires for the kt algorithm too. Exclusive kT jets are well defined, so the
+    warning is harmless here: silenced for this call only, by its message. fastjet also
+    replaces warnings.formatwarning process-wide when it warns; restored after.
+    (catch_warnings swaps process-wide state: one thread at a time, Shaper fits width
+    groups in threads)
+    """
     with _FASTJET_LOCK:
         fmt = warnings.formatwarning
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="dcut and exclusive jets")
-                cs = fastjet.ClusterSequence(arr, jd)
-                jets = cs.exclusive_jets(n_jets=n)
+                return fn()
         finally:
             warnings.formatwarning = fmt
-    jpx = ak.to_numpy(jets.px).reshape(-1, n)
-    jpy = ak.to_numpy(jets.py).reshape(-1, n)
-    jpz = ak.to_numpy(jets.pz).reshape(-1, n)
-    je = ak.to_numpy(jets.E).reshape(-1, n)
+
+
+def _exclusive_kt(cluster, n, rows):
+    """Exclusive-kT subjets ``n`` of the clustered jets ``rows`` (each with more than ``n``
+    particles): centres ``(b, n, 2)`` (y, phi) and subjet pT ``(b, n)`` (numpy)."""
+    import awkward as ak
+
+    jets = _fastjet_call(lambda: cluster.exclusive_jets_up_to(n))[rows]
+    jpx = ak.to_numpy(ak.flatten(jets.px)).reshape(-1, n)
+    jpy = ak.to_numpy(ak.flatten(jets.py)).reshape(-1, n)
+    jpz = ak.to_numpy(ak.flatten(jets.pz)).reshape(-1, n)
+    je = ak.to_numpy(ak.flatten(jets.E)).reshape(-1, n)
     jpt = np.hypot(jpx, jpy)
     # not physkit.kinematics.rapidity: where E - pz rounds to below 1e-300 (|y| >~ 19) the
     # floor below gives a large finite y where rapidity() gives +-inf or NaN (0 here), and the
@@ -80,7 +100,8 @@ def _exclusive_kt(pt, y, phi, mask, n):
 
 
 class KtSeeds:
-    """Exclusive-kT subjets of a batch of centred jets (cached per ``n``).
+    """Exclusive-kT subjets of a batch of centred jets: one clustering (on first use) serves
+    every ``n``; results cached per ``n``. Thread-safe.
 
     Parameters
     ----------
@@ -94,10 +115,27 @@ class KtSeeds:
         self._y = jets.y.detach().cpu().double().numpy()
         self._phi = jets.phi.detach().cpu().double().numpy()
         self._mask = jets.mask.detach().cpu().numpy()
+        self._cluster = None
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.jets)
+
+    @classmethod
+    def joined(cls, parts: Sequence["KtSeeds"]) -> Tuple["KtSeeds", List["KtSeeds"]]:
+        """One :class:`KtSeeds` over the jets of all ``parts`` (stacked in order, padded to the
+        widest; one clustering for all of them), and a view of it per part that can stand in
+        for that part (same jets, same subjets, bit for bit: every jet is clustered alone)."""
+        width = max(p.jets.shape[1] for p in parts)
+        pad = [pad_to(p.jets, width) for p in parts]
+        whole = cls(Events(*(torch.cat([getattr(e, k) for e in pad]) for k in
+                             ("pt", "y", "phi", "mask"))))
+        views, lo = [], 0
+        for p in parts:
+            views.append(_KtSeedsView(whole, slice(lo, lo + len(p)), p.jets))
+            lo += len(p)
+        return whole, views
 
     def subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Centres ``(B, n, 2)`` (y, phi) and weights ``(B, n)`` on the simplex (subjet pT over
@@ -106,8 +144,12 @@ class KtSeeds:
         Subjets are ordered by decreasing pT. Jets with ``<= n`` particles: their particles,
         then weight-0 copies of the hardest particle.
         """
-        if n in self._cache:
+        with self._lock:
+            if n not in self._cache:
+                self._cache[n] = self._subjets(n)
             return self._cache[n]
+
+    def _subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         pt, y, phi, mask = self._pt, self._y, self._phi, self._mask
         b, m = pt.shape
         total = pt.sum(axis=1)
@@ -117,7 +159,12 @@ class KtSeeds:
         counts = mask.sum(axis=1)
         big = counts > n
         if big.any():
-            c, w = _exclusive_kt(pt[big], y[big], phi[big], mask[big], n)
+            if self._cluster is None:
+                some = counts > 0
+                self._cluster = (_cluster(pt[some], y[some], phi[some], mask[some]),
+                                 np.cumsum(some) - 1)
+            cluster, index = self._cluster
+            c, w = _exclusive_kt(cluster, n, index[big])
             order = np.argsort(-w, axis=1, kind="stable")
             centers[big] = np.take_along_axis(c, order[..., None], axis=1)
             w = np.take_along_axis(w, order, axis=1)
@@ -125,25 +172,41 @@ class KtSeeds:
             weights[big] = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
         small = ~big
         if small.any():
-            # particles sorted by pT (padding last), first n of them
-            ps = np.where(mask[small], pt[small], -1.0)
-            order = np.argsort(-ps, axis=1, kind="stable")
-            k = min(n, m)
-            idx = order[:, :k]
-            cy = np.take_along_axis(y[small], idx, axis=1)
-            cphi = np.take_along_axis(phi[small], idx, axis=1)
-            cw = np.take_along_axis(np.where(mask[small], pt[small], 0.0), idx, axis=1)
-            cs = np.zeros((small.sum(), n, 2))
-            ws = np.zeros((small.sum(), n))
-            cs[:, :k, 0], cs[:, :k, 1], ws[:, :k] = cy, cphi, cw
-            real = np.zeros((small.sum(), n), dtype=bool)
-            real[:, :k] = np.take_along_axis(mask[small], idx, axis=1)
-            # unused slots: copy the hardest particle, weight 0
-            cs[~real] = np.broadcast_to(cs[:, :1], cs.shape)[~real]
-            ws[~real] = 0.0
-            centers[small] = cs
-            weights[small] = ws / total[small, None]
+            centers[small], weights[small] = _particle_seeds(pt[small], y[small], phi[small],
+                                                             mask[small], n, total[small])
         dev = self.jets.device
-        out = (torch.from_numpy(centers).to(dev), torch.from_numpy(weights).to(dev))
-        self._cache[n] = out
-        return out
+        return torch.from_numpy(centers).to(dev), torch.from_numpy(weights).to(dev)
+
+
+def _particle_seeds(pt, y, phi, mask, n, total):
+    """Seeds of jets with ``<= n`` particles: the particles by decreasing pT (padding last),
+    unused slots a weight-0 copy of the hardest particle."""
+    m = pt.shape[1]
+    ps = np.where(mask, pt, -1.0)
+    order = np.argsort(-ps, axis=1, kind="stable")
+    k = min(n, m)
+    idx = order[:, :k]
+    cy = np.take_along_axis(y, idx, axis=1)
+    cphi = np.take_along_axis(phi, idx, axis=1)
+    cw = np.take_along_axis(np.where(mask, pt, 0.0), idx, axis=1)
+    cs = np.zeros((len(pt), n, 2))
+    ws = np.zeros((len(pt), n))
+    cs[:, :k, 0], cs[:, :k, 1], ws[:, :k] = cy, cphi, cw
+    real = np.zeros((len(pt), n), dtype=bool)
+    real[:, :k] = np.take_along_axis(mask, idx, axis=1)
+    cs[~real] = np.broadcast_to(cs[:, :1], cs.shape)[~real]
+    ws[~real] = 0.0
+    return cs, ws / total[:, None]
+
+
+class _KtSeedsView(KtSeeds):
+    """Rows ``rows`` of a joined :class:`KtSeeds` (:meth:`KtSeeds.joined`), standing in for the
+    seeds of ``jets`` (the part's own jets, at its own width)."""
+
+    def __init__(self, whole: KtSeeds, rows: slice, jets: Events):
+        self.jets, self._whole, self._rows = jets, whole, rows
+
+    def subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        c, w = self._whole.subjets(n)
+        return c[self._rows], w[self._rows]
+

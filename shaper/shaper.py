@@ -65,7 +65,7 @@ from .family import Family
 from .general import GeneralPath, SharedFlow
 from .group import GroupFit, JetGroup
 from .observables import Observable, from_family, from_name
-from .points import LloydSeeds, fit_point_group
+from .points import PointBatch
 from .results import ObservableResult, Results
 
 __all__ = ["Shaper", "padded_width"]
@@ -292,7 +292,8 @@ class Shaper:
         inner = 1 if workers > 1 else self._workers()
         with thread_map(workers) as pmap:
             groups = pmap(lambda t: self._prepare(pad_to(ev[t[0]], t[1]), inner), todo)
-            reports = {o.name: self._fit_observable(o, groups, return_grads, pmap)
+            points = PointBatch(groups, R=self.R, beta=self.beta, max_iter=self.lloyd_iter)
+            reports = {o.name: self._fit_observable(o, groups, points, return_grads, pmap)
                        for o in self.observables}
         rows = [r for r, _ in todo]
         return Results({name: _assemble(rows, per_group, len(ev), m_in, order, return_grads)
@@ -305,23 +306,24 @@ class Shaper:
 
     def _prepare(self, ev: Events, workers: int = 1) -> JetGroup:
         """Group of jets that share one padded width (particles sorted real-first); ``workers``
-        threads for this group's buckets and exact EMDs."""
-        group = JetGroup.from_events(ev, workers)
-        group.refined_seeds = LloydSeeds(group, R=self.R, beta=self.beta,
-                                         max_iter=self.lloyd_iter)
-        return group
+        threads for this group's buckets and exact EMDs. Its ``refined_seeds`` are set by the
+        chunk's :class:`~shaper.points.PointBatch`."""
+        return JetGroup.from_events(ev, workers)
 
     # ------------------------------------------------------------------ per observable
-    def _fit_observable(self, obs: Observable, groups: List[JetGroup], return_grads: bool,
-                        pmap: Callable[..., list]) -> List[Report]:
-        """Fit ``obs`` to every group (``pmap``: map over the group threads); record the fit
-        in each group's nested family and return each group's report."""
+    def _fit_observable(self, obs: Observable, groups: List[JetGroup], points: PointBatch,
+                        return_grads: bool, pmap: Callable[..., list]) -> List[Report]:
+        """Fit ``obs`` to every group (``pmap``: map over the group threads; the point path
+        fits all groups in one batch, ``points``); record the fit in each group's nested
+        family and return each group's report."""
         if self.nested:
-            pmap(lambda g: self._fit_smaller(obs, g), groups)
+            pmap(lambda g: self._fit_smaller(obs, g, points), groups)
         shared: List[Optional[SharedFlow]] = [None] * len(groups)
-        if not self._on_point_path(obs) and obs.specs and self.coarse_points is not None:
+        if self._on_point_path(obs):
+            points.fit(obs.n_points)  # every group at once, before the group threads
+        elif obs.specs and self.coarse_points is not None:
             shared = GeneralPath(self).shared_flow(obs, groups, self._workers())
-        fits = pmap(lambda i: self._fit(obs, groups[i], return_grads, shared[i]),
+        fits = pmap(lambda i: self._fit(obs, groups[i], points, return_grads, shared[i]),
                     range(len(groups)))
         reports = []
         for group, fit in zip(groups, fits):
@@ -333,18 +335,14 @@ class Shaper:
     def _on_point_path(self, obs: Observable) -> bool:
         return obs.n_points is not None and self.exact_points
 
-    def _fit(self, obs: Observable, group: JetGroup, return_grads: bool,
+    def _fit(self, obs: Observable, group: JetGroup, points: PointBatch, return_grads: bool,
              shared: Optional[SharedFlow] = None) -> GroupFit:
         """``obs`` fitted to ``group`` on the exact point path or the general path."""
         if self._on_point_path(obs):
-            n = obs.n_points
-            prev = group.fitted.get(Family("subjettiness", n - 1))
-            return fit_point_group(group, n, R=self.R, beta=self.beta, max_iter=self.lloyd_iter,
-                                   return_grads=return_grads,
-                                   previous=None if prev is None else prev["centers"])
+            return points.group_fit(group, obs.n_points, return_grads)
         return GeneralPath(self).fit(obs, group, return_grads, shared)
 
-    def _fit_smaller(self, obs: Observable, group: JetGroup) -> None:
+    def _fit_smaller(self, obs: Observable, group: JetGroup, points: PointBatch) -> None:
         """Fit the smaller members of ``obs``'s nested family that this call does not list
         (``nested=True``), so that their optima seed ``obs``."""
         if obs.family is None:
@@ -353,8 +351,8 @@ class Shaper:
             if fam in group.fitted:
                 continue
             sub = from_family(fam)
-            self._fit_smaller(sub, group)
-            group.fitted[fam] = self._fit(sub, group, False).params
+            self._fit_smaller(sub, group, points)
+            group.fitted[fam] = self._fit(sub, group, points, False).params
 
     def _report(self, obs: Observable, fit: GroupFit, group: JetGroup) -> Report:
         """One group's fit in the input frame (numpy): empty jets flagged BAD_INPUT with value
