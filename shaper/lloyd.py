@@ -51,11 +51,13 @@ WIDTH_STEP = 32
 _NEWTON_REACH = 0.5
 #: over-relaxation: factor growth on success and cap
 _GROW, _MAX_RELAX = 1.5, 8.0
+#: a particle closer than this to its centre counts as sitting on it (gradients)
+_ON_CENTRE = 1e-7
 #: columns of the per-centre sums (see :func:`cluster_sums`)
 _A, _AY, _AP, _COST, _ON = range(5)
 _Q, _QY, _QP, _QYY, _QPP, _QYP, _DNEAR, _KY, _KP, _KN, _KZ = range(5, 16)
 
-__all__ = ["LloydFit", "lloyd", "cluster_sums", "nearest_masses", "point_objective",
+__all__ = ["LloydFit", "lloyd", "theta", "cluster_sums", "nearest_masses", "point_objective",
            "point_value_grads", "coarse_grain", "row_widths"]
 
 
@@ -93,6 +95,19 @@ def _distances(x: torch.Tensor, c: torch.Tensor, wrap_rows: Optional[torch.Tenso
         dp = wrap_angle(xs[:, None, :, 1] - cs[:, :, None, 1])
         d[wrap_rows] = torch.sqrt(dy * dy + dp * dp)
     return d
+
+
+def theta(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Distances ``(r, n, M)`` between centres ``c (r, n, 2)`` and particles ``x (r, M, 2)``
+    (weights ``z (r, M)``, 0 on padding), azimuth wrapped in the rows where particles and
+    centres could be more than pi apart (each row's own choice)."""
+    wrap = _phi_max(x, z) + c[..., 1].abs().amax(1) > math.pi
+    return _distances(x, c, torch.nonzero(wrap).squeeze(1) if bool(wrap.any()) else None)
+
+
+def _phi_max(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Largest ``|phi|`` ``(r,)`` of each row's particles (padding excluded)."""
+    return torch.where(z != 0, x[..., 1].abs(), torch.zeros_like(z)).amax(1)
 
 
 def cluster_sums(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor, *, beta: float,
@@ -157,8 +172,10 @@ def _weiszfeld(c: torch.Tensor, s: torch.Tensor, beta: float
 
 
 def _newton_or_snap(c: torch.Tensor, s: torch.Tensor, beta: float, gy: torch.Tensor,
-                    gp: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per centre: the exact-mode move ``(r, n)`` (y, phi) and where to use it ``(r, n)`` bool.
+                    gp: torch.Tensor
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per centre: the exact-mode move ``(r, n)`` (y, phi), where to use it ``(r, n)`` bool, and
+    where it is a majoriser step off a particle (which over-relaxation may lengthen).
 
     Where the nearest particle ``k`` of the cluster dominates the weights (``a_k > A / 2``:
     Weiszfeld steps crawl there), the particle is set apart: a reweighted step of the other
@@ -197,7 +214,7 @@ def _newton_or_snap(c: torch.Tensor, s: torch.Tensor, beta: float, gy: torch.Ten
         f = (beta > 1.0) * one  # beta < 1: onto the particle
     my = torch.where(near, ky + f * vy, ny)
     mp = torch.where(near, kp + f * vp, np_)
-    return my, mp, near | newton
+    return my, mp, near | newton, near & (f > 0)
 
 
 def _propose(c: torch.Tensor, s: torch.Tensor, relax: torch.Tensor, full: torch.Tensor,
@@ -205,10 +222,12 @@ def _propose(c: torch.Tensor, s: torch.Tensor, relax: torch.Tensor, full: torch.
     """Proposed centres ``(r, n, 2)``: Weiszfeld steps times ``relax (r,)``; on ``full (r,)``
     rows with ``exact`` the Newton / snap moves where they apply."""
     my, mp, gy, gp = _weiszfeld(c, s, beta)
-    my, mp = my * relax[:, None], mp * relax[:, None]
+    lam = relax[:, None]
+    my, mp = my * lam, mp * lam
     if exact and beta != 2.0:
-        ny, np_, use = _newton_or_snap(c, s, beta, gy, gp)
+        ny, np_, use, off = _newton_or_snap(c, s, beta, gy, gp)
         use = use & full[:, None]
+        ny, np_ = torch.where(off, ny * lam, ny), torch.where(off, np_ * lam, np_)
         my, mp = torch.where(use, ny, my), torch.where(use, np_, mp)
     return torch.stack([c[..., 0] + my, wrap_angle(c[..., 1] + mp)], -1)
 
@@ -222,7 +241,7 @@ class _Rows:
         self.x = x[jet[order]].to(dtype)
         self.z = z[jet[order]].to(dtype)
         self.width = widths[jet[order]]
-        self.phi_max = (self.x[..., 1].abs() * (self.z != 0)).amax(1)
+        self.phi_max = _phi_max(self.x, self.z)
 
     def keep(self, k: torch.Tensor) -> None:
         self.index, self.x, self.z = self.index[k], self.x[k], self.z[k]
@@ -288,17 +307,19 @@ def lloyd(x: torch.Tensor, z: torch.Tensor, jet: torch.Tensor, centers: torch.Te
         v = torch.where(better, vn, v)
         out.n_iter[rows.index] += live.to(torch.int64)
         ended = live & ~full & (~better | small)  # a plain step failed or gained too little
+        # relaxation grows after a successful full step, restarts at 1 after a failed one
+        grow = full & better & ~small
+        relax = torch.where(grow, (relax * _GROW).clamp_max(_MAX_RELAX),
+                            torch.where(full, torch.ones_like(relax), relax))
         full = better & ~small
-        relax = torch.where(full, (relax * _GROW).clamp_max(_MAX_RELAX), torch.ones_like(relax))
-        if bool(ended.any()):
-            _store(out, rows.index, ended, c, v, converged=True)
-            live = live & ~ended
-            if not bool(live.any()):
-                break
-            if int(live.sum()) < 0.75 * live.numel():  # compact
-                k = torch.nonzero(live).squeeze(1)
-                rows.keep(k)
-                c, s, v, relax, full, live = c[k], s[k], v[k], relax[k], full[k], live[k]
+        _store(out, rows.index, ended, c, v, converged=True)
+        live = live & ~ended
+        if not bool(live.any()):
+            break
+        if int(live.sum()) < 0.75 * live.numel():  # compact
+            k = torch.nonzero(live).squeeze(1)
+            rows.keep(k)
+            c, s, v, relax, full, live = (t[k] for t in (c, s, v, relax, full, live))
     else:
         _store(out, rows.index, live, c, v, converged=False)
     return LloydFit(out.centers, out.value / R ** beta, out.n_iter, out.converged)
@@ -306,6 +327,8 @@ def lloyd(x: torch.Tensor, z: torch.Tensor, jet: torch.Tensor, centers: torch.Te
 
 def _store(out: LloydFit, index: torch.Tensor, which: torch.Tensor, c: torch.Tensor,
            v: torch.Tensor, converged: bool) -> None:
+    if not bool(which.any()):
+        return
     k = torch.nonzero(which).squeeze(1)
     rows = index[k]
     out.centers[rows], out.value[rows] = c[k], v[k]
@@ -396,6 +419,3 @@ def point_value_grads(x: torch.Tensor, z: torch.Tensor, pt_sum: torch.Tensor, c:
         "bmn,bnk->bmk", own, -rest / torch.where(eta > 0, eta, torch.ones_like(eta))[..., None])
     return g_pt, g_x + share
 
-
-#: a particle closer than this to its centre counts as sitting on it (gradients)
-_ON_CENTRE = 1e-7

@@ -9,10 +9,14 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
    ``(n-1)``-subjettiness axes plus the particle that costs most. All come from one
    exclusive-kT clustering of the chunk (:class:`shaper.seeds.KtSeeds`).
 2. **search**: every start of every jet is a row of one batch; :func:`shaper.lloyd.lloyd` in
-   float32 to a loose tolerance (:data:`SEARCH_TOL`);
-3. **polish**: each jet's best row, and its kT row where that is another one, in float64 with
+   float32 to a loose tolerance (:data:`SEARCH_TOL`, at most :data:`SEARCH_ITER` iterations);
+3. **restarts** (``restarts > 0``, off by default): rounds of :data:`RESTART_ROUND` perturbed
+   copies of each jet's best centres (every centre moved uniformly within ``[-R, R]^2``, as
+   fastjet-contrib's ``MultiPass_Axes`` does; fixed quasi-random offsets, the same for every
+   jet), searched likewise; a round's best replaces the jet's best where it is lower;
+4. **polish**: each jet's best row, and its kT row where that is another one, in float64 with
    Newton and snap steps to :data:`POLISH_TOL`;
-4. **report**: the least exact value (:func:`point_value`, float64) among the polished rows, the
+5. **report**: the least exact value (:func:`point_value`, float64) among the polished rows, the
    kT axes themselves and the ``(n-1)`` axes plus the costliest particle. So the value never
    exceeds the kT-axes value nor tau_(n-1), and the extra starts never make it higher than the
    kT start alone would (every row is computed independently of the others). The weights are
@@ -20,7 +24,8 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
    is an exact EMD (no POT call needed).
 
 Every jet of a chunk goes through one :class:`PointBatch` (all width groups at once: no
-per-group loops); a jet's numbers do not depend on the other jets (see :mod:`shaper.lloyd`).
+per-group loops; the jets split over the worker threads); a jet's numbers do not depend on the
+other jets (see :mod:`shaper.lloyd`).
 """
 from __future__ import annotations
 
@@ -33,8 +38,9 @@ import torch
 from physkit.angles import wrap_angle
 from physkit.flow import Status
 
+from .batching import thread_map
 from .group import GroupFit
-from .lloyd import WIDTH_STEP, lloyd, point_value_grads
+from .lloyd import WIDTH_STEP, lloyd, point_value_grads, theta
 from .seeds import KtSeeds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,14 +48,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .group import JetGroup
 
-#: iteration cap and tolerance of the float32 search over starts
-SEARCH_ITER, SEARCH_TOL = 50, 1e-5
+#: iteration cap and tolerance (relative gain of a plain step) of the float32 search
+SEARCH_ITER, SEARCH_TOL = 20, 1e-4
 #: tolerance of the float64 polish (relative gain of a plain step)
 POLISH_TOL = 1e-10
-START_KINDS = ("wta", "drop")
+#: perturbed restarts per round
+RESTART_ROUND = 4
+#: fewest jets per worker thread
+_MIN_PART = 64
 
 __all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "point_starts", "point_value",
-           "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL"]
+           "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND"]
 
 
 class PointFit(NamedTuple):
@@ -63,12 +72,14 @@ class PointFit(NamedTuple):
     status: torch.Tensor
 
 
-def _distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``theta`` ``(B, n, M)`` between centres ``c (B, n, 2)`` and particles ``x (B, M, 2)``,
-    azimuth wrapped (every element computed on its own: no dependence on the batch)."""
-    dy = x[:, None, :, 0] - c[:, :, None, 0]
-    dp = wrap_angle(x[:, None, :, 1] - c[:, :, None, 1])
-    return torch.sqrt(dy * dy + dp * dp)
+def _block_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over the last axis (a multiple of 32) in a fixed order: 32-wide blocks, then the
+    blocks in sequence -- zero padding adds exact zeros."""
+    blocks = t.reshape(*t.shape[:-1], -1, WIDTH_STEP).sum(-1)
+    out = blocks[..., 0]
+    for k in range(1, blocks.shape[-1]):
+        out = out + blocks[..., k]
+    return out
 
 
 def point_value(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor, R: float, beta: float
@@ -76,39 +87,35 @@ def point_value(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor, R: float, bet
     """``V(c) = sum_i z_i min_j (theta_ij / R)^beta`` ``(B,)`` at centres ``c (B, n, 2)``.
 
     ``x (B, M, 2)``, ``z (B, M)`` (0 on padding, ``M`` a multiple of 32). Summed particle by
-    particle in a fixed order (32-wide blocks, then the blocks in sequence), so padding adds
-    exact zeros and adding a centre can only lower the value, bit for bit."""
-    m = _distances(x, c).amin(1)
-    t = z * (m if beta == 1.0 else m ** beta)
-    blocks = t.reshape(t.shape[0], -1, WIDTH_STEP).sum(-1)
-    v = blocks[:, 0]
-    for k in range(1, blocks.shape[1]):
-        v = v + blocks[:, k]
-    return v / R ** beta
+    particle in a fixed order (:func:`_block_sum`), so padding adds exact zeros and adding a
+    centre can only lower the value, bit for bit."""
+    m = theta(x, z, c).amin(1)
+    return _block_sum(z * (m if beta == 1.0 else m ** beta)) / R ** beta
+
+
+def _first_nearest(d: torch.Tensor) -> torch.Tensor:
+    """Membership ``(B, n, M)`` bool of each particle in its nearest centre (ties: the first)."""
+    eq = d == d.amin(1, keepdim=True)
+    return eq & (torch.cumsum(eq, 1) == 1)
 
 
 def _nearest_masses(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Mass ``(B, n)`` of the particles nearest to each centre (ties go to the first one)."""
-    d = _distances(x, c)
-    near = d.argmin(1)  # first minimum
-    member = torch.nn.functional.one_hot(near, c.shape[1]).to(z.dtype).transpose(1, 2)
-    return torch.bmm(member, z[..., None])[..., 0]
+    return _block_sum(_first_nearest(theta(x, z, c)) * z[:, None, :])
 
 
 def _wta(x: torch.Tensor, z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """The hardest particle nearest to each centre ``(B, n, 2)`` (the centre where none is)."""
-    d = _distances(x, centers)  # (B, n, M)
-    near = torch.nn.functional.one_hot(d.argmin(1), centers.shape[1]).to(z.dtype)
-    zn = near * z[:, :, None]  # (B, M, n)
-    hard = zn.argmax(dim=1)
+    zn = _first_nearest(theta(x, z, centers)) * z[:, None, :]  # (B, n, M)
+    hard = zn.argmax(dim=2)
     got = torch.gather(x, 1, hard[..., None].expand(-1, -1, 2))
-    return torch.where((zn.amax(dim=1) > 0)[..., None], got, centers)
+    return torch.where((zn.amax(dim=2) > 0)[..., None], got, centers)
 
 
 def _costliest(x: torch.Tensor, z: torch.Tensor, centers: torch.Tensor, beta: float
                ) -> torch.Tensor:
     """The particle ``(B, 1, 2)`` of largest ``z_i min_j theta_ij^beta``."""
-    d = _distances(x, centers).amin(1)
+    d = theta(x, z, centers).amin(1)
     far = (z * d ** beta).argmax(dim=1)
     return x[torch.arange(x.shape[0], device=x.device), far][:, None]
 
@@ -119,12 +126,9 @@ def point_starts(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, beta:
     axes, then the winner-take-all axes, the ``n + 1`` kT axes less one each, and (given the
     ``(n-1)``-point optimum ``previous (B, n-1, 2)``) those plus the costliest particle, last."""
     kt = seeds.subjets(n)[0].to(x.dtype)
-    starts = [kt]
-    if "wta" in START_KINDS:
-        starts.append(_wta(x, z, kt))
-    if "drop" in START_KINDS:
-        more = seeds.subjets(n + 1)[0].to(x.dtype)
-        starts += [torch.cat([more[:, :j], more[:, j + 1:]], 1) for j in range(n + 1)]
+    more = seeds.subjets(n + 1)[0].to(x.dtype)
+    starts = [kt, _wta(x, z, kt)]
+    starts += [torch.cat([more[:, :j], more[:, j + 1:]], 1) for j in range(n + 1)]
     if previous is not None:
         starts.append(torch.cat([previous, _costliest(x, z, previous, beta)], 1))
     return torch.stack(starts, 1)
@@ -139,24 +143,62 @@ def _polish_rows(best: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([jets, other]), torch.cat([best, torch.zeros_like(other)])
 
 
+def _search(x, z, starts, *, R, beta, max_iter):
+    """Float32 search from ``starts (B, S, n, 2)``: centres ``(B, S, n, 2)`` (x's dtype) and
+    values ``(B, S)``."""
+    B, S, n, _ = starts.shape
+    jet = torch.arange(B, device=x.device).repeat_interleave(S)
+    fit = lloyd(x, z, jet, starts.reshape(B * S, n, 2), R=R, beta=beta,
+                max_iter=min(max_iter, SEARCH_ITER), tol=SEARCH_TOL, dtype=torch.float32,
+                exact=False)
+    return fit.centers.to(x.dtype).view(B, S, n, 2), fit.value.view(B, S)
+
+
+def _jiggles(count: int, n: int, R: float, dtype, device) -> torch.Tensor:
+    """``count`` fixed perturbations ``(count, n, 2)`` of n centres, uniform in ``[-R, R]^2``
+    per centre (a Sobol sequence: the same for every jet, so no jet depends on another)."""
+    u = torch.quasirandom.SobolEngine(2 * n, scramble=False).draw(count + 1)[1:]
+    return ((2 * u - 1) * R).to(dtype=dtype, device=device).view(count, n, 2)
+
+
+def _restart(x, z, best_c, best_v, restarts: int, *, R, beta, max_iter):
+    """Perturbed restarts (module docstring): rounds of :data:`RESTART_ROUND` perturbations of
+    each jet's best centres, searched; a round's best replaces the jet's best where lower."""
+    n = best_c.shape[1]
+    offsets = _jiggles(restarts, n, R, x.dtype, x.device)
+    for lo in range(0, restarts, RESTART_ROUND):
+        d = offsets[lo:lo + RESTART_ROUND]
+        st = best_c[:, None] + d[None]
+        st = torch.stack([st[..., 0], wrap_angle(st[..., 1])], -1)
+        c, v = _search(x, z, st, R=R, beta=beta, max_iter=max_iter)
+        vb, kb = v.min(1)
+        take = vb < best_v
+        best_c = torch.where(take[:, None, None], c[torch.arange(x.shape[0]), kb], best_c)
+        best_v = torch.where(take, vb, best_v)
+    return best_c, best_v
+
+
 def fit_points(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: float,
-               beta: float, max_iter: int, previous: Optional[torch.Tensor] = None) -> PointFit:
+               beta: float, max_iter: int, previous: Optional[torch.Tensor] = None,
+               restarts: int = 0) -> PointFit:
     """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)`` (centred, real particles first,
-    ``M`` a multiple of 32) from the starts of :func:`point_starts`: float32 search, float64
-    polish, exact report (module docstring)."""
+    ``M`` a multiple of 32) from the starts of :func:`point_starts` (and ``restarts``
+    perturbed restarts): float32 search, float64 polish, exact report (module docstring)."""
     B = x.shape[0]
     starts = point_starts(x, z, seeds, n, beta, previous)
-    S = starts.shape[1]
-    jet = torch.arange(B, device=x.device).repeat_interleave(S)
-    search = lloyd(x, z, jet, starts.reshape(B * S, n, 2), R=R, beta=beta,
-                   max_iter=min(max_iter, SEARCH_ITER), tol=SEARCH_TOL, dtype=torch.float32,
-                   exact=False)
-    found = search.centers.to(x.dtype).view(B, S, n, 2)
-    best = search.value.view(B, S).argmin(1)
+    found, vals = _search(x, z, starts, R=R, beta=beta, max_iter=max_iter)
+    best = vals.argmin(1)
     pj, ps = _polish_rows(best)
-    polish = lloyd(x, z, pj, found[pj, ps], R=R, beta=beta, max_iter=max_iter, tol=POLISH_TOL,
+    init = found[pj, ps]
+    if restarts > 0:
+        ar = torch.arange(B, device=x.device)
+        c, _ = _restart(x, z, found[ar, best], vals[ar, best], restarts, R=R, beta=beta,
+                        max_iter=max_iter)
+        init = torch.cat([c, init[B:]])
+    polish = lloyd(x, z, pj, init, R=R, beta=beta, max_iter=max_iter, tol=POLISH_TOL,
                    dtype=torch.float64, exact=True)
-    cands = [polish.centers[:B], polish.centers[B:], starts[:, 0]]
+    pc = polish.centers.to(x.dtype)
+    cands = [pc[:B], pc[B:], starts[:, 0]]
     owner = [torch.arange(B, device=x.device), pj[B:], torch.arange(B, device=x.device)]
     if previous is not None:
         cands.append(starts[:, -1])
@@ -193,9 +235,11 @@ class PointBatch:
     n-subjettiness fits, computed once per ``n`` for all jets (thread-safe). Each group's
     ``refined_seeds`` becomes a :class:`PointSeeds` on these fits."""
 
-    def __init__(self, groups: List["JetGroup"], *, R: float, beta: float, max_iter: int):
+    def __init__(self, groups: List["JetGroup"], *, R: float, beta: float, max_iter: int,
+                 restarts: int = 0, workers: int = 1):
         self.groups = groups
-        self.R, self.beta, self.max_iter = R, beta, max_iter
+        self.R, self.beta, self.max_iter, self.workers = R, beta, max_iter, workers
+        self.restarts = restarts
         width = max(g.x.shape[1] for g in groups)
         width = -(-width // WIDTH_STEP) * WIDTH_STEP
         self.x = torch.cat([torch.nn.functional.pad(g.x, (0, 0, 0, width - g.x.shape[1]))
@@ -218,9 +262,26 @@ class PointBatch:
         with self._lock:
             if n not in self._fits:
                 prev = self.fit(n - 1).centers if n > 1 else None
-                self._fits[n] = fit_points(self.x, self.z, self.seeds, n, R=self.R,
-                                           beta=self.beta, max_iter=self.max_iter, previous=prev)
+                self._fits[n] = self._fit(n, prev)
             return self._fits[n]
+
+    def _fit(self, n: int, prev: Optional[torch.Tensor]) -> PointFit:
+        """:func:`fit_points` of every jet, the jets split over ``workers`` threads (rows are
+        independent: the split does not change any number)."""
+        B = self.x.shape[0]
+        k = max(1, min(self.workers, B // _MIN_PART))
+        bounds = [B * i // k for i in range(k + 1)]
+        parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+        def run(rows: slice) -> PointFit:
+            return fit_points(self.x[rows], self.z[rows], self.seeds.rows(rows), n, R=self.R,
+                              beta=self.beta, max_iter=self.max_iter,
+                              previous=None if prev is None else prev[rows],
+                              restarts=self.restarts)
+
+        with thread_map(len(parts)) as pmap:
+            fits = pmap(run, parts)
+        return PointFit(*(torch.cat(t) for t in zip(*fits)))
 
     def group_fit(self, group: "JetGroup", n: int, return_grads: bool = False) -> GroupFit:
         """:meth:`fit` of the jets of ``group`` (its rows), with gradients on request."""

@@ -137,6 +137,10 @@ class KtSeeds:
             lo += len(p)
         return whole, views
 
+    def rows(self, rows: slice) -> "KtSeeds":
+        """The seeds of the jets ``rows`` (a view sharing this clustering)."""
+        return _KtSeedsView(self, rows, self.jets[rows])
+
     def subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Centres ``(B, n, 2)`` (y, phi) and weights ``(B, n)`` on the simplex (subjet pT over
         the sum of the n subjets' pT; float64, on the jets' device).

@@ -3,18 +3,19 @@
 Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
 
 1. sort each jet's particles real-first and group the jets by padded width
-   (:mod:`shaper.batching`); centre every group on the jets' pT-weighted axes and cluster it
-   with exclusive kT (one fastjet call per ``n``) to seed centres and weights
-   (:class:`shaper.group.JetGroup`, :mod:`shaper.seeds`);
+   (:mod:`shaper.batching`); centre every group on the jets' pT-weighted axes
+   (:class:`shaper.group.JetGroup`); one exclusive-kT clustering of the whole chunk (one
+   fastjet call, serving every ``n``) seeds centres and weights (:mod:`shaper.seeds`);
 2. fit each observable:
 
-   * **exact point path** (n-subjettiness, ``exact_points=True``; :mod:`shaper.points`):
-     batched Lloyd / Weiszfeld iterations on the exact objective
-     ``sum_i z_i min_j (theta_ij / R)^beta`` from two seeds per jet (kT axes and the hardest
-     particle of each kT subjet; plus, when ``(n-1)``-subjettiness was fitted in the same call,
-     its axes and the costliest particle, so tau_n <= tau_(n-1)), best kept
-     (:mod:`shaper.lloyd`). The value is an exact EMD (the optimal plan of n free-weight points
-     is the nearest-centre assignment) and needs no POT call;
+   * **exact point path** (n-subjettiness, ``exact_points=True``; :mod:`shaper.points`): all
+     jets of the chunk in one batch, ``n - 1`` fitted first; batched Lloyd / Weiszfeld /
+     Newton iterations on the exact objective ``sum_i z_i min_j (theta_ij / R)^beta``
+     (:mod:`shaper.lloyd`) from several structured starts per jet (kT axes, winner-take-all
+     axes, ``n + 1`` kT axes less one, the ``(n-1)`` optimum plus the costliest particle) and
+     ``point_restarts`` perturbed restarts: float32 search, float64 polish of the best. The
+     value never exceeds the kT-axes value nor tau_(n-1); it is an exact EMD (the optimal plan
+     of n free-weight points is the nearest-centre assignment) and needs no POT call;
    * **general path** (every manifold; :mod:`shaper.general`): projected Adam flow
      (:func:`physkit.flow.minimize`) on the debiased Sinkhorn divergence
      (:func:`physkit.ot.sinkhorn_divergence`) between the jet and the shape's quadrature nodes
@@ -61,7 +62,6 @@ from physkit.flow import Status
 
 from .batching import (fixed_width_frame, pad_to, padded_width, pinned_torch_threads, real_first,
                        thread_map, width_groups)
-from .family import Family
 from .general import GeneralPath, SharedFlow
 from .group import GroupFit, JetGroup
 from .observables import Observable, from_family, from_name
@@ -100,7 +100,12 @@ class Shaper:
         flow step tracks the moving shape), else 5 (Sinkhorn sweeps).
     sinkhorn_warmup : iteration cap of the first (cold) Sinkhorn solve at the initial shapes.
     exact_points : use the exact Lloyd path for n-subjettiness (else the general flow).
-    lloyd_iter : cap on Lloyd iterations.
+    lloyd_iter : cap on the Lloyd iterations of the exact point path's float64 polish.
+    point_restarts : perturbed restarts per jet on the exact point path, in rounds of
+        :data:`shaper.points.RESTART_ROUND` (every centre of the best fit so far moved within
+        ``[-R, R]^2``, then searched); 0 (default) fits from the structured starts only. Each
+        restart costs about as much as one more start; see ``bench/RESULTS.md`` for what they
+        buy against fastjet-contrib's ``MultiPass_Axes``.
     chunk_size : jets per batch; bucket_size : rows per general-path flow (more rows per flow
         spread the per-step overhead). None: 128 on CPU, 4096 on other devices (there a step's
         cost is set by kernel launches, not rows, so one large bucket beats many small ones);
@@ -136,7 +141,7 @@ class Shaper:
                  n_eval_samples: int = 96, steps: int = 100, lr: float = 0.04, tol: float = 1e-4,
                  patience: int = 15, scaling: float = 0.5, sinkhorn_iter: Optional[int] = None,
                  sinkhorn_warmup: int = 300, sinkhorn_tol: float = 1e-2,
-                 exact_points: bool = True, lloyd_iter: int = 200,
+                 exact_points: bool = True, lloyd_iter: int = 200, point_restarts: int = 0,
                  chunk_size: int = 2000, bucket_size: Optional[int] = None,
                  progress: Optional[bool] = None,
                  dtype: torch.dtype = torch.float32, n_jobs: Optional[int] = None,
@@ -154,6 +159,7 @@ class Shaper:
         self.scaling, self.sinkhorn_tol = scaling, sinkhorn_tol
         self.sinkhorn_iter, self.sinkhorn_warmup = sinkhorn_iter, sinkhorn_warmup
         self.exact_points, self.lloyd_iter = exact_points, lloyd_iter
+        self.point_restarts = point_restarts
         self.chunk_size, self.progress, self.dtype = chunk_size, progress, dtype
         self.bucket_size = bucket_size
         self.n_jobs, self.seed, self.torch_threads = n_jobs, seed, torch_threads
@@ -188,6 +194,7 @@ class Shaper:
         self.sinkhorn_warmup = _integer("sinkhorn_warmup", self.sinkhorn_warmup, 0)
         self.exact_points, self.lloyd_iter = bool(self.exact_points), _integer(
             "lloyd_iter", self.lloyd_iter, 0)
+        self.point_restarts = _integer("point_restarts", self.point_restarts, 0)
         self.chunk_size = _integer("chunk_size", self.chunk_size, 1)
         if self.bucket_size is None:
             self.bucket_size = 128 if self.device.type == "cpu" else 4096
@@ -215,6 +222,7 @@ class Shaper:
         return {"R": self.R, "beta": self.beta, "eps": self.eps, "n_samples": self.n_samples,
                 "n_eval_samples": self.n_eval_samples, "steps": self.steps, "lr": self.lr,
                 "tol": self.tol, "patience": self.patience, "exact_points": self.exact_points,
+                "point_restarts": self.point_restarts,
                 "coarse_points": self.coarse_points,
                 "observables": [o.name for o in self.observables]}
 
@@ -292,7 +300,8 @@ class Shaper:
         inner = 1 if workers > 1 else self._workers()
         with thread_map(workers) as pmap:
             groups = pmap(lambda t: self._prepare(pad_to(ev[t[0]], t[1]), inner), todo)
-            points = PointBatch(groups, R=self.R, beta=self.beta, max_iter=self.lloyd_iter)
+            points = PointBatch(groups, R=self.R, beta=self.beta, max_iter=self.lloyd_iter,
+                                restarts=self.point_restarts, workers=self._workers())
             reports = {o.name: self._fit_observable(o, groups, points, return_grads, pmap)
                        for o in self.observables}
         rows = [r for r, _ in todo]
