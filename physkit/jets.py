@@ -192,6 +192,11 @@ def cluster(events, algorithm: str = "antikt", R: float = 1.0, *, pt_min: float 
     import awkward as ak
 
     counts, flat = _particles(events)
+    if len(counts) == 0:
+        empty = np.zeros(0, np.int64)
+        out = Events.from_padded(np.zeros((0, 1, 3)), validate=False, dtype=dtype)
+        out.origin = np.zeros((0, 2), np.int64)
+        return ClusteredJets(out, empty, empty, np.zeros((0, 4)))
     jets, index = _run_fastjet(counts, flat, spec)
     jpt = np.hypot(jets.px, jets.py)
     order = ak.argsort(jpt, axis=1, ascending=False, stable=True)

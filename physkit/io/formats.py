@@ -16,11 +16,12 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from ..errors import EventFileError
 from .energyflow import EnergyflowReader
 from .lhco import LHCOReader
 from .physkit_dense import PhyskitDenseReader
 from .physkit_jagged import PhyskitJaggedReader
-from .reader import Container, EventReader, PathLike, check_options
+from .reader import Container, EventReader, PathLike
 from .root import RootReader
 from .top_tagging import TopTaggingReader
 
@@ -55,13 +56,25 @@ def _reader_on(container: Container, handle, path: str, options: dict) -> EventR
     if options:  # only readers that take them; else say which layouts would
         takers = [r for r in readers if set(options) <= set(r.option_names)]
         if not takers:
-            check_options(readers[0], options, path)
+            _refuse_options(readers, options, path)
         readers = takers
     for candidate in container.candidates(handle, path):
         for reader in readers:
             if reader.sniff(candidate, path, **options):
                 return reader(candidate, path, **options)
     raise container.unrecognised(handle, path)
+
+
+def _refuse_options(readers: list[type[EventReader]], options: dict, path: str) -> None:
+    """EventFileError for reader options that no reader of this file takes."""
+    given = ", ".join(sorted(options))
+    takers = [r.format_name for r in READERS.values() if set(options) <= set(r.option_names)]
+    if takers:
+        raise EventFileError(f"reader option(s) {given} apply to {' / '.join(takers)} files, "
+                             f"not to this one", path)
+    known = sorted({o for r in readers for o in r.option_names})
+    raise EventFileError(f"unknown reader option(s) {given} (this file's readers take "
+                         f"{', '.join(known) or 'none'})", path)
 
 
 @contextmanager

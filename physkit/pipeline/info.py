@@ -82,6 +82,16 @@ def _npz_lines(path) -> list[str]:
     return rows
 
 
+def _root_lines(path) -> list[str]:
+    """One line per branch of the event tree the reader picked (name, type)."""
+    with pio.open_events(path) as reader:
+        tree = reader.source
+        lines = [f"  tree {tree.name}: particles {reader.dataset}"]
+        for name, b in tree.tree.items(recursive=True, full_paths=False):
+            lines.append(f"  {name:<28} {b.typename}")
+    return lines
+
+
 def describe(path) -> str:
     """Multi-line description of an event file.
 
@@ -96,9 +106,16 @@ def describe(path) -> str:
              f"format:  {fmt}", f"events:  {n}"]
     if fmt == "energyflow":
         rows, attrs = _npz_lines(path), []
+    elif fmt == "root":
+        rows, attrs = _root_lines(path), []
     else:
         rows, attrs = _h5_lines(path)
-    lines.append("datasets:")
+    with pio.open_events(path) as reader:
+        event_level = reader.event_level
+    if event_level:
+        lines.append("rows:    whole events (event-level layout): jet commands need "
+                     "--cluster ALG:R, e.g. --cluster antikt:1.0 --jets leading:2")
+    lines.append("datasets:" if fmt != "root" else "branches:")
     lines += rows
     if n:
         mult = multiplicities(path)
