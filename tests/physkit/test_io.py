@@ -15,6 +15,7 @@ from physkit.pipeline.info import describe, multiplicities
 from physkit.io import (count_events, detect_format, read_constituents, read_dataset,
                         read_events, read_labels, write_events)
 from physkit.io.npz import NpzArchive, NpzMember
+from eventfiles import write_root
 
 
 def _trim(a: np.ndarray) -> np.ndarray:
@@ -246,36 +247,6 @@ def test_lhco_pandas(tmp_path, fmt):
 
 # ===================================================================== readers and detection
 _ALL_FORMATS = ("physkit", "physkit-jagged", "energyflow", "top-tagging", "lhco", "root")
-
-
-def write_root(path, x, labels=None, *, fixed=False, prefix="part_", coords=("pt", "eta", "phi"),
-               extra=None, tree="Events"):
-    """A ROOT file with uproot: ``x`` ``(N, M, >=3)`` as one list branch per coordinate
-    ``prefix + coords[k]`` (jagged: real particles only; ``fixed``: ``float[M]`` zero-padded),
-    an int ``label`` branch and ``extra`` per-entry branches."""
-    uproot = pytest.importorskip("uproot")
-    import awkward as ak
-
-    x = np.asarray(x)
-    branches, types = {}, {}
-    if fixed:
-        for k, c in enumerate(coords):
-            branches[prefix + c] = np.ascontiguousarray(x[..., k])
-            types[prefix + c] = (x.dtype, (x.shape[1],))
-    else:
-        real = x[..., 0] > 0
-        rec = ak.zip({c: ak.unflatten(x[..., k][real], real.sum(1)) for k, c in enumerate(coords)})
-        branches[prefix.rstrip("_")] = rec
-        types[prefix.rstrip("_")] = ak.type(rec)
-    if labels is not None:
-        branches["label"] = np.asarray(labels, dtype=np.int64)
-        types["label"] = np.int64
-    for k, v in (extra or {}).items():
-        branches[k], types[k] = np.asarray(v), np.asarray(v).dtype
-    with uproot.recreate(path) as f:
-        f.mktree(tree, types)
-        f[tree].extend(branches)
-    return path
 
 
 def _file_of_format(tmp_path, make_jets, name, variant=None):
