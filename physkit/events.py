@@ -31,12 +31,12 @@ def pad_jagged(counts: np.ndarray, *columns: np.ndarray) -> np.ndarray:
     counts,)`` each (row after row); zeros for padding, ``M = max(counts, 1)``."""
     counts = np.asarray(counts, dtype=np.int64)
     n, total = len(counts), int(counts.sum())
-    out = np.zeros((n, max(int(counts.max()) if n else 0, 1), len(columns)))
-    rows = np.repeat(np.arange(n), counts)
-    cols = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    for k, c in enumerate(columns):
-        out[rows, cols, k] = c
-    return out
+    m = max(int(counts.max()) if n else 0, 1)
+    out = np.zeros((n * m, len(columns)))
+    # row r's particles go to r * m + 0 .. counts[r] - 1 of the flattened (n * m) rows
+    slot = np.arange(total) + np.repeat(np.arange(n) * m - (np.cumsum(counts) - counts), counts)
+    out[slot] = np.stack(columns, axis=1) if columns else out[slot]
+    return out.reshape(n, m, len(columns))
 
 
 def pad_arrays(arrays) -> np.ndarray:

@@ -126,6 +126,8 @@ class ClusteredJets(NamedTuple):
     jet_index: np.ndarray
     #: ``(n_jets, 4)`` float64: the jets' (pT, eta, phi, mass), E-scheme sums
     momenta: np.ndarray
+    #: the settings the jets were made with
+    clustering: Clustering
 
 
 def _quiet_banner(fastjet) -> None:
@@ -185,7 +187,8 @@ def cluster(events, algorithm: str = "antikt", R: float = 1.0, *, pt_min: float 
     Returns
     -------
     :class:`ClusteredJets`: ``events`` (rows are jets, :attr:`~Events.level` ``"jet"``,
-    ``origin`` set), ``event_index``, ``jet_index`` and the jets' ``momenta``.
+    ``origin`` set), ``event_index``, ``jet_index``, the jets' ``momenta`` and the
+    ``clustering`` settings.
     """
     spec = algorithm if isinstance(algorithm, Clustering) else Clustering(
         algorithm, R, pt_min, eta_max, n_jets)
@@ -196,7 +199,7 @@ def cluster(events, algorithm: str = "antikt", R: float = 1.0, *, pt_min: float 
         empty = np.zeros(0, np.int64)
         out = Events.from_padded(np.zeros((0, 1, 3)), validate=False, dtype=dtype)
         out.origin = np.zeros((0, 2), np.int64)
-        return ClusteredJets(out, empty, empty, np.zeros((0, 4)))
+        return ClusteredJets(out, empty, empty, np.zeros((0, 4)), spec)
     jets, index = _run_fastjet(counts, flat, spec)
     jpt = np.hypot(jets.px, jets.py)
     order = ak.argsort(jpt, axis=1, ascending=False, stable=True)
@@ -224,7 +227,7 @@ def cluster(events, algorithm: str = "antikt", R: float = 1.0, *, pt_min: float 
                              device=events.device if isinstance(events, Events) else None)
     out.origin = np.stack([event_index, jet_index], axis=1)
     momenta = _momenta(jets, jpt, jeta)
-    return ClusteredJets(out, event_index, jet_index, momenta)
+    return ClusteredJets(out, event_index, jet_index, momenta, spec)
 
 
 def _momenta(jets, jpt, jeta) -> np.ndarray:

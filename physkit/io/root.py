@@ -287,18 +287,22 @@ class RootReader(EventReader):
         s, e = event_range(start, stop, n)
         coords = list(self.branches)
         raw = self._read(list(self.branches.values()), s, e, self.dataset)
-        cols = {c: ak.values_astype(raw[b], np.float64) for c, b in self.branches.items()}
-        counts = [ak.to_numpy(ak.num(v, axis=1)) for v in cols.values()]
+        counts = [ak.to_numpy(ak.num(raw[b], axis=1)) for b in self.branches.values()]
         for c, k in zip(coords[1:], counts[1:]):
             bad = np.flatnonzero(k != counts[0])
             if bad.size:
                 raise EventFileError(f"branch {self.branches[c]} has {k[bad[0]]} values, "
                                      f"{self.branches[coords[0]]} {counts[0][bad[0]]}",
                                      self.path, self.dataset, s + int(bad[0]))
-        pt, y, phi = ptyphi(ak.zip(cols))
-        arr = pad_jagged(counts[0], *(ak.to_numpy(ak.flatten(v, axis=1)) for v in (pt, y, phi)))
-        arr[arr[..., 0] == 0] = 0.0  # zero pT is padding (fixed-size branches), whatever y
-        return EventBlock(arr, self.dataset, n)
+        # one flat record per particle: the conversion runs on plain numpy columns
+        flat = {c: np.asarray(ak.to_numpy(ak.flatten(raw[b], axis=1)), dtype=np.float64)
+                for c, b in self.branches.items()}
+        pt, y, phi = (np.asarray(ak.to_numpy(v), dtype=np.float64)
+                      for v in ptyphi(ak.zip(flat, depth_limit=1)))
+        pad = pt == 0  # zero pT is padding (fixed-size branches), whatever y and phi
+        if pad.any():
+            y, phi = np.where(pad, 0.0, y), np.where(pad, 0.0, phi)
+        return EventBlock(pad_jagged(counts[0], pt, y, phi), self.dataset, n)
 
     def read_labels(self, start: int | None = None,
                     stop: int | None = None) -> np.ndarray | None:

@@ -82,13 +82,17 @@ def _npz_lines(path) -> list[str]:
     return rows
 
 
-def _root_lines(path) -> list[str]:
-    """One line per branch of the event tree the reader picked (name, type)."""
+def _root_lines(path, limit: int = 40) -> list[str]:
+    """One line per branch of the event tree the reader picked (name, type), the first
+    ``limit`` of them."""
     with pio.open_events(path) as reader:
         tree = reader.source
         lines = [f"  tree {tree.name}: particles {reader.dataset}"]
-        for name, b in tree.tree.items(recursive=True, full_paths=False):
+        branches = tree.tree.items(recursive=True, full_paths=False)
+        for name, b in branches[:limit]:
             lines.append(f"  {name:<28} {b.typename}")
+        if len(branches) > limit:
+            lines.append(f"  ... and {len(branches) - limit} more branches")
     return lines
 
 

@@ -255,7 +255,7 @@ class ChunkStore:
 
 
 def write_results(results, path, *, events=None, origin=None, labels=None,
-                  source_file=None, settings: Mapping[str, Any] | None = None,
+                  source_file=None, clustering=None, settings: Mapping[str, Any] | None = None,
                   overwrite: bool = False) -> str:
     """Write in-memory SHAPER results (:class:`shaper.Results` of
     :meth:`shaper.Shaper.compute`) as a results file, the layout ``physkit shape`` writes,
@@ -266,14 +266,17 @@ def write_results(results, path, *, events=None, origin=None, labels=None,
     ----------
     results : mapping observable name -> result with ``value (N,)``, ``params`` (name ->
         ``(N, ...)``) and ``status (N,)`` (gradients are not stored).
-    events : the :class:`~physkit.events.Events` the results were computed on: their
-        ``origin`` (jets clustered from events, or from events -> jets -> particles arrays)
-        gives ``source_index`` (the event) and ``jet_index`` per row.
+    events : the :class:`~physkit.events.Events` the results were computed on, or the
+        :class:`~physkit.jets.ClusteredJets` they came from: their ``origin`` (jets
+        clustered from events, or from events -> jets -> particles arrays) gives
+        ``source_index`` (the event) and ``jet_index`` per row.
     origin : ``(N, 2)`` (event index, jet index) instead of ``events``; without either,
         ``source_index`` is the row number.
     labels : ``(N,)`` integer labels.
     source_file : the event file (or ``(N,)`` files) the rows were read from; the report
-        draws its event displays from it.
+        draws its event displays from it (jets: clustered again with ``clustering``).
+    clustering : how jets were clustered from the events of ``source_file``
+        (:class:`~physkit.jets.Clustering` or its dict; taken from ``ClusteredJets``).
     settings : the run's settings (default: ``results.settings``, the Shaper's).
     overwrite : replace an existing ``path`` (default: FileExistsError).
     """
@@ -282,8 +285,15 @@ def write_results(results, path, *, events=None, origin=None, labels=None,
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
     names = list(results)
     n = len(results[names[0]].value) if names else 0
+    if clustering is None and hasattr(events, "clustering"):  # ClusteredJets
+        clustering = events.clustering
+    events = getattr(events, "events", events)
     if origin is None and events is not None:
         origin = getattr(events, "origin", None)
+    if origin is not None and source_file is not None and clustering is None:
+        raise ValueError("write_results: rows are jets of events (origin given) and "
+                         "source_file names the events: pass clustering= (how the jets were "
+                         "made) so that they can be found again, or leave source_file out")
     rows: dict[str, np.ndarray] = {"source_index": np.arange(n, dtype=np.int64)}
     if origin is not None:
         origin = np.asarray(origin, dtype=np.int64).reshape(-1, 2)
@@ -298,6 +308,8 @@ def write_results(results, path, *, events=None, origin=None, labels=None,
     run = dict(settings if settings is not None else getattr(results, "settings", {}) or {})
     run.setdefault("command", "shape")
     run.setdefault("observables", names)
+    if clustering is not None:
+        run["clustering"] = dict(getattr(clustering, "to_dict", lambda: clustering)())
 
     def write(f):
         f.attrs["physkit_results"] = RESULTS_FORMAT

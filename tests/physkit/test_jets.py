@@ -97,3 +97,17 @@ def test_clustering_settings_are_checked_in_one_place():
                               ("antikt:1", "first:2", "expected leading:N")]:
         with pytest.raises(ValueError, match=match):
             Clustering.from_text(text, jets)
+
+
+@pytest.mark.parametrize("jagged", [False, True])
+def test_whole_events_stay_marked_when_written(tmp_path, jagged):
+    """LHCO events written to a physkit file are still whole events (level attribute)."""
+    from physkit.io import write_events
+
+    v = lhco_events(4, seed=9)
+    v[3, 0] = [10.0, 0.0, 0.0]
+    events = read_events(write_lhco(tmp_path / "lhco.h5", v))
+    copy = write_events(tmp_path / "copy.h5", events, jagged=jagged)
+    assert read_events(copy).level == "event"
+    jets = write_events(tmp_path / "jets.h5", cluster(events, R=0.4).events, jagged=jagged)
+    assert read_events(jets).level == "jet"
