@@ -30,13 +30,13 @@ def pad_jagged(counts: np.ndarray, *columns: np.ndarray) -> np.ndarray:
     """Padded ``(N, M, C)`` float64 from per-row ``counts (N,)`` and flat columns ``(sum
     counts,)`` each (row after row); zeros for padding, ``M = max(counts, 1)``."""
     counts = np.asarray(counts, dtype=np.int64)
-    n, total = len(counts), int(counts.sum())
+    n = len(counts)
     m = max(int(counts.max()) if n else 0, 1)
-    out = np.zeros((n * m, len(columns)))
-    # row r's particles go to r * m + 0 .. counts[r] - 1 of the flattened (n * m) rows
-    slot = np.arange(total) + np.repeat(np.arange(n) * m - (np.cumsum(counts) - counts), counts)
-    out[slot] = np.stack(columns, axis=1) if columns else out[slot]
-    return out.reshape(n, m, len(columns))
+    out = np.zeros((n, m, len(columns)))
+    real = np.arange(m) < counts[:, None]  # (N, M): row r's first counts[r] slots
+    for k, c in enumerate(columns):  # a boolean-mask write per column: sequential, fast
+        out[..., k][real] = c
+    return out
 
 
 def pad_arrays(arrays) -> np.ndarray:

@@ -9,8 +9,10 @@ columns), one branch per coordinate, sharing a prefix that ends in ``_``, ``.`` 
 * ``px, py, pz`` with ``e`` / ``energy``;
 * ``pt, y`` (or ``rapidity``), ``phi`` (physkit's convention: ``y`` is the rapidity).
 
-They are converted to (pT, y, phi) by :func:`physkit.records.ptyphi` (through ``vector``:
-rapidity from the four-momentum when a mass or an energy is given, ``y = eta`` without).
+They are converted to (pT, y, phi) with the rapidity of the four-momentum when a mass or
+an energy is given (``y = eta`` without): (pt, eta, phi[, mass]) directly
+(:func:`physkit.kinematics.rapidity_from_pt_eta_mass`), other sets through ``vector``
+(:func:`physkit.records.ptyphi`). Blocks are float64.
 
 Options (``read_events("f.root", tree=..., ...)``; every CLI command takes them too):
 
@@ -44,6 +46,7 @@ import numpy as np
 
 from ..errors import EventFileError
 from ..events import pad_jagged
+from ..kinematics import rapidity_from_pt_eta_mass
 from .reader import EventBlock, EventReader, as_labels, event_range
 
 __all__ = ["RootReader", "ROOT", "RootTree", "parse_particles"]
@@ -281,8 +284,6 @@ class RootReader(EventReader):
     def read_block(self, start: int | None = None, stop: int | None = None) -> EventBlock:
         import awkward as ak
 
-        from ..records import ptyphi
-
         n = self.n_events
         s, e = event_range(start, stop, n)
         coords = list(self.branches)
@@ -297,8 +298,7 @@ class RootReader(EventReader):
         # one flat record per particle: the conversion runs on plain numpy columns
         flat = {c: np.asarray(ak.to_numpy(ak.flatten(raw[b], axis=1)), dtype=np.float64)
                 for c, b in self.branches.items()}
-        pt, y, phi = (np.asarray(ak.to_numpy(v), dtype=np.float64)
-                      for v in ptyphi(ak.zip(flat, depth_limit=1)))
+        pt, y, phi = _ptyphi(flat)
         pad = pt == 0  # zero pT is padding (fixed-size branches), whatever y and phi
         if pad.any():
             y, phi = np.where(pad, 0.0, y), np.where(pad, 0.0, phi)
@@ -329,6 +329,23 @@ class RootReader(EventReader):
         lists = _list_branches(self.tree)
         return [n for n, b in _branches(self.tree)
                 if lists.get(n) != "jagged" and not b.branches]
+
+
+def _ptyphi(flat: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pT, y, phi) float64 of flat coordinate columns. The common (pt, eta, phi[, mass])
+    sets directly (:func:`physkit.kinematics.rapidity_from_pt_eta_mass`, the formula
+    vector uses); the others through :func:`physkit.records.ptyphi` (vector)."""
+    if set(flat) <= {"pt", "eta", "phi", "mass", "m"}:
+        mass = flat.get("mass", flat.get("m"))
+        y = flat["eta"] if mass is None else rapidity_from_pt_eta_mass(flat["pt"], flat["eta"],
+                                                                        mass)
+        return flat["pt"], y, flat["phi"]
+    import awkward as ak
+
+    from ..records import ptyphi
+
+    return tuple(np.asarray(ak.to_numpy(v), dtype=np.float64)
+                 for v in ptyphi(ak.zip(flat, depth_limit=1)))
 
 
 def _parse(particles, path: str):
