@@ -5,6 +5,7 @@ periodic and kept in ``(-pi, pi]``. Weights of a jet are ``z_i = pT_i / sum_j pT
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -62,13 +63,14 @@ def event_problems(arr: np.ndarray) -> np.ndarray:
     arr = arr[..., :3]
     codes = np.zeros(arr.shape[0], dtype=np.int8)
     finite = np.isfinite(arr).all(axis=(1, 2))
-    pt = np.where(np.isfinite(arr[..., 0]), arr[..., 0], 0.0)
+    all_finite = bool(finite.all())  # the usual case: no NaN/inf masking needed
+    pt = arr[..., 0] if all_finite else np.where(np.isfinite(arr[..., 0]), arr[..., 0], 0.0)
+    y = arr[..., 1] if all_finite else np.nan_to_num(arr[..., 1])
     real = pt > 0
     checks = [
         (EventProblem.NONFINITE, ~finite),
         (EventProblem.NEGATIVE_PT, (pt < 0).any(axis=1)),
-        (EventProblem.LARGE_RAPIDITY,
-         (real & (np.abs(np.nan_to_num(arr[..., 1])) > MAX_ABS_RAPIDITY)).any(axis=1)),
+        (EventProblem.LARGE_RAPIDITY, (real & (np.abs(y) > MAX_ABS_RAPIDITY)).any(axis=1)),
         (EventProblem.EMPTY, real.sum(axis=1) == 0),
     ]
     for code, bad in reversed(checks):  # earliest check wins
@@ -166,7 +168,10 @@ class Events:
         t = t.to(device=device, dtype=dtype or t.dtype)
         if t.dim() != 3 or t.shape[-1] < 3:
             raise ValueError(f"expected (B, M, 3), got {tuple(t.shape)}")
-        return cls(t[..., 0], t[..., 1], wrap_angle(t[..., 2]))
+        phi = t[..., 2]
+        if not bool(((phi > -math.pi) & (phi <= math.pi)).all()):  # else already wrapped
+            phi = wrap_angle(phi)
+        return cls(t[..., 0], t[..., 1], phi)
 
     @classmethod
     def from_awkward(cls, array, *, dtype: torch.dtype = torch.float32, device=None,
