@@ -13,7 +13,6 @@ import torch
 
 from .angles import wrap_angle
 from .errors import EventFileError
-from .kinematics import rapidity
 from .simd import aligned
 from .status import EVENT_PROBLEMS, MAX_ABS_RAPIDITY, EventProblem
 
@@ -53,6 +52,7 @@ def pad_arrays(arrays) -> np.ndarray:
     counts = np.array([len(a) for a in parts], dtype=np.int64)
     flat = np.concatenate(parts) if parts else np.zeros((0, 3))
     return pad_jagged(counts, flat[:, 0], flat[:, 1], flat[:, 2])
+
 
 def event_problems(arr: np.ndarray) -> np.ndarray:
     """Per-event problem codes ``(N,)`` int8 for a padded ``(N, M, 3)`` (pT, y, phi) array.

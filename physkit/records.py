@@ -30,6 +30,11 @@ _VECTOR_NAMES = {n.lower(): n for n in (
 _VECTOR_NAMES["e"] = "E"
 _VECTOR_NAMES["m"] = "mass"
 _VECTOR_RECORDS = {f"{kind}{d}D" for kind in ("Vector", "Momentum") for d in (2, 3, 4)}
+#: coordinate sets tried first (lower case), so that records carrying more coordinate-like
+#: fields (a vertex ``x, y, z`` next to ``pt, eta, phi, mass``) read the momentum
+_PREFERRED = (("pt", "eta", "phi", "mass"), ("pt", "eta", "phi", "energy"),
+              ("pt", "eta", "phi", "e"), ("px", "py", "pz", "e"), ("px", "py", "pz", "energy"),
+              ("pt", "eta", "phi"), ("x", "y", "z", "t"), ("rho", "eta", "phi", "tau"))
 
 
 def record_fields(records: Any) -> dict[str, str]:
@@ -58,7 +63,9 @@ def _as_vectors(records: Any, fields: dict[str, str]):
 
     if _vector_record_name(records) is not None:
         return vector.Array(records)
-    known = {_VECTOR_NAMES[low]: records[f] for low, f in fields.items() if low in _VECTOR_NAMES}
+    chosen = next((c for c in _PREFERRED if all(k in fields for k in c)),
+                  [low for low in fields if low in _VECTOR_NAMES])
+    known = {_VECTOR_NAMES[low]: records[fields[low]] for low in chosen}
     try:
         return vector.zip(known)
     except (TypeError, ValueError, AttributeError) as exc:

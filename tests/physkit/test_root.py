@@ -146,10 +146,9 @@ def test_bad_root_input_names_file_tree_branch_and_entry(tmp_path, make_jets):
 def test_only_the_asked_entries_are_read(tmp_path, make_jets, monkeypatch):
     """Chunked reading: read_block(s, e) asks uproot for entries [s, e) only."""
     path = write_root(tmp_path / "big.root", make_jets(40, 8, seed=11))
-    asked = []
-    real = uproot.TTree.arrays if hasattr(uproot, "TTree") else None
     from uproot.behaviors.TBranch import HasBranches
 
+    asked = []
     real = HasBranches.arrays
 
     def spy(self, *args, entry_start=None, entry_stop=None, **kwargs):
