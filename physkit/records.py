@@ -32,9 +32,11 @@ _VECTOR_NAMES["m"] = "mass"
 _VECTOR_RECORDS = {f"{kind}{d}D" for kind in ("Vector", "Momentum") for d in (2, 3, 4)}
 #: coordinate sets tried first (lower case), so that records carrying more coordinate-like
 #: fields (a vertex ``x, y, z`` next to ``pt, eta, phi, mass``) read the momentum
-_PREFERRED = (("pt", "eta", "phi", "mass"), ("pt", "eta", "phi", "energy"),
-              ("pt", "eta", "phi", "e"), ("px", "py", "pz", "e"), ("px", "py", "pz", "energy"),
-              ("pt", "eta", "phi"), ("x", "y", "z", "t"), ("rho", "eta", "phi", "tau"))
+#: (vector's spellings: ``m`` is read as ``mass``, ``e`` as ``E``)
+_PREFERRED = (("pt", "eta", "phi", "mass"), ("pt", "eta", "phi", "E"),
+              ("pt", "eta", "phi", "energy"), ("px", "py", "pz", "E"),
+              ("px", "py", "pz", "energy"), ("pt", "eta", "phi"), ("x", "y", "z", "t"),
+              ("rho", "eta", "phi", "tau"))
 
 
 def record_fields(records: Any) -> dict[str, str]:
@@ -63,9 +65,9 @@ def _as_vectors(records: Any, fields: dict[str, str]):
 
     if _vector_record_name(records) is not None:
         return vector.Array(records)
-    chosen = next((c for c in _PREFERRED if all(k in fields for k in c)),
-                  [low for low in fields if low in _VECTOR_NAMES])
-    known = {_VECTOR_NAMES[low]: records[fields[low]] for low in chosen}
+    named = {_VECTOR_NAMES[low]: f for low, f in fields.items() if low in _VECTOR_NAMES}
+    chosen = next((c for c in _PREFERRED if all(k in named for k in c)), list(named))
+    known = {k: records[named[k]] for k in chosen}
     try:
         return vector.zip(known)
     except (TypeError, ValueError, AttributeError) as exc:

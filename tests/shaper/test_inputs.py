@@ -44,6 +44,8 @@ def _coordinate_systems(x, real, mass):
         "pt, y, phi": rec(pt=pt, y=y, phi=phi),
         "pt, eta, phi, mass": rec(pt=pt, eta=eta, phi=phi, mass=m),
         "PT, Eta, Phi, M (Delphes)": rec(PT=pt, Eta=eta, Phi=phi, M=m),
+        "pt, eta, phi, mass + vertex x, y, z": rec(pt=pt, eta=eta, phi=phi, mass=m, x=0 * pt,
+                                                   y=0 * pt + 0.1, z=pz),
         "px, py, pz, E": rec(px=px, py=py, pz=pz, E=e),
         "x, y, z, t": rec(x=px, y=py, z=pz, t=e),
         "rho, eta, phi, tau": rec(rho=pt, eta=eta, phi=phi, tau=tau),
