@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install numpy scipy cython
 	# energyflow's `wasserstein` ships numpy-1 wheels only: build it against numpy 2
 	$(PIP) install --no-cache-dir --no-build-isolation --no-binary wasserstein wasserstein
-	$(PIP) install -e '.[test,energyflow]'
+	$(PIP) install -e '.[test,energyflow,root]'
 	touch $(STAMP)
 
 install: $(STAMP)

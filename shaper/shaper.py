@@ -411,15 +411,7 @@ def _assemble(rows: List[torch.Tensor], reports: List[Report], B: int, m_in: int
 
 
 def _as_events(events) -> Events:
-    if isinstance(events, Events):
-        return events
-    if isinstance(events, torch.Tensor) or isinstance(events, np.ndarray):
-        return Events.from_padded(events, dtype=torch.float64, empty="zero")
-    try:  # awkward
-        return Events.from_awkward(events, dtype=torch.float64, empty="zero")
-    except Exception as exc:  # pragma: no cover - message only
-        raise TypeError("events must be physkit Events, a padded (N, M, 3) (pT, y, phi) array "
-                        f"or an awkward array of particles; got {type(events).__name__}") from exc
+    return Events.as_jets(events, dtype=torch.float64, empty="zero")
 
 
 # ------------------------------------------------------------------ option checks

@@ -1,4 +1,4 @@
-"""Event files: read (five layouts, auto-detected) and write (the physkit format).
+"""Event files: read (six layouts, auto-detected) and write (the physkit format).
 
 Layouts read, by :func:`detect_format` name (one reader class and module each; the
 table is :data:`READERS`):
@@ -21,7 +21,12 @@ table is :data:`READERS`):
 ``"lhco"`` (:class:`LHCOReader`, :mod:`.lhco`)
     LHC Olympics 2020 R&D: pandas HDF5 (key ``df``, integer column names) of
     ``N x 2101`` values: (pT, eta, phi) for 700 particles, then the label; eta is used
-    as y. Either pandas storage format ("fixed" or "table") is read.
+    as y. Either pandas storage format ("fixed" or "table") is read. Rows are whole
+    events (``event_level``).
+``"root"`` (:class:`RootReader`, :mod:`.root`)
+    ROOT TTrees through uproot (the ``root`` extra): a particle collection of list
+    branches (``PFCands_pt, _eta, _phi[, _mass]``, ``px, py, pz, E``, ...); options
+    ``tree``, ``particles``, ``labels``, ``level`` (default ``"event"``: whole events).
 
 Every reader takes ``start``/``stop`` (Python slice semantics, step 1) and reads only
 those rows. Each call opens the file once; :func:`open_events` gives the reader itself
@@ -44,11 +49,12 @@ from .physkit_jagged import PhyskitJaggedReader
 from .read import (count_events, read_block, read_constituents, read_dataset, read_events,
                    read_labels)
 from .reader import EventBlock, EventReader
+from .root import RootReader
 from .top_tagging import TopTaggingReader
 from .write import write_events
 
 __all__ = ["FORMAT_VERSION", "FORMATS", "READERS", "EventBlock", "EventReader",
            "PhyskitDenseReader", "PhyskitJaggedReader", "EnergyflowReader",
-           "TopTaggingReader", "LHCOReader", "detect_format", "detect_reader", "open_events",
+           "TopTaggingReader", "LHCOReader", "RootReader", "detect_format", "detect_reader", "open_events",
            "count_events", "read_block", "read_events", "read_constituents", "read_labels",
            "read_dataset", "write_events"]

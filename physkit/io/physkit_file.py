@@ -4,7 +4,8 @@ A physkit file carries the root attribute ``physkit_format`` (:data:`FORMAT_VERS
 and the constituents under ``constituents`` (a dataset: :mod:`.physkit_dense`; a group
 of awkward buffers: :mod:`.physkit_jagged`). Other top-level datasets hold one row per
 event: ``labels`` ``(N,)`` (int8 when it fits), ``jets`` ``(N, 4)`` (pT, eta, phi, m),
-``weights`` ``(N,)``, and any others by name (e.g. ``tau_kt``).
+``weights`` ``(N,)``, and any others by name (e.g. ``tau_kt``). The root attribute
+``level = "event"`` marks rows that are whole events (never fitted as one jet).
 """
 from __future__ import annotations
 
@@ -57,6 +58,13 @@ class PhyskitReader(EventReader):
     @property
     def file(self) -> Any:
         return self.source
+
+    @property
+    def event_level(self) -> bool:  # type: ignore[override]
+        """Whether rows are whole events: root attribute ``level = "event"`` (written by
+        :func:`physkit.io.write_events` for event-level :class:`~physkit.events.Events`)."""
+        level = self.file.attrs.get("level", "jet")
+        return (level.decode() if isinstance(level, bytes) else str(level)) == "event"
 
     def read_labels(self, start: int | None = None,
                     stop: int | None = None) -> np.ndarray | None:

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..errors import EventFileError
 
-__all__ = ["PathLike", "EventBlock", "Container", "EventReader", "event_range", "as_labels"]
+__all__ = ["PathLike", "EventBlock", "Container", "EventReader", "event_range", "as_labels",
+           "check_options"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -59,6 +60,16 @@ class Container(Protocol):
         """The error for a file of this kind that no reader claims."""
 
 
+def check_options(reader: type, options: dict, path: PathLike) -> None:
+    """Refuse reader options that ``reader`` does not take, naming the file's layout."""
+    unknown = sorted(set(options) - set(reader.option_names))
+    if unknown:
+        takes = (f"it takes {', '.join(reader.option_names)}" if reader.option_names
+                 else "it takes none")
+        raise EventFileError(f"reader option(s) {', '.join(unknown)} do not apply to a "
+                             f"{reader.format_name!r} file ({takes})", path)
+
+
 def event_range(start: int | None, stop: int | None, n: int) -> tuple[int, int]:
     """Normalise ``start``/``stop`` (Python slice rules, negatives allowed) for length n."""
     s, e, _ = slice(start, stop).indices(n)
@@ -88,6 +99,12 @@ class EventReader(ABC):
 
     format_name: ClassVar[str]
     container: ClassVar[Container]
+    #: True where a row is a whole event (LHCO R&D, ROOT event trees), not a jet: such rows
+    #: are clustered (:func:`physkit.jets.cluster`) before any jet observable, never fitted
+    #: as one jet (:func:`physkit.io.read_events` marks them ``level="event"``)
+    event_level: bool = False
+    #: keyword options the reader takes (e.g. ROOT's ``tree``); see :meth:`sniff`
+    option_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, source: Any, path: PathLike):
         self.source = source
@@ -96,19 +113,25 @@ class EventReader(ABC):
     @classmethod
     @abstractmethod
     def sniff(cls, candidate: Any, path: str) -> bool:
-        """Whether this reader reads ``candidate``; raises for a malformed file of its kind."""
+        """Whether this reader reads ``candidate``; raises for a malformed file of its kind.
+
+        Readers with :attr:`option_names` are sniffed and built with the caller's options
+        as keywords (``sniff(candidate, path, **options)``, ``cls(candidate, path,
+        **options)``).
+        """
 
     @classmethod
     @contextmanager
-    def open(cls, path: PathLike) -> Iterator[EventReader]:
+    def open(cls, path: PathLike, **options: Any) -> Iterator[EventReader]:
         """This reader on the file ``path`` (no detection of other layouts)."""
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(path)
+        check_options(cls, options, path)
         with cls.container.open(path) as handle:
             for candidate in cls.container.candidates(handle, path):
-                if cls.sniff(candidate, path):
-                    yield cls(candidate, path)
+                if cls.sniff(candidate, path, **options):
+                    yield cls(candidate, path, **options)
                     return
             raise EventFileError(f"not a {cls.format_name!r} event file", path)
 

@@ -89,7 +89,8 @@ def write_events(path: PathLike, events: Events | torch.Tensor | ArrayLike,
     ``events``: :class:`Events`, a padded ``(N, M, >=3)`` (pT, y, phi) array/tensor, or an
     awkward array of particle records. ``labels`` ``(N,)`` (stored int8 when it fits),
     ``jets`` ``(N, 4)`` (pT, eta, phi, m), ``weights`` ``(N,)``, ``extra``: more per-event
-    datasets by name, ``attrs``: file attributes. ``jagged=True`` stores the constituents
+    datasets by name, ``attrs``: file attributes (whole events, :attr:`Events.level`
+    ``"event"``, get ``level = "event"``). ``jagged=True`` stores the constituents
     as awkward buffers (no padding). The file is written under a temporary name in the
     same directory and renamed at the end, so a failed write leaves no file behind.
     """
@@ -101,6 +102,8 @@ def write_events(path: PathLike, events: Events | torch.Tensor | ArrayLike,
     opts = {} if compression is None else {"compression": compression, "shuffle": True}
     with atomic_h5(path) as f:
         f.attrs["physkit_format"] = FORMAT_VERSION
+        if getattr(events, "level", "jet") == "event":  # whole events stay marked as such
+            f.attrs["level"] = "event"
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
         if jagged:

@@ -82,6 +82,20 @@ def _npz_lines(path) -> list[str]:
     return rows
 
 
+def _root_lines(path, limit: int = 40) -> list[str]:
+    """One line per branch of the event tree the reader picked (name, type), the first
+    ``limit`` of them."""
+    with pio.open_events(path) as reader:
+        tree = reader.source
+        lines = [f"  tree {tree.name}: particles {reader.dataset}"]
+        branches = tree.tree.items(recursive=True, full_paths=False)
+        for name, b in branches[:limit]:
+            lines.append(f"  {name:<28} {b.typename}")
+        if len(branches) > limit:
+            lines.append(f"  ... and {len(branches) - limit} more branches")
+    return lines
+
+
 def describe(path) -> str:
     """Multi-line description of an event file.
 
@@ -96,9 +110,16 @@ def describe(path) -> str:
              f"format:  {fmt}", f"events:  {n}"]
     if fmt == "energyflow":
         rows, attrs = _npz_lines(path), []
+    elif fmt == "root":
+        rows, attrs = _root_lines(path), []
     else:
         rows, attrs = _h5_lines(path)
-    lines.append("datasets:")
+    with pio.open_events(path) as reader:
+        event_level = reader.event_level
+    if event_level:
+        lines.append("rows:    whole events (event-level layout): jet commands need "
+                     "--cluster ALG:R, e.g. --cluster antikt:1.0 --jets leading:2")
+    lines.append("datasets:" if fmt != "root" else "branches:")
     lines += rows
     if n:
         mult = multiplicities(path)

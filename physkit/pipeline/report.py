@@ -67,8 +67,6 @@ def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: s
         import shaper
     except ImportError:  # pragma: no cover
         return []
-    from ..io import read_constituents
-
     ok = np.ones(len(data["source_index"]), bool)
     for g in shape_groups:
         ok &= data[f"{g}/status"] <= 1
@@ -79,10 +77,11 @@ def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: s
     names = []
     R = float(settings.get("R", 0.8)) if isinstance(settings, dict) else 0.8
     for i in rows[:n]:
-        src = events or _resolve(str(data["source_file"][i]), results_path)
-        if src is None:
+        src = events or (_resolve(str(data["source_file"][i]), results_path)
+                         if "source_file" in data else None)
+        jet = None if src is None else _row_jet(src, data, i, settings)
+        if jet is None:
             continue
-        jet = read_constituents(src, int(data["source_index"][i]), int(data["source_index"][i]) + 1)
         res = shaper.Results({g: shaper.ObservableResult(
             data[f"{g}/value"][i:i + 1],
             {k.split("/", 1)[1]: data[k][i:i + 1] for k in data
@@ -91,13 +90,31 @@ def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: s
         fig, ax = plt.subplots(figsize=(5.5, 5.5))
         shaper.plot_event(jet, res, 0, ax=ax)
         lab = f", label {int(data['labels'][i])}" if "labels" in data else ""
-        ax.set_title(f"{os.path.basename(str(data['source_file'][i]))} event "
+        lab = (f", jet {int(data['jet_index'][i])}" if "jet_index" in data else "") + lab
+        ax.set_title(f"{os.path.basename(str(src))} event "
                      f"{int(data['source_index'][i])}{lab}", fontsize=9)
         name = f"event_{len(names)}.png"
         fig.savefig(os.path.join(out_dir, name), dpi=90, bbox_inches="tight")
         plt.close(fig)
         names.append(name)
     return names
+
+
+def _row_jet(src: str, data: dict, i: int, settings) -> np.ndarray | None:
+    """Constituents ``(1, M, 3)`` of row ``i``: its event, or with a clustered run (``jet_index``
+    and the run's ``clustering``) the event's jet, clustered again as the run did."""
+    from ..io import read_constituents
+
+    settings = settings if isinstance(settings, dict) else {}
+    event = int(data["source_index"][i])
+    arr = read_constituents(src, event, event + 1, **settings.get("reader", {}))
+    if "jet_index" not in data or not settings.get("clustering"):
+        return arr
+    from ..jets import Clustering, cluster
+
+    j = int(data["jet_index"][i])
+    jets = cluster(np.asarray(arr, dtype=np.float64), Clustering(**settings["clustering"]))
+    return jets.events.to_padded()[j:j + 1] if 0 <= j < len(jets.jet_index) else None
 
 
 def make_report(results_path, out_dir, *, n_displays: int = 4, events: str | None = None

@@ -32,15 +32,18 @@ from ..h5files import atomic_h5, has_root_attr
 
 __all__ = ["RESULTS_FORMAT", "Status", "ChunkStore", "ResultsFormatError", "is_results_file",
            "read_results", "result_groups", "results_settings", "describe_results",
-           "partial_progress"]
+           "partial_progress", "write_results", "SHAPE_VALUE"]
 
 #: version written to (and required in) the ``physkit_results`` file attribute
 RESULTS_FORMAT = 1
 
 from ..status import Status
 
-#: top-level per-row datasets (not observables)
-ROW_DATASETS = ("source_file", "source_index", "event_problem", "labels")
+#: top-level per-row datasets (not observables); ``jet_index`` and ``jet`` (pT, eta, phi,
+#: mass) for jets clustered from events (or taken from events -> jets -> particles arrays)
+ROW_DATASETS = ("source_file", "source_index", "jet_index", "jet", "event_problem", "labels")
+#: what a SHAPER group's ``value`` is (its ``value`` attribute)
+SHAPE_VALUE = "exact EMD between the jet and its fitted shape"
 
 _MANIFEST = "manifest.json"
 
@@ -249,6 +252,81 @@ class ChunkStore:
         _atomic_h5(self.path, write)
         shutil.rmtree(self.dir)
         return self.path
+
+
+def write_results(results, path, *, events=None, origin=None, labels=None,
+                  source_file=None, clustering=None, settings: Mapping[str, Any] | None = None,
+                  overwrite: bool = False) -> str:
+    """Write in-memory SHAPER results (:class:`shaper.Results` of
+    :meth:`shaper.Shaper.compute`) as a results file, the layout ``physkit shape`` writes,
+    so ``physkit report``, ``physkit info`` (and, with ``source_file``, ``finder fit
+    --features shape:PATH``) read it. Written whole or not at all; returns ``path``.
+
+    Parameters
+    ----------
+    results : mapping observable name -> result with ``value (N,)``, ``params`` (name ->
+        ``(N, ...)``) and ``status (N,)`` (gradients are not stored).
+    events : the :class:`~physkit.events.Events` the results were computed on, or the
+        :class:`~physkit.jets.ClusteredJets` they came from: their ``origin`` (jets
+        clustered from events, or from events -> jets -> particles arrays) gives
+        ``source_index`` (the event) and ``jet_index`` per row.
+    origin : ``(N, 2)`` (event index, jet index) instead of ``events``; without either,
+        ``source_index`` is the row number.
+    labels : ``(N,)`` integer labels.
+    source_file : the event file (or ``(N,)`` files) the rows were read from; the report
+        draws its event displays from it (jets: clustered again with ``clustering``).
+    clustering : how jets were clustered from the events of ``source_file``
+        (:class:`~physkit.jets.Clustering` or its dict; taken from ``ClusteredJets``).
+    settings : the run's settings (default: ``results.settings``, the Shaper's).
+    overwrite : replace an existing ``path`` (default: FileExistsError).
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    names = list(results)
+    n = len(results[names[0]].value) if names else 0
+    if clustering is None and hasattr(events, "clustering"):  # ClusteredJets
+        clustering = events.clustering
+    events = getattr(events, "events", events)
+    if origin is None and events is not None:
+        origin = getattr(events, "origin", None)
+    if origin is not None and source_file is not None and clustering is None:
+        raise ValueError("write_results: rows are jets of events (origin given) and "
+                         "source_file names the events: pass clustering= (how the jets were "
+                         "made) so that they can be found again, or leave source_file out")
+    rows: dict[str, np.ndarray] = {"source_index": np.arange(n, dtype=np.int64)}
+    if origin is not None:
+        origin = np.asarray(origin, dtype=np.int64).reshape(-1, 2)
+        rows["source_index"], rows["jet_index"] = origin[:, 0], origin[:, 1]
+    if source_file is not None:
+        rows["source_file"] = np.broadcast_to(np.asarray(source_file, dtype=str), (n,))
+    if labels is not None:
+        rows["labels"] = np.asarray(labels, dtype=np.int64)
+    for k, v in rows.items():
+        if len(v) != n:
+            raise ValueError(f"write_results: {k} has {len(v)} rows, the results {n}")
+    run = dict(settings if settings is not None else getattr(results, "settings", {}) or {})
+    run.setdefault("command", "shape")
+    run.setdefault("observables", names)
+    if clustering is not None:
+        run["clustering"] = dict(getattr(clustering, "to_dict", lambda: clustering)())
+
+    def write(f):
+        f.attrs["physkit_results"] = RESULTS_FORMAT
+        f.attrs["settings"] = _jsonable_attr(run)
+        for k, v in rows.items():
+            _write_array(f, k, v, compress=True)
+        for name in names:
+            r, g = results[name], f.create_group(name)
+            _write_array(g, "value", np.asarray(r.value, dtype=np.float64), compress=True)
+            for k, v in r.params.items():
+                _write_array(g, k, np.asarray(v, dtype=np.float64), compress=True)
+            _write_array(g, "status", np.asarray(r.status, dtype=np.int8), compress=True)
+            for k, v in {"observable": name, "R": run.get("R"), "beta": run.get("beta"),
+                         "value": SHAPE_VALUE}.items():
+                g.attrs[k] = _jsonable_attr(v)
+    _atomic_h5(path, write)
+    return path
 
 
 def partial_progress(path) -> tuple[int, dict]:

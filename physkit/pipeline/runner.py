@@ -56,9 +56,10 @@ def add_run_options(p: argparse.ArgumentParser, *, resume: bool = True) -> None:
 def run_chunked(unit: Callable, inputs: Sequence[str], out: str, settings: dict, *,
                 chunk_size: int = DEFAULT_CHUNK, scheduler=None, resume: bool = False,
                 progress: bool = True, group_attrs: dict | None = None,
-                extra_manifest: dict | None = None) -> int:
+                extra_manifest: dict | None = None, reader: dict | None = None) -> int:
     """Run ``unit(path, start, stop) -> {name: rows}`` over all events of ``inputs`` into
     the results file ``out``; returns the exit status (0 ok, 1 some file failed).
+    ``reader``: options of the input readers (ROOT files), for counting the events.
 
     A file that cannot be read or holds a bad event (without ``--skip-bad-events``) is
     reported in one line and left out; the others still complete. The results file is
@@ -73,7 +74,7 @@ def run_chunked(unit: Callable, inputs: Sequence[str], out: str, settings: dict,
     counts = []
     for i, p in enumerate(inputs):
         try:
-            counts.append(int(count_events(p)))
+            counts.append(int(count_events(p, **(reader or {}))))
         except (EventFileError, OSError) as exc:
             failures[i] = describe_exception(exc)
             print_error(failures[i])

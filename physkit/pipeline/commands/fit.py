@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import CommandError, describe_exception
+from ..inputs import add_input_options, clustering_settings, reader_options, refuse_event_level
 from ..runner import add_run_options, check_output
 
 
@@ -37,6 +38,7 @@ def add_parser(sub) -> None:
     ff.add_argument("--param", action="append", metavar="KEY=VALUE",
                     help="estimator parameter, e.g. n_residual=5 (JSON values)")
     ff.add_argument("-o", "--output", required=True, metavar="MODEL.h5")
+    add_input_options(ff)
     add_run_options(ff, resume=False)
     ff.set_defaults(func=run)
 
@@ -62,27 +64,36 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.basename(a) == os.path.basename(b)
 
 
-def shape_training_columns(spec: dict, inputs: Sequence[str], counts: Sequence[int]):
-    """(resolved spec, (N, k) values, (N,) ok mask) from a ``shape:RESULTS.h5`` spec."""
+def shape_training_columns(spec: dict, inputs: Sequence[str], rows: dict,
+                           clustering: dict | None):
+    """(resolved spec, (N, k) values, (N,) ok mask) from a ``shape:RESULTS.h5`` spec; its
+    rows must be ``rows`` (the training rows: ``source_index``, ``file_index`` and, for
+    clustered events, ``jet_index``) in order."""
     from ..results import read_results, results_settings
 
     path = spec["results"]
     settings = results_settings(path).get("settings", {})
     if not isinstance(settings, dict) or settings.get("command") != "shape":
         raise CommandError(f"{path}: not a results file of 'physkit shape'")
+    if settings.get("clustering") != clustering:
+        raise CommandError(f"{path}: made with clustering {settings.get('clustering')}, this "
+                           f"fit uses {clustering}; give both commands the same --cluster, "
+                           f"--jets and cuts")
     obs = list(settings["observables"])
-    data = read_results(path, ["source_index"] + obs)
-    want = np.concatenate([np.arange(n) for n in counts]) if counts else np.zeros(0, int)
-    if data["source_index"].shape != want.shape or not np.array_equal(data["source_index"], want):
-        raise CommandError(f"{path}: its {data['source_index'].size} rows are not the events of "
-                           f"{', '.join(inputs)} in order ({want.size} events); run physkit "
-                           f"shape on the same files")
+    index = ["source_index"] + (["jet_index"] if clustering else [])
+    data = read_results(path, index + obs)
+    for name in index:
+        want = rows[name]
+        if data[name].shape != want.shape or not np.array_equal(data[name], want):
+            raise CommandError(f"{path}: its {data['source_index'].size} rows are not the "
+                               f"rows of {', '.join(inputs)} in order ({want.size} rows); "
+                               f"run physkit shape on the same files")
     files = read_results(path, ["source_file"])["source_file"]
-    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int) if counts else []
-    for first, n, inp in zip(firsts, counts, inputs):
-        if n and not _same_file(str(files[first]), inp):
-            raise CommandError(f"{path}: rows {first}.. come from {files[first]}, not {inp}; "
-                               f"run physkit shape on the same files in the same order")
+    for i, inp in enumerate(inputs):
+        first = np.flatnonzero(rows["file_index"] == i)
+        if first.size and not _same_file(str(files[first[0]]), inp):
+            raise CommandError(f"{path}: rows {first[0]}.. come from {files[first[0]]}, not "
+                               f"{inp}; run physkit shape on the same files in the same order")
     vals = np.stack([data[f"{o}/value"] for o in obs], axis=1)
     ok = np.ones(len(vals), bool)
     for o in obs:
@@ -121,15 +132,16 @@ def feature_names(specs: Sequence[dict], n_cols: dict) -> list[str]:
     return names
 
 
-def _chunk_features(args, inputs, counts, chunk_specs) -> dict[str, np.ndarray]:
-    """Non-shape features and row information of every training event, concatenated."""
+def _chunk_features(args, inputs, counts, chunk_specs, reader: dict,
+                    clustering: dict | None) -> dict[str, np.ndarray]:
+    """Non-shape features and row information of every training event (jet), concatenated."""
     from tqdm import tqdm
 
     from ...parallel import ChunkFailure, iter_chunks, open_scheduler, plan_chunks
     from ..features import feature_chunk
 
     unit = functools.partial(feature_chunk, specs=chunk_specs, skip_bad=args.skip_bad_events,
-                             device=args.device)
+                             device=args.device, reader=reader, clustering=clustering)
     parts = []
     bar = tqdm(total=sum(counts), unit="ev", disable=args.no_progress, file=sys.stderr,
                desc="features")
@@ -138,7 +150,7 @@ def _chunk_features(args, inputs, counts, chunk_specs) -> dict[str, np.ndarray]:
                                   catch=True):
             if isinstance(res, ChunkFailure):
                 raise CommandError(describe_exception(res.error, c.path, c.start, c.stop))
-            res["file_index"] = np.full(c.n, c.file_index)
+            res["file_index"] = np.full(len(res["source_index"]), c.file_index)
             parts.append(res)
             bar.update(c.n)
     bar.close()
@@ -148,25 +160,31 @@ def _chunk_features(args, inputs, counts, chunk_specs) -> dict[str, np.ndarray]:
             if all(k in p for p in parts)}
 
 
-def training_matrix(args, inputs: Sequence[str]):
-    """``(resolved specs, X (N, F), y (N,), good (N,) bool, feature names)`` of the inputs."""
+def training_matrix(args, inputs: Sequence[str], reader: dict | None = None,
+                    clustering: dict | None = None):
+    """``(resolved specs, X (N, F), y (N,), good (N,) bool, feature names)`` of the inputs
+    (of their jets with ``clustering``; ``reader``: reader options)."""
     from ...io import count_events
     from ..features import parse_feature_spec
 
+    reader = reader or {}
     try:
         specs = [parse_feature_spec(s) for s in args.features]
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    counts = [count_events(p) for p in inputs]
+    if any(s["kind"] != "dataset" for s in specs):
+        refuse_event_level(inputs, reader, clustering)
+    counts = [count_events(p, **reader) for p in inputs]
+    cat = _chunk_features(args, inputs, counts, [s for s in specs if s["kind"] != "shape"],
+                          reader, clustering)
     resolved, shape_cols = [], {}
     for s in specs:
         if s["kind"] == "shape":
-            r, vals, ok = shape_training_columns(s, inputs, counts)
+            r, vals, ok = shape_training_columns(s, inputs, cat, clustering)
             shape_cols[len(resolved)] = (vals, ok)
             s = r
         resolved.append(s)
     _check_shape_specs(resolved)
-    cat = _chunk_features(args, inputs, counts, [s for s in resolved if s["kind"] != "shape"])
     blocks, n_cols, j = [], {}, 0
     good = cat["event_problem"] == 0
     for i, s in enumerate(resolved):
@@ -218,12 +236,15 @@ def run(args) -> int:
 
     check_output(args.output)
     inputs = list(args.inputs)
-    resolved, X, y, good, names = training_matrix(args, inputs)
+    reader, clustering = reader_options(args), clustering_settings(args)
+    resolved, X, y, good, names = training_matrix(args, inputs, reader, clustering)
     est, name = fit_estimator(args, X, y, good)
     pipeline = {"features": resolved, "estimator": name, "label_from": args.label_from,
                 "reference_label": args.reference_label, "n_train": int(good.sum()),
                 "train_files": [os.path.basename(p) for p in inputs],
                 "feature_names": names}
+    if clustering:  # score clusters its inputs the same way
+        pipeline["clustering"] = clustering
     save_model(args.output, est, pipeline=pipeline)
     print(f"physkit: fitted {name} on {int(good.sum())} events x {X.shape[1]} features "
           f"({int((~good).sum())} left out) -> {args.output}", file=sys.stderr)
