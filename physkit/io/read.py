@@ -2,19 +2,26 @@
 
 Every function takes ``start``/``stop`` (Python slice semantics, step 1) and reads only
 those rows. Bad input raises :class:`~physkit.errors.EventFileError` naming the file,
-dataset and event.
+dataset and event: file-level problems (dtypes, shapes, declared sizes, labels not one
+per event) when the file is opened, per-event problems when the rows are validated,
+unreadable rows (:class:`~physkit.errors.UnreadableRowsError`) when they are read.
 """
 from __future__ import annotations
+
+import hashlib
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..angles import wrap_angle
+from ..errors import UnreadableRowsError
 from ..events import EmptyPolicy, Events, validate_constituents
 from .formats import open_events
-from .reader import EventBlock, PathLike, event_range
+from .reader import EventBlock, PathLike, as_real, event_range
 
 __all__ = ["read_block", "read_constituents", "read_events", "read_labels",
-           "read_dataset", "count_events"]
+           "read_dataset", "count_events", "rows_digest"]
 
 
 def count_events(path: PathLike) -> int:
@@ -28,19 +35,22 @@ def read_block(path: PathLike, start: int | None = None,
     """Raw padded constituents of events ``[start, stop)``, the dataset name for
     messages and the number of events in the file, as an :class:`EventBlock`.
 
-    Not validated (see :func:`read_constituents`).
+    Not validated per event (see :func:`read_constituents`); real numbers in native byte
+    order (:func:`~physkit.io.reader.as_real`).
     """
     with open_events(path) as reader:
-        return reader.read_block(start, stop)
+        block = reader.read_block(start, stop)
+    return block._replace(constituents=as_real(block.constituents))
 
 
 def read_constituents(path: PathLike, start: int | None = None,
                       stop: int | None = None) -> np.ndarray:
     """Raw padded constituents ``(n, M, 3)`` (pT, y, phi) of events ``[start, stop)``.
 
-    Not validated (callers validate per event with
+    Not validated per event (callers validate with
     :func:`physkit.events.validate_constituents`). Float32 for physkit/energyflow
-    files as stored, float64 for the converted pandas layouts.
+    files as stored (float64 if stored so), float64 for the converted pandas layouts;
+    native byte order.
     """
     return read_block(path, start, stop).constituents
 
@@ -51,15 +61,18 @@ def read_events(path: PathLike, start: int | None = None, stop: int | None = Non
     """Read events ``[start, stop)`` of any supported layout as validated :class:`Events`.
 
     ``empty="skip"`` drops events with no particles (labels from :func:`read_labels`
-    then no longer line up), ``"zero"`` keeps them with zero weights. Raises
-    :class:`EventFileError` naming the file, dataset and the global index of the first
-    bad event.
+    then no longer line up), ``"zero"`` keeps them with zero weights. Azimuths are
+    wrapped into ``(-pi, pi]`` in the stored precision before the cast to ``dtype``.
+    Raises :class:`EventFileError` naming the file, dataset and the global index of the
+    first bad event.
     """
     arr, name, n_total = read_block(path, start, stop)
     s, _ = event_range(start, stop, n_total)
     keep = validate_constituents(arr, path=path, dataset=name, offset=s, empty=empty)
     if not keep.all():
         arr = arr[keep]
+    arr = arr.copy()
+    arr[..., 2] = np.where(arr[..., 0] > 0, wrap_angle(arr[..., 2]), 0.0)
     np_dtype = torch.empty((), dtype=dtype).numpy().dtype
     return Events.from_padded(np.ascontiguousarray(arr, dtype=np_dtype), validate=False,
                               device=device, dtype=dtype)
@@ -80,3 +93,33 @@ def read_dataset(path: PathLike, name: str, start: int | None = None,
     """
     with open_events(path) as reader:
         return reader.read_dataset(name, start, stop)
+
+
+def rows_digest(path: PathLike, start: int, stop: int, datasets: Sequence[str] = ()) -> str:
+    """BLAKE2b digest (hex) of what a chunk of work reads from rows ``[start, stop)``: the
+    constituents block as stored, the labels and the per-event ``datasets``.
+
+    Identifies a chunk's input by content (resumed runs redo chunks whose digest
+    changed). Unreadable rows enter as a marker, so they digest like themselves.
+    """
+    h = hashlib.blake2b(digest_size=16)
+
+    def add(name: str, read) -> None:
+        try:
+            a = read()
+        except UnreadableRowsError:
+            h.update(f"{name}:unreadable;".encode())
+            return
+        if a is None:
+            h.update(f"{name}:none;".encode())
+            return
+        a = np.asarray(a)
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes() if a.dtype.kind != "O" else repr(a.tolist()).encode())
+
+    with open_events(path) as reader:
+        add("constituents", lambda: reader.read_block(start, stop).constituents)
+        add("labels", lambda: reader.read_labels(start, stop))
+        for name in datasets:
+            add(f"dataset {name}", lambda name=name: reader.read_dataset(name, start, stop))
+    return h.hexdigest()

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import EventFileError
+from ..errors import EventFileError, UnreadableRowsError
 from ..events import event_problems
 from ..status import EVENT_PROBLEMS, EventProblem, Status
 
@@ -72,13 +72,14 @@ def read_chunk(path, start: int, stop: int, *, skip_bad: bool
     Without ``skip_bad`` the first bad event raises :class:`EventFileError` naming file,
     dataset and event. With it, bad events get their :class:`~physkit.status.EventProblem`
     code, and rows that cannot be read at all (corrupt HDF5 chunks) come back as zeros with code
-    :attr:`EventProblem.UNREADABLE`.
+    :attr:`EventProblem.UNREADABLE`. A problem of the whole file (wrong shape or dtype,
+    corrupt offsets, ...) raises in either case.
     """
     from ..io import read_block  # EventBlock(constituents, dataset name, n_events)
 
     try:
         arr, dataset, _ = read_block(path, start, stop)
-    except EventFileError:
+    except UnreadableRowsError:
         if not skip_bad:
             raise
         return np.zeros((stop - start, 1, 3), np.float32), np.full(
@@ -101,10 +102,7 @@ def _row_info(path, start: int, stop: int, codes: np.ndarray) -> dict[str, np.nd
     out = {"source_file": np.full(stop - start, os.fspath(path)),
            "source_index": np.arange(start, stop, dtype=np.int64),
            "event_problem": codes.astype(np.int8)}
-    try:
-        labels = read_labels(path, start, stop)
-    except EventFileError:
-        labels = None
+    labels = read_labels(path, start, stop)  # checked: one integer per event, or None
     if labels is not None:
         out["labels"] = labels.astype(np.int64)
     return out
@@ -150,27 +148,25 @@ def shape_columns(arr: np.ndarray, good: np.ndarray, observables: Sequence[str],
     """SHAPER results of the ``good`` rows of ``arr``, scattered back to all ``n`` rows.
 
     Returns ``{"<obs>/value": (n,), "<obs>/<param>": (n, ...), "<obs>/status": (n,)}``;
-    rows not ``good`` get NaN values and parameters and status BAD_INPUT (3).
+    rows not ``good`` get NaN values and parameters and status BAD_INPUT (3) (every
+    dataset is there, with no good rows or no rows at all too).
     """
     n = arr.shape[0]
     out: dict[str, np.ndarray] = {}
-    if good.any():
-        res = _shaper(tuple(observables), float(R), float(beta), device).compute(
-            _events(arr, good, device))
+    res = _shaper(tuple(observables), float(R), float(beta), device).compute(
+        _events(arr, good, device))
     for name in observables:
         status = np.full(n, Status.BAD_INPUT, np.int8)
         value = np.full(n, np.nan)
-        if good.any():
-            r = res[name]
-            value[good] = np.asarray(r.value, dtype=np.float64)
-            status[good] = np.asarray(r.status, dtype=np.int8)
+        r = res[name]
+        value[good] = np.asarray(r.value, dtype=np.float64)
+        status[good] = np.asarray(r.status, dtype=np.int8)
         out[f"{name}/value"] = value
-        if good.any():
-            for k, v in r.params.items():
-                v = np.asarray(v)
-                full = np.full((n,) + v.shape[1:], np.nan, dtype=np.float64)
-                full[good] = v
-                out[f"{name}/{k}"] = full
+        for k, v in r.params.items():
+            v = np.asarray(v)
+            full = np.full((n,) + v.shape[1:], np.nan, dtype=np.float64)
+            full[good] = v
+            out[f"{name}/{k}"] = full
         out[f"{name}/status"] = status
     return out
 
@@ -223,8 +219,11 @@ def compute_features(specs: Sequence[dict], path, start: int, stop: int, arr: np
             from ..io import read_dataset
 
             if good.any():
-                v = np.asarray(read_dataset(path, spec["name"], start, stop), dtype=np.float64)
-                block = v.reshape(n, -1)
+                v = np.asarray(read_dataset(path, spec["name"], start, stop))
+                if v.dtype.kind not in "biuf" or v.dtype.names is not None:
+                    raise EventFileError(f"feature dataset holds {v.dtype}, not numbers",
+                                         path, spec["name"])
+                block = v.astype(np.float64).reshape(n, -1)
             else:  # nothing to score (e.g. unreadable rows): width from the file only
                 block = np.full((n, _dataset_width(path, spec["name"])), np.nan)
         elif kind == "image":

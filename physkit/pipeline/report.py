@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["make_report", "discriminant_auc", "roc_sic"]
+__all__ = ["make_report", "check_events_file", "discriminant_auc", "roc_sic"]
 
 
 def discriminant_auc(values: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
@@ -52,15 +52,44 @@ def _resolve(src: str, results_path: str) -> str | None:
     return None
 
 
+def check_events_file(events: str, data: dict, results_path: str) -> None:
+    """Refuse an ``--events`` file that does not hold the events of the results' rows: the
+    rows must come from one source file, the event file must hold exactly that many
+    events, and labels recorded in both must agree."""
+    from ..io import count_events, read_labels
+    from .errors import CommandError
+    from .results import NO_LABEL
+
+    sources = np.unique(data["source_file"]) if "source_file" in data else np.zeros(0)
+    if len(sources) > 1:
+        raise CommandError(f"{events}: --events stands for one event file, but the rows of "
+                           f"{results_path} come from {len(sources)} files "
+                           f"({', '.join(map(str, sources[:3]))}); leave --events out")
+    rows = np.asarray(data.get("source_index", np.zeros(0, np.int64)))
+    n = count_events(events)
+    if rows.size != n or not np.array_equal(rows, np.arange(n)):
+        raise CommandError(f"{events}: holds {n} events, but {results_path} has {rows.size} "
+                           f"rows (events of {sources[0] if len(sources) else 'no file'}); "
+                           f"not the events of these results")
+    labels = read_labels(events)
+    if labels is not None and "labels" in data:
+        known = data["labels"] != NO_LABEL
+        bad = np.flatnonzero(known & (labels != data["labels"]))
+        if bad.size:
+            raise CommandError(f"{events}: event {int(bad[0])}: label {int(labels[bad[0]])}, "
+                               f"but {results_path} records {int(data['labels'][bad[0]])}; not "
+                               f"the events of these results")
+
+
 def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: str,
               out_dir: str, n: int, events: str | None) -> list[str]:
     """Event displays of up to ``n`` fitted rows (status CONVERGED or MAX_STEPS: both carry an exact
     value), alternating labels; PNG names."""
     import matplotlib.pyplot as plt
 
-    shape_groups = [g for g in groups if any(k.startswith(g + "/") and
-                                             not k.endswith(("/value", "/status"))
-                                             for k in data)]
+    shape_groups = [g for g in groups if g != "score" and  # a detector's pvalue: no shape
+                    any(k.startswith(g + "/") and not k.endswith(("/value", "/status"))
+                        for k in data)]
     if not shape_groups or n <= 0:
         return []
     try:
@@ -83,6 +112,8 @@ def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: s
         if src is None:
             continue
         jet = read_constituents(src, int(data["source_index"][i]), int(data["source_index"][i]) + 1)
+        if len(jet) != 1:  # the recorded source file no longer holds this event
+            continue
         res = shaper.Results({g: shaper.ObservableResult(
             data[f"{g}/value"][i:i + 1],
             {k.split("/", 1)[1]: data[k][i:i + 1] for k in data
@@ -105,7 +136,8 @@ def make_report(results_path, out_dir, *, n_displays: int = 4, events: str | Non
     """Write the plots of results file ``results_path`` and ``index.html`` into ``out_dir``.
 
     Returns the path of ``index.html``. ``events`` overrides the event file used for the
-    displays (default: each row's recorded ``source_file``).
+    displays (default: each row's recorded ``source_file``); it must hold the events of
+    the rows (:func:`check_events_file`).
     """
     import matplotlib
 
@@ -115,10 +147,12 @@ def make_report(results_path, out_dir, *, n_displays: int = 4, events: str | Non
     from .results import read_results, result_groups, results_settings
 
     results_path = os.fspath(results_path)
-    os.makedirs(out_dir, exist_ok=True)
     groups = result_groups(results_path)
     settings = results_settings(results_path).get("settings", {})
     data = read_results(results_path)
+    if events is not None:
+        check_events_file(events, data, results_path)
+    os.makedirs(out_dir, exist_ok=True)
     labels = data.get("labels")
     two = labels is not None and set(np.unique(labels).tolist()) == {0, 1}
     figs, aucs = [], []

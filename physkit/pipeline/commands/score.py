@@ -5,7 +5,7 @@ import functools
 import os
 
 from ..errors import CommandError
-from ..runner import add_run_options, check_output, file_id, run_chunked
+from ..runner import add_run_options, check_output, file_digest, run_chunked
 from .shape import SHAPE_VALUE
 
 
@@ -24,11 +24,11 @@ def run(args) -> int:
     from ..features import score_chunk
     from ..modelfile import ModelFileError, read_model_state
 
+    check_output(args.output, [*args.inputs, args.model], overwrite=True)  # before reading
     try:
         name, _, meta, pipeline = read_model_state(args.model)
     except ModelFileError as exc:
         raise CommandError(str(exc)) from None
-    check_output(args.output)
     settings = {"command": "score", "model": os.path.basename(args.model), "estimator": name,
                 "features": pipeline.get("features"), "device": args.device,
                 "skip_bad_events": args.skip_bad_events, "chunk_size": args.chunk_size}
@@ -42,7 +42,9 @@ def run(args) -> int:
             for o in s["observables"]:
                 gattrs[o] = {"observable": o, "R": s["R"], "beta": s["beta"],
                              "value": SHAPE_VALUE}
+    datasets = [s["name"] for s in pipeline.get("features", []) if s["kind"] == "dataset"]
     return run_chunked(unit, args.inputs, args.output, settings, chunk_size=args.chunk_size,
-                       scheduler=args.scheduler, resume=args.resume,
+                       scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress, group_attrs=gattrs,
-                       extra_manifest={"model": file_id(args.model)})
+                       extra_manifest={"model": file_digest(args.model)},
+                       sources=[args.model], digest_datasets=datasets)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 
 from ..errors import CommandError
-from ..runner import add_run_options, check_output, run_chunked
+from ..runner import add_run_options, run_chunked
 
 SHAPE_VALUE = "exact EMD between the jet and its fitted shape"
 
@@ -37,7 +37,6 @@ def run(args) -> int:
             from_name(o)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-    check_output(args.output)
     settings = {"command": "shape", "observables": obs, "R": args.R, "beta": args.beta,
                 "device": args.device, "skip_bad_events": args.skip_bad_events,
                 "chunk_size": args.chunk_size}
@@ -46,5 +45,5 @@ def run(args) -> int:
     gattrs = {o: {"observable": o, "R": args.R, "beta": args.beta, "value": SHAPE_VALUE}
               for o in obs}
     return run_chunked(unit, args.inputs, args.output, settings, chunk_size=args.chunk_size,
-                       scheduler=args.scheduler, resume=args.resume,
+                       scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress, group_attrs=gattrs)
