@@ -67,8 +67,9 @@ def validate_constituents(arr: np.ndarray, *, path=None, dataset: str | None = N
     Raises :class:`EventFileError` naming ``path``, ``dataset`` and the first offending
     event (``offset`` is added to local indices, for chunked reads) for: a dtype that is
     not real, wrong rank or columns, NaN/inf, negative pT, |y| > 10 or |phi| > 100 on a
-    real particle, and events with no particles unless ``empty`` is ``"skip"`` (drop them) or ``"zero"`` (keep them; their
-    weights are all zero). Returns a boolean keep-mask ``(N,)``.
+    real particle, and events with no particles unless ``empty`` is ``"skip"`` (drop
+    them) or ``"zero"`` (keep them; their weights are all zero). Returns a boolean
+    keep-mask ``(N,)``.
     """
     if empty not in ("error", "skip", "zero"):
         raise ValueError(f"empty must be 'error', 'skip' or 'zero', not {empty!r}")

@@ -268,27 +268,18 @@ class ChunkStore:
                     obj.attrs[k] = _jsonable_attr(v)
         _atomic_h5(self._chunk_path(key), write)
 
-    def finalize(self, keys: Iterable[str], attrs: Mapping[str, Any] | None = None,
-                 group_attrs: Mapping[str, Mapping[str, Any]] | None = None,
-                 fill: Mapping[str, Any] | None = None) -> str:
-        """Concatenate chunks ``keys`` (in this order) into the final file; returns its path.
-
-        A dataset missing from some chunks (e.g. parameters of a chunk whose events were
-        all bad) is filled there with ``fill[name]`` if given, else NaN (floats), 0
-        (integers) or ``b""`` (strings). Group attributes stored with the chunks are kept
-        (the first chunk's win); ``group_attrs`` adds more. Removes the partial directory
-        afterwards and releases the lock.
-        """
-        fill = dict(fill or {})
+    def _scan(self, keys: list) -> tuple[dict, list, dict]:
+        """Datasets ``{name: (dtype, row shape)}`` (the widest strings win), rows per chunk
+        and group attributes (the first chunk's win) of chunks ``keys``."""
         import h5py
 
-        keys = list(keys)
         specs: dict[str, tuple] = {}
         rows = []
         gattrs: dict[str, dict] = {}
         for k in keys:
             with h5py.File(self._chunk_path(k), "r") as f:
                 n = None
+
                 def visit(name, obj):
                     nonlocal n
                     if isinstance(obj, h5py.Dataset):
@@ -309,6 +300,24 @@ class ChunkStore:
                              if a not in gattrs.get(name, {})})
                 f.visititems(visit)
                 rows.append(int(n or 0))
+        return specs, rows, gattrs
+
+    def finalize(self, keys: Iterable[str], attrs: Mapping[str, Any] | None = None,
+                 group_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+                 fill: Mapping[str, Any] | None = None) -> str:
+        """Concatenate chunks ``keys`` (in this order) into the final file; returns its path.
+
+        A dataset missing from some chunks (e.g. parameters of a chunk whose events were
+        all bad) is filled there with ``fill[name]`` if given, else NaN (floats), 0
+        (integers) or ``b""`` (strings). Group attributes stored with the chunks are kept
+        (the first chunk's win); ``group_attrs`` adds more. Removes the partial directory
+        afterwards and releases the lock.
+        """
+        import h5py
+
+        fill = dict(fill or {})
+        keys = list(keys)
+        specs, rows, gattrs = self._scan(keys)
         total = int(sum(rows))
         flush_rows = 65536
         offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
