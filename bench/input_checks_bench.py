@@ -7,13 +7,15 @@ Figures (wall-clock, best of ``--repeat``):
 
 - ``read`` vs ``digest`` per chunk: :func:`physkit.io.read_block` of each chunk (what a unit
   of work reads first) against :func:`physkit.io.read.rows_digest` of the same chunk (the
-  same rows read again plus the labels and the feature dataset, BLAKE2b-hashed);
+  same rows read again plus the labels and the feature dataset, BLAKE2b-hashed: what a
+  ``--resume`` does per finished chunk);
 - the label check of a file before a run (``_plan_file``: all labels read and validated)
   against :func:`physkit.io.count_events` (metadata only) and against the digest pass;
 - ``physkit score`` (a ResidualDetector on a 4-column feature dataset, the cheapest model,
-  so the checks weigh most) in-process with the digests and with the digest step replaced
-  by a constant; the ratio is the digests' share of a run; and ``--resume`` of a finished
-  set of chunks (checking every digest) against the fresh run.
+  so the checks weigh most) in-process with the digests (each unit hashes the arrays it
+  read) and with the hashing replaced by a constant; the ratio is the digests' share of a
+  run; and ``--resume`` of a finished set of chunks (every chunk's input read again and
+  its digest checked, then the merge) against the fresh run.
 """
 from __future__ import annotations
 
@@ -70,18 +72,17 @@ def per_chunk(path: str, n: int, chunk: int, repeat: int) -> tuple[float, float]
 def score_runs(path: str, model: str, d: str, chunk: int, repeat: int) -> dict:
     argv = ["score", path, "--model", model, "--chunk-size", str(chunk), "--no-progress",
             "--overwrite"]
-    real = runner._digested
+    import physkit.io.read as io_read
 
-    def no_digest(unit, datasets, p, s, e):
-        return "-", unit(p, s, e)
-
+    real = io_read.array_digest, io_read.combine_digests
     out = {}
     out["with"] = best(lambda: main(argv + ["-o", os.path.join(d, "a.h5")]), repeat)
-    runner._digested = no_digest
+    io_read.array_digest = lambda a: "-"  # the units' digests become constants
+    io_read.combine_digests = lambda parts: "-"
     try:
         out["without"] = best(lambda: main(argv + ["-o", os.path.join(d, "b.h5")]), repeat)
     finally:
-        runner._digested = real
+        io_read.array_digest, io_read.combine_digests = real
 
     # a finished partial run (every chunk done, stopped before the merge), then --resume:
     # it checks every chunk's digest and merges

@@ -21,7 +21,8 @@ from .formats import open_events
 from .reader import EventBlock, PathLike, as_real, event_range
 
 __all__ = ["read_block", "read_constituents", "read_events", "read_labels",
-           "read_dataset", "count_events", "rows_digest"]
+           "read_dataset", "count_events", "rows_digest", "array_digest", "combine_digests",
+           "UNREADABLE_DIGEST"]
 
 
 def count_events(path: PathLike) -> int:
@@ -95,31 +96,45 @@ def read_dataset(path: PathLike, name: str, start: int | None = None,
         return reader.read_dataset(name, start, stop)
 
 
-def rows_digest(path: PathLike, start: int, stop: int, datasets: Sequence[str] = ()) -> str:
-    """BLAKE2b digest (hex) of what a chunk of work reads from rows ``[start, stop)``: the
-    constituents block as stored, the labels and the per-event ``datasets``.
+#: what a digest records for rows that could not be read (a corrupt chunk)
+UNREADABLE_DIGEST = "unreadable"
 
-    Identifies a chunk's input by content (resumed runs redo chunks whose digest
-    changed). Unreadable rows enter as a marker, so they digest like themselves.
-    """
-    h = hashlib.blake2b(digest_size=16)
 
-    def add(name: str, read) -> None:
-        try:
-            a = read()
-        except UnreadableRowsError:
-            h.update(f"{name}:unreadable;".encode())
-            return
-        if a is None:
-            h.update(f"{name}:none;".encode())
-            return
-        a = np.asarray(a)
-        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
-        h.update(a.tobytes() if a.dtype.kind != "O" else repr(a.tolist()).encode())
-
-    with open_events(path) as reader:
-        add("constituents", lambda: reader.read_block(start, stop).constituents)
-        add("labels", lambda: reader.read_labels(start, stop))
-        for name in datasets:
-            add(f"dataset {name}", lambda name=name: reader.read_dataset(name, start, stop))
+def array_digest(a: np.ndarray | None) -> str:
+    """BLAKE2b digest (hex) of an array's dtype, shape and bytes (``"none"`` for None)."""
+    if a is None:
+        return "none"
+    a = np.ascontiguousarray(a)
+    h = hashlib.blake2b(f"{a.dtype.str}:{a.shape};".encode(), digest_size=16)
+    h.update(a.reshape(-1).view(np.uint8) if a.dtype.kind != "O"
+             else repr(a.tolist()).encode())
     return h.hexdigest()
+
+
+def combine_digests(parts: dict[str, str]) -> str:
+    """One digest (hex) of named digests, independent of their order."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(parts):
+        h.update(f"{name}={parts[name]};".encode())
+    return h.hexdigest()
+
+
+def rows_digest(path: PathLike, start: int, stop: int, datasets: Sequence[str] = ()) -> str:
+    """Digest of what a chunk of work reads from rows ``[start, stop)``: the constituents
+    block (:func:`read_block`), the labels (:func:`read_labels`) and the per-event
+    ``datasets`` (:func:`read_dataset`), each by :func:`array_digest`, combined by
+    :func:`combine_digests` under the names ``constituents``, ``labels`` and
+    ``dataset NAME``; unreadable constituents rows digest as :data:`UNREADABLE_DIGEST`.
+
+    Identifies a chunk's input by content: a unit of work that records the same parts of
+    the arrays it read gets the same digest, and a resumed run redoes the chunks whose
+    digest changed.
+    """
+    try:
+        parts = {"constituents": array_digest(read_block(path, start, stop).constituents)}
+    except UnreadableRowsError:
+        parts = {"constituents": UNREADABLE_DIGEST}
+    parts["labels"] = array_digest(read_labels(path, start, stop))
+    for name in datasets:
+        parts[f"dataset {name}"] = array_digest(read_dataset(path, name, start, stop))
+    return combine_digests(parts)

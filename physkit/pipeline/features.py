@@ -34,7 +34,11 @@ from ..events import event_problems
 from ..status import EVENT_PROBLEMS, EventProblem, Status
 
 __all__ = ["parse_feature_spec", "read_chunk", "shape_chunk", "feature_chunk", "score_chunk",
-           "compute_features", "shape_columns"]
+           "compute_features", "shape_columns", "INPUT_DIGEST"]
+
+#: key of the digest of its input (:func:`physkit.io.read.rows_digest`) in the dict a unit
+#: of work returns; the runner records it with the chunk instead of storing it as rows
+INPUT_DIGEST = "_input_digest"
 
 
 def parse_feature_spec(text: str) -> dict:
@@ -65,25 +69,30 @@ def parse_feature_spec(text: str) -> dict:
 
 
 # ===================================================================== reading a chunk
-def read_chunk(path, start: int, stop: int, *, skip_bad: bool
-               ) -> tuple[np.ndarray, np.ndarray]:
+def read_chunk(path, start: int, stop: int, *, skip_bad: bool,
+               digests: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Raw constituents ``(n, M, 3)`` of rows ``[start, stop)`` and problem codes ``(n,)`` int8.
 
     Without ``skip_bad`` the first bad event raises :class:`EventFileError` naming file,
     dataset and event. With it, bad events get their :class:`~physkit.status.EventProblem`
     code, and rows that cannot be read at all (corrupt HDF5 chunks) come back as zeros with code
     :attr:`EventProblem.UNREADABLE`. A problem of the whole file (wrong shape or dtype,
-    corrupt offsets, ...) raises in either case.
+    corrupt offsets, ...) raises in either case. ``digests`` receives the digest of what
+    was read under ``"constituents"`` (:func:`physkit.io.read.rows_digest`'s parts).
     """
     from ..io import read_block  # EventBlock(constituents, dataset name, n_events)
+    from ..io.read import UNREADABLE_DIGEST, array_digest
 
+    digests = {} if digests is None else digests
     try:
         arr, dataset, _ = read_block(path, start, stop)
     except UnreadableRowsError:
         if not skip_bad:
             raise
+        digests["constituents"] = UNREADABLE_DIGEST
         return np.zeros((stop - start, 1, 3), np.float32), np.full(
             stop - start, EventProblem.UNREADABLE, np.int8)
+    digests["constituents"] = array_digest(arr)
     if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - read_block checks it
         raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got {arr.shape}",
                              path, dataset)
@@ -96,13 +105,17 @@ def read_chunk(path, start: int, stop: int, *, skip_bad: bool
     return arr, codes
 
 
-def _row_info(path, start: int, stop: int, codes: np.ndarray) -> dict[str, np.ndarray]:
+def _row_info(path, start: int, stop: int, codes: np.ndarray,
+              digests: dict | None = None) -> dict[str, np.ndarray]:
     from ..io import read_labels
+    from ..io.read import array_digest
 
     out = {"source_file": np.full(stop - start, os.fspath(path)),
            "source_index": np.arange(start, stop, dtype=np.int64),
            "event_problem": codes.astype(np.int8)}
     labels = read_labels(path, start, stop)  # checked: one integer per event, or None
+    if digests is not None:
+        digests["labels"] = array_digest(labels)
     if labels is not None:
         out["labels"] = labels.astype(np.int64)
     return out
@@ -173,11 +186,20 @@ def shape_columns(arr: np.ndarray, good: np.ndarray, observables: Sequence[str],
 
 def shape_chunk(path, start: int, stop: int, *, observables: Sequence[str], R: float = 0.8,
                 beta: float = 1.0, device=None, skip_bad: bool = False) -> dict[str, np.ndarray]:
-    """Unit of work of ``physkit shape``: SHAPER observables of events ``[start, stop)``."""
-    arr, codes = read_chunk(path, start, stop, skip_bad=skip_bad)
-    out = _row_info(path, start, stop, codes)
+    """Unit of work of ``physkit shape``: SHAPER observables of events ``[start, stop)``,
+    and the digest of what it read under :data:`INPUT_DIGEST`."""
+    digests: dict[str, str] = {}
+    arr, codes = read_chunk(path, start, stop, skip_bad=skip_bad, digests=digests)
+    out = _row_info(path, start, stop, codes, digests)
     out.update(shape_columns(arr, codes == 0, observables, R, beta, device))
+    out[INPUT_DIGEST] = _combined(digests)
     return out
+
+
+def _combined(digests: dict) -> str:
+    from ..io.read import combine_digests
+
+    return combine_digests(digests)
 
 
 # ===================================================================== other features
@@ -199,11 +221,12 @@ def _efp_cached(select, measure, beta):
 
 def compute_features(specs: Sequence[dict], path, start: int, stop: int, arr: np.ndarray,
                      good: np.ndarray, shape: dict[str, np.ndarray] | None = None,
-                     device=None, blocks: bool = False):
+                     device=None, blocks: bool = False, digests: dict | None = None):
     """Feature matrix ``(n, F)`` float64 of rows ``[start, stop)`` (NaN on rows not ``good``).
 
     ``shape``: SHAPER columns of these rows (from :func:`shape_columns`), needed for
     ``shape`` specs. ``blocks=True`` returns the list of per-spec ``(n, F_i)`` blocks.
+    ``digests`` receives the digest of each ``dataset`` read (``"dataset NAME"``).
     """
     n = stop - start
     cols = []
@@ -217,15 +240,15 @@ def compute_features(specs: Sequence[dict], path, start: int, stop: int, arr: np
         block = np.full((n, 0), np.nan)
         if kind == "dataset":
             from ..io import read_dataset
+            from ..io.read import array_digest
 
-            if good.any():
-                v = np.asarray(read_dataset(path, spec["name"], start, stop))
-                if v.dtype.kind not in "biuf" or v.dtype.names is not None:
-                    raise EventFileError(f"feature dataset holds {v.dtype}, not numbers",
-                                         path, spec["name"])
-                block = v.astype(np.float64).reshape(n, -1)
-            else:  # nothing to score (e.g. unreadable rows): width from the file only
-                block = np.full((n, _dataset_width(path, spec["name"])), np.nan)
+            v = np.asarray(read_dataset(path, spec["name"], start, stop))
+            if digests is not None:
+                digests[f"dataset {spec['name']}"] = array_digest(v)
+            if v.dtype.kind not in "biuf" or v.dtype.names is not None:
+                raise EventFileError(f"feature dataset holds {v.dtype}, not numbers",
+                                     path, spec["name"])
+            block = v.astype(np.float64).reshape(n, int(np.prod(v.shape[1:], dtype=int)))
         elif kind == "image":
             from ..images import pixelate
 
@@ -247,12 +270,6 @@ def compute_features(specs: Sequence[dict], path, start: int, stop: int, arr: np
     if blocks:
         return cols
     return np.concatenate(cols, axis=1) if cols else np.zeros((n, 0))
-
-
-def _dataset_width(path, name: str) -> int:
-    from ..io import read_dataset
-
-    return int(np.prod(np.asarray(read_dataset(path, name, 0, 1)).shape[1:], dtype=int))
 
 
 def _shape_settings(specs) -> dict[tuple[float, float], list[str]]:
@@ -298,14 +315,17 @@ def score_chunk(path, start: int, stop: int, *, model_path: str, skip_bad: bool 
     """
     est, pipeline = _model(os.path.abspath(model_path), os.path.getmtime(model_path))
     specs = pipeline["features"]
-    arr, codes = read_chunk(path, start, stop, skip_bad=skip_bad)
+    digests: dict[str, str] = {}
+    arr, codes = read_chunk(path, start, stop, skip_bad=skip_bad, digests=digests)
     good = codes == 0
-    out = _row_info(path, start, stop, codes)
+    out = _row_info(path, start, stop, codes, digests)
     shape: dict[str, np.ndarray] = {}
     for (R, beta), observables in _shape_settings(specs).items():
         shape.update(shape_columns(arr, good, observables, R, beta, device))
     out.update(shape)
-    X = compute_features(specs, path, start, stop, arr, good, shape=shape, device=device)
+    X = compute_features(specs, path, start, stop, arr, good, shape=shape, device=device,
+                         digests=digests)
+    out[INPUT_DIGEST] = _combined(digests)
     ok = good & np.isfinite(X).all(axis=1)
     status = np.where(good, np.where(ok, Status.CONVERGED, Status.NONFINITE),
                       Status.BAD_INPUT).astype(np.int8)

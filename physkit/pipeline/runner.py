@@ -144,12 +144,15 @@ def _plan_inputs(inputs: Sequence[str], failures: dict) -> tuple[list[int], list
 
 # ===================================================================== digests
 def _digested(unit: Callable, datasets: Sequence[str], path: str, start: int, stop: int):
-    """``(digest of the input rows, unit(path, start, stop))`` (runs where the unit runs;
-    the unit first, so its errors are the ones reported)."""
+    """``(digest of the input rows, unit(path, start, stop))``, run where the unit runs:
+    the digest the unit recorded of what it read (``INPUT_DIGEST``), else one of a second
+    read (:func:`physkit.io.read.rows_digest`)."""
     from ..io.read import rows_digest
+    from .features import INPUT_DIGEST
 
-    rows = unit(path, start, stop)
-    return rows_digest(path, start, stop, datasets), rows
+    rows = dict(unit(path, start, stop))
+    digest = rows.pop(INPUT_DIGEST, None)
+    return digest or rows_digest(path, start, stop, datasets), rows
 
 
 def _changed_chunks(store, done: list, client, datasets: Sequence[str],
