@@ -67,7 +67,7 @@ def save_model(path, estimator, *, pipeline: Mapping[str, Any] | None = None) ->
         raise ModelFileError(f"estimator {name!r} cannot be stored (known: {sorted(ESTIMATORS)})")
     check_state(name, arrays, meta)  # what load_model would refuse is not written
     path = os.fspath(path)
-    with atomic_h5(path) as f:
+    with atomic_h5(path, in_memory=True) as f:  # a failing write is a clean OSError
         f.attrs["physkit_model"] = MODEL_FORMAT
         f.attrs["estimator"] = name
         f.attrs["meta"] = json.dumps(meta, sort_keys=True)

@@ -100,10 +100,42 @@ def _take_lock(directory: str, out: str) -> int:
 
 
 # ===================================================================== writing
-def _atomic_h5(path: str, write) -> None:
+def _atomic_h5(path: str, write, *, in_memory: bool = False) -> None:
     """Call ``write(h5py.File)`` on a temporary file next to ``path``, then rename it."""
-    with atomic_h5(path, track_order=True) as f:
+    with atomic_h5(path, track_order=True, in_memory=in_memory) as f:
         write(f)
+
+
+def _in_child(fn) -> None:
+    """Run ``fn()`` in a forked child process (POSIX; in-process elsewhere): a write that
+    fails there (a full disk, a file-size limit) or crashes HDF5 leaves this process's
+    HDF5 untouched; the child's error comes back as ``OSError`` with its message."""
+    if not hasattr(os, "fork"):  # pragma: no cover - not POSIX
+        fn()
+        return
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code; HDF5's complaints
+        code = 0  # about a failed write go nowhere, its message goes up the pipe
+        try:
+            os.close(r)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+            fn()
+        except BaseException as exc:
+            errno = getattr(exc, "errno", None)
+            text = os.strerror(errno) if isinstance(errno, int) and errno else str(exc)
+            os.write(w, text.encode(errors="replace")[:4000])
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        message = fh.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        raise OSError(f"the writer died of signal {os.WTERMSIG(status)} {message}".strip())
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(message or "the writer failed")
 
 
 def _write_array(parent, name: str, arr: np.ndarray, compress: bool) -> None:
@@ -201,7 +233,10 @@ class ChunkStore:
         return self
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -266,7 +301,7 @@ class ChunkStore:
                 obj = f.require_group(grp) if grp else f
                 for k, v in a.items():
                     obj.attrs[k] = _jsonable_attr(v)
-        _atomic_h5(self._chunk_path(key), write)
+        _atomic_h5(self._chunk_path(key), write, in_memory=True)  # small: failures are clean
 
     def _scan(self, keys: list) -> tuple[dict, list, dict]:
         """Datasets ``{name: (dtype, row shape)}`` (the widest strings win), rows per chunk
@@ -379,7 +414,11 @@ class ChunkStore:
                 if filled >= flush_rows:
                     flush()
             flush()
-        _atomic_h5(self.path, write)
+        try:  # large: written by a child process, so a failing write cannot crash this one
+            _in_child(lambda: _atomic_h5(self.path, write))
+        except OSError:
+            self._remove_stale_final_tmp()
+            raise
         shutil.rmtree(self.dir)
         self.close()
         return self.path

@@ -232,12 +232,12 @@ def test_resume_after_in_place_edit_equals_a_fresh_run(files, tmp_path, capsys, 
     assert _cli(_score(mine, model, out, "--chunk-size", "5"), capsys)[0] == 130
     monkeypatch.setattr(features, "score_chunk", real)
     st = os.stat(mine)
-    with h5py.File(mine, "r+") as f:  # rows of finished chunks change; same size
-        f["f"][0:20] = f["f"][0:20] * 3.0 + 1.0
+    with h5py.File(mine, "r+") as f:  # rows of 2 of the 4 finished chunks change; same size
+        f["f"][0:10] = f["f"][0:10] * 3.0 + 1.0
     os.utime(mine, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert os.path.getsize(mine) == st.st_size
     rc, err = _cli(_score(mine, model, out, "--chunk-size", "5", "--resume"), capsys)
-    assert rc == 0 and any("4 redone" in e for e in err), err
+    assert rc == 0 and any("2 of 8 chunks already done; 2 redone" in e for e in err), err
     assert _cli(_score(mine, model, ref, "--chunk-size", "5"), capsys)[0] == 0
     a, b = read_results(out), read_results(ref)
     assert sorted(a) == sorted(b)
@@ -270,22 +270,38 @@ def test_unwritable_output_gives_one_line(files, tmp_path, capsys, monkeypatch):
     assert h5files.atomic_h5 is not full
 
 
-def test_file_size_limit_is_an_error_not_a_crash(files, tmp_path):
-    """``ulimit -f`` (a full disk): exit 1 with one error line, no traceback or signal,
-    no final file; the completed chunks resume to the same result."""
-    d, ev, model = files
+@pytest.fixture(scope="module")
+def sized(tmp_path_factory):
+    """2000 events whose score chunks (500 rows) take ~27 kB each, the merged file ~53 kB."""
+    d = tmp_path_factory.mktemp("sized")
+    rng = np.random.default_rng(7)
+    ev = _raw(d / "ev.h5", _jets(2000, seed=7), np.arange(2000) % 2,
+              f=rng.normal(size=(2000, 3)))
+    model = str(d / "m.h5")
+    assert main(["finder", "fit", ev, "--features", "dataset:f", "--estimator", "detector",
+                 "-o", model, "--no-progress"]) == 0
+    return ev, model
+
+
+@pytest.mark.parametrize("limit_kb", [12, 40])  # fails writing a chunk / the final merge
+def test_file_size_limit_is_an_error_not_a_crash(sized, tmp_path, limit_kb):
+    """``ulimit -f`` (a full disk): exit 1 with one error line, no traceback or signal
+    (HDF5 crashed at exit after a failed write), no final file; the completed chunks
+    resume to the same bytes as an uninterrupted run."""
+    ev, model = sized
     out = str(tmp_path / "o.h5")
-    cmd = " ".join(_score(ev, model, out, "--chunk-size", "10"))
-    r = subprocess.run(["bash", "-c", f"ulimit -f 12; exec {PHYSKIT} {cmd}"],
+    cmd = " ".join(_score(ev, model, out, "--chunk-size", "500"))
+    r = subprocess.run(["bash", "-c", f"ulimit -f {limit_kb}; exec {PHYSKIT} {cmd}"],
                        capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert len(lines) == 1 and lines[0].startswith("physkit: error:"), lines
-    assert not os.path.exists(out)
-    assert main(_score(ev, model, out, "--chunk-size", "10", "--resume")) == 0
+    assert "File too large" in lines[0] and "--resume" in lines[0]
+    assert not os.path.exists(out) and not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+    assert main(_score(ev, model, out, "--chunk-size", "500", "--resume")) == 0
     ref = str(tmp_path / "ref.h5")
-    assert main(_score(ev, model, ref, "--chunk-size", "10")) == 0
+    assert main(_score(ev, model, ref, "--chunk-size", "500")) == 0
     assert open(out, "rb").read() == open(ref, "rb").read()
 
 
@@ -326,3 +342,17 @@ def test_empty_input_writes_groups_with_zero_rows(files, tmp_path, capsys):
     r = read_results(sc)
     assert r["score/value"].shape == (0,) and r["score/pvalue"].shape == (0,)
     assert len(read_events(empty)) == 0
+
+
+def test_units_record_the_digest_a_resume_recomputes(files, tmp_path):
+    """What a unit of work records of its input equals :func:`rows_digest` of the same rows
+    (else a resume would redo every chunk)."""
+    from physkit.io.read import rows_digest
+    from physkit.pipeline.features import INPUT_DIGEST, score_chunk, shape_chunk
+
+    d, ev, model = files
+    assert shape_chunk(ev, 3, 9, observables=("1-subjettiness",))[INPUT_DIGEST] == \
+        rows_digest(ev, 3, 9)
+    assert score_chunk(ev, 0, 7, model_path=model)[INPUT_DIGEST] == \
+        rows_digest(ev, 0, 7, ["f"])
+    assert rows_digest(ev, 0, 7, ["f"]) != rows_digest(ev, 0, 7) != rows_digest(ev, 1, 7)
