@@ -9,8 +9,8 @@ Figures (wall-clock, best of ``--repeat``):
   of work reads first) against :func:`physkit.io.read.rows_digest` of the same chunk (the
   same rows read again plus the labels and the feature dataset, BLAKE2b-hashed: what a
   ``--resume`` does per finished chunk);
-- the label check of a file before a run (``_plan_file``: all labels read and validated)
-  against :func:`physkit.io.count_events` (metadata only) and against the digest pass;
+- the planning of a file before a run (``_plan_file``: events and whether it has labels,
+  the reader's file-level checks included) against :func:`physkit.io.count_events`;
 - ``physkit score`` (a ResidualDetector on a 4-column feature dataset, the cheapest model,
   so the checks weigh most) in-process with the digests (each unit hashes the arrays it
   read) and with the hashing replaced by a constant; the ratio is the digests' share of a
@@ -116,9 +116,8 @@ def run(n: int, chunk: int, repeat: int) -> None:
             print(f"  read_block of every chunk     {t_read:8.3f} s")
             print(f"  rows_digest of every chunk    {t_dig:8.3f} s   digest/read = "
                   f"{t_dig / t_read:.2f}")
-            print(f"  label check before the run    {t_labels:8.3f} s   "
-                  f"(count_events {t_count * 1e3:.1f} ms; check/digest = "
-                  f"{t_labels / t_dig:.3f})")
+            print(f"  planning of the file          {t_labels * 1e3:8.2f} ms  "
+                  f"(count_events {t_count * 1e3:.2f} ms)")
         model = os.path.join(d, "m.h5")
         assert main(["finder", "fit", p, "--features", "dataset:feat", "--estimator",
                      "detector", "-o", model, "--no-progress", "--chunk-size",

@@ -13,9 +13,9 @@ Run-level rules, one place (:func:`check_output`, :func:`run_chunked`):
 - one run writes an output at a time: ``OUT.partial/lock`` is held (``flock``) while it runs;
 - inputs are identified by what the run reads: each finished chunk records a digest of its
   input rows, and ``--resume`` redoes the chunks whose input changed since;
-- labels are checked for every input before any chunk runs; a run that mixes labelled and
-  unlabelled files gives the unlabelled rows ``labels = -1`` (:data:`NO_LABEL`) and
-  refuses labelled inputs that themselves use -1.
+- each input's labels are checked when it is opened (one integer per event) and as they
+  are read; a run that mixes labelled and unlabelled files gives the unlabelled rows
+  ``labels = -1`` (``NO_LABEL``) and fails a labelled input that itself uses -1.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ..errors import EventFileError, one_line
 from .errors import CommandError, describe_exception, print_error
 
@@ -33,8 +35,6 @@ __all__ = ["DEFAULT_CHUNK", "run_chunked", "add_run_options", "check_output", "f
            "same_file"]
 
 DEFAULT_CHUNK = 1000
-#: labels read at a time when an input's labels are checked before a run
-LABEL_BLOCK = 1 << 20
 
 
 def file_digest(path) -> str:
@@ -103,43 +103,43 @@ def add_run_options(p: argparse.ArgumentParser, *, resume: bool = True) -> None:
 
 
 # ===================================================================== planning
-def _plan_file(path: str) -> tuple[int, bool, bool]:
-    """(events, has labels, uses the NO_LABEL value) of one input, its labels checked."""
+def _plan_file(path: str) -> tuple[int, bool]:
+    """(events, has labels) of one input, from its metadata (opening it runs the reader's
+    file-level checks: labels one integer per event, ...)."""
     from ..io import open_events
-    from .results import NO_LABEL
 
     with open_events(path) as reader:
-        n = reader.n_events
-        labelled, uses_no_label = reader.read_labels(0, 0) is not None, False
-        for s in range(0, n if labelled else 0, LABEL_BLOCK):
-            lab = reader.read_labels(s, min(n, s + LABEL_BLOCK))
-            uses_no_label |= bool((lab == NO_LABEL).any())
-    return n, labelled, uses_no_label
+        return reader.n_events, reader.read_labels(0, 0) is not None
 
 
 def _plan_inputs(inputs: Sequence[str], failures: dict) -> tuple[list[int], list[bool]]:
     """Event counts and whether each input has labels; unreadable inputs go to
-    ``failures`` (reported) with 0 events. Refuses a mix of labelled and unlabelled files
-    where a labelled one uses the NO_LABEL value."""
-    counts, labelled, clash = [], [], []
+    ``failures`` (reported) with 0 events."""
+    counts, labelled = [], []
     for i, p in enumerate(inputs):
         try:
-            n, has, uses = _plan_file(p)
+            n, has = _plan_file(p)
         except (EventFileError, OSError) as exc:
             failures[i] = describe_exception(exc)
             print_error(failures[i])
-            n, has, uses = 0, False, False
+            n, has = 0, False
         counts.append(int(n))
         labelled.append(has)
-        if uses:
-            clash.append(p)
-    ok = [i for i in range(len(inputs)) if i not in failures]
-    unlabelled = [inputs[i] for i in ok if not labelled[i]]
-    if clash and unlabelled:
-        raise CommandError(f"{clash[0]}: dataset 'labels': uses label -1, which marks the "
-                           f"rows of unlabelled files ({unlabelled[0]}) in a run that mixes "
-                           f"labelled and unlabelled files; run them separately")
     return counts, labelled
+
+
+def _uses_no_label(c, rows: dict) -> str | None:
+    """The error for a chunk of a labelled file that uses the NO_LABEL value in a run that
+    mixes labelled and unlabelled files (None if it does not)."""
+    from .results import NO_LABEL
+
+    labels = rows.get("labels")
+    if labels is None or not (labels == NO_LABEL).any():
+        return None
+    i = c.start + int(np.flatnonzero(labels == NO_LABEL)[0])
+    return (f"{c.path}: dataset 'labels': event {i}: label {NO_LABEL} marks the rows of "
+            f"unlabelled files in a run that mixes labelled and unlabelled files; run them "
+            f"separately")
 
 
 # ===================================================================== digests
@@ -183,18 +183,22 @@ def _write_failure(out: str, exc: BaseException) -> CommandError:
                         f"--resume")
 
 
-def _run_chunks(unit, todo, store, client, failures, bar) -> None:
+def _run_chunks(unit, todo, store, client, failures, bar, mixed: bool = False) -> None:
     """Run the ``todo`` chunks, store each result with its input digest; a failing chunk
-    marks its file failed (reported once)."""
+    (or, in a ``mixed`` run, one whose labels use the NO_LABEL value) marks its file
+    failed (reported once)."""
     from ..parallel import ChunkFailure, iter_chunks
 
     for c, res in iter_chunks(unit, todo, client, catch=True):
         if c.file_index in failures:
             continue
-        if isinstance(res, ChunkFailure):
-            failures[c.file_index] = describe_exception(res.error, c.path, c.start, c.stop)
+        problem = (describe_exception(res.error, c.path, c.start, c.stop)
+                   if isinstance(res, ChunkFailure) else
+                   _uses_no_label(c, res[1]) if mixed else None)
+        if problem:
+            failures[c.file_index] = problem
             bar.clear()
-            print_error(failures[c.file_index])
+            print_error(problem)
             continue
         digest, rows = res
         try:
@@ -257,7 +261,9 @@ def run_chunked(unit: Callable, inputs: Sequence[str], out: str, settings: dict,
         bar = tqdm(total=sum(counts), initial=sum(counts) - sum(c.n for c in todo), unit="ev",
                    dynamic_ncols=True, disable=not progress, file=sys.stderr,
                    desc=settings.get("command", "physkit"))
-        _run_chunks(unit, todo, store, client, failures, bar)
+        _run_chunks(unit, todo, store, client, failures, bar,
+                    mixed={labelled[i] for i in range(len(inputs)) if i not in failures}
+                    == {True, False})
         bar.close()
         keep = [i for i in range(len(inputs)) if i not in failures]
         if not keep:

@@ -143,10 +143,14 @@ def test_mixing_labelled_and_unlabelled_files_never_invents_labels(files, tmp_pa
     assert (r["labels"][40:] == NO_LABEL).all()
     with h5py.File(out) as f:
         assert unl in f.attrs["unlabelled_files"]
-    minus = _raw(tmp_path / "pm.h5", _jets(10, seed=4), np.array([-1, 1] * 5),
+    minus = _raw(tmp_path / "pm.h5", _jets(10, seed=4), np.array([1, 1, -1, 1, 1] * 2),
                  f=np.zeros((10, 3)))
-    _fails_with(["score", minus, unl, "--model", model, "-o", str(tmp_path / "p.h5"),
-                 "--no-progress"], capsys, minus, "label -1")
+    p = str(tmp_path / "p.h5")
+    rc, err = _cli(["score", minus, unl, "--model", model, "-o", p, "--no-progress"], capsys)
+    assert rc == 1 and f"{minus}: dataset 'labels': event 2: label -1" in err[0], err
+    assert set(read_results(p)["source_file"]) == {unl}  # the file is left out, not relabelled
+    assert _cli(["score", minus, "--model", model, "-o", str(tmp_path / "q.h5"),
+                 "--no-progress"], capsys)[0] == 0  # -1 is a label like any other alone
     _fails_with(["finder", "fit", ev, unl, "--features", "dataset:f", "-o",
                  str(tmp_path / "m.h5"), "--no-progress"], capsys, unl, "'labels'",
                 "--label-from labels")
