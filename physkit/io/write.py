@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from ..angles import wrap_angle
 from ..errors import EventFileError
-from ..events import Events, validate_constituents
+from ..events import Events, check_real, validate_constituents
 from ..h5files import atomic_h5
 from .physkit_file import FORMAT_VERSION, RESERVED
 from .reader import PathLike, as_labels
@@ -43,6 +43,7 @@ def _to_padded_array(events) -> np.ndarray:
 def _constituents(events, path: str) -> np.ndarray:
     """Validated float32 ``(N, M, 3)`` (pT, y, phi), phi wrapped, zero for padding."""
     arr = np.asarray(_to_padded_array(events))
+    check_real(arr.dtype, path, "constituents")  # no silent cast of bool / complex
     if arr.ndim != 3 or arr.shape[2] < 3:
         raise ValueError(f"events must be (N, M, 3) (pT, y, phi), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr[..., :3], dtype=np.float32)
