@@ -14,9 +14,24 @@ import torch
 from .angles import wrap_angle
 from .errors import EventFileError
 from .simd import aligned
-from .status import EVENT_PROBLEMS, MAX_ABS_RAPIDITY, EventProblem
+from .status import EVENT_PROBLEMS, MAX_ABS_PHI, MAX_ABS_RAPIDITY, EventProblem
 
 EmptyPolicy = Literal["error", "skip", "zero"]
+
+__all__ = ["EmptyPolicy", "EVENT_LEVEL_MESSAGE", "event_problems", "check_real",
+           "validate_constituents", "pad_jagged", "pad_arrays", "Events"]
+
+
+def check_real(dtype, path=None, dataset: str | None = None) -> None:
+    """Refuse constituents of a dtype that is not a real number (bool, complex, strings,
+    compound, object): :class:`EventFileError` naming ``path`` and ``dataset``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iuf" or dtype.names is not None:
+        kind = {"b": "bool", "c": "complex", "S": "string", "U": "string", "O": "object",
+                "V": "compound" if dtype.names else "opaque"}.get(dtype.kind, str(dtype))
+        raise EventFileError(f"constituents must be real numbers (integer or float), got "
+                             f"{kind} dtype {dtype}", path, dataset)
+
 
 #: why whole events are refused where jets are expected, and how to cluster them
 EVENT_LEVEL_MESSAGE = (
@@ -57,8 +72,9 @@ def pad_arrays(arrays) -> np.ndarray:
 def event_problems(arr: np.ndarray) -> np.ndarray:
     """Per-event problem codes ``(N,)`` int8 for a padded ``(N, M, 3)`` (pT, y, phi) array.
 
-    0 = fine; otherwise the first problem found, in the order of :data:`EVENT_PROBLEMS`
-    (1 non-finite, 2 negative pT, 3 |y| > 10 on a real particle, 4 no particles).
+    0 = fine; otherwise the first problem found, in this order: 1 non-finite, 2 negative
+    pT, 3 |y| > 10 on a real particle, 6 |phi| > 100 on a real particle, 4 no particles
+    (:class:`~physkit.status.EventProblem`).
     """
     arr = arr[..., :3]
     codes = np.zeros(arr.shape[0], dtype=np.int8)
@@ -66,11 +82,14 @@ def event_problems(arr: np.ndarray) -> np.ndarray:
     all_finite = bool(finite.all())  # the usual case: no NaN/inf masking needed
     pt = arr[..., 0] if all_finite else np.where(np.isfinite(arr[..., 0]), arr[..., 0], 0.0)
     y = arr[..., 1] if all_finite else np.nan_to_num(arr[..., 1])
+    phi = arr[..., 2] if all_finite else np.nan_to_num(arr[..., 2])
     real = pt > 0
+
     checks = [
         (EventProblem.NONFINITE, ~finite),
         (EventProblem.NEGATIVE_PT, (pt < 0).any(axis=1)),
         (EventProblem.LARGE_RAPIDITY, (real & (np.abs(y) > MAX_ABS_RAPIDITY)).any(axis=1)),
+        (EventProblem.LARGE_AZIMUTH, (real & (np.abs(phi) > MAX_ABS_PHI)).any(axis=1)),
         (EventProblem.EMPTY, real.sum(axis=1) == 0),
     ]
     for code, bad in reversed(checks):  # earliest check wins
@@ -83,13 +102,15 @@ def validate_constituents(arr: np.ndarray, *, path=None, dataset: str | None = N
     """Check a padded ``(N, M, 3)`` (pT, y, phi) array and return the events to keep.
 
     Raises :class:`EventFileError` naming ``path``, ``dataset`` and the first offending
-    event (``offset`` is added to local indices, for chunked reads) for: wrong rank or
-    columns, NaN/inf, negative pT, |y| > 10 on a real particle, and events with no
-    particles unless ``empty`` is ``"skip"`` (drop them) or ``"zero"`` (keep them; their
-    weights are all zero). Returns a boolean keep-mask ``(N,)``.
+    event (``offset`` is added to local indices, for chunked reads) for: a dtype that is
+    not real, wrong rank or columns, NaN/inf, negative pT, |y| > 10 or |phi| > 100 on a
+    real particle, and events with no particles unless ``empty`` is ``"skip"`` (drop
+    them) or ``"zero"`` (keep them; their weights are all zero). Returns a boolean
+    keep-mask ``(N,)``.
     """
     if empty not in ("error", "skip", "zero"):
         raise ValueError(f"empty must be 'error', 'skip' or 'zero', not {empty!r}")
+    check_real(arr.dtype, path, dataset)
     if arr.ndim != 3 or arr.shape[2] < 3:
         raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got {arr.shape}",
                              path, dataset)
@@ -148,16 +169,24 @@ class Events:
                     validate: bool = True, empty: EmptyPolicy = "error") -> "Events":
         """From a padded ``(B, M, 3)`` array of (pT, y, phi), zero pT marking padding.
 
-        ``dtype`` defaults to the array's floating type (float32 stays float32).
-        Azimuths are wrapped into ``(-pi, pi]``.
+        ``dtype`` defaults to the array's floating type (float32 stays float32; integers
+        become float64). Azimuths are wrapped into ``(-pi, pi]`` (exactly, in float64,
+        whatever the dtype). Bool, complex and other non-real arrays are refused.
         """
         if isinstance(array, torch.Tensor):
             t = array
+            if t.is_complex() or t.dtype == torch.bool:
+                raise EventFileError(f"constituents must be real numbers, got {t.dtype}")
+            if not t.is_floating_point():
+                t = t.to(torch.float64)
             if validate:
                 keep = validate_constituents(t.detach().cpu().numpy(), empty=empty)
                 t = t[torch.as_tensor(keep, device=t.device)]
         else:
             a = np.asarray(array)
+            check_real(a.dtype)
+            if not a.dtype.isnative:
+                a = a.astype(a.dtype.newbyteorder("="))
             if not np.issubdtype(a.dtype, np.floating):
                 a = a.astype(np.float64)
             if validate:
@@ -170,7 +199,7 @@ class Events:
             raise ValueError(f"expected (B, M, 3), got {tuple(t.shape)}")
         phi = t[..., 2]
         if not bool(((phi > -math.pi) & (phi <= math.pi)).all()):  # else already wrapped
-            phi = wrap_angle(phi)
+            phi = wrap_angle(phi, exact=True)
         return cls(t[..., 0], t[..., 1], phi)
 
     @classmethod

@@ -31,7 +31,11 @@ table is :data:`READERS`):
 Every reader takes ``start``/``stop`` (Python slice semantics, step 1) and reads only
 those rows. Each call opens the file once; :func:`open_events` gives the reader itself
 for several reads on one open file. Pandas files are read with h5py alone. Bad input
-raises :class:`~physkit.errors.EventFileError` naming the file, dataset and event.
+raises :class:`~physkit.errors.EventFileError` naming the file, dataset and event: the
+problems of a whole file (dtypes that are not real numbers, shapes, versions, labels not
+one integer per event, declared sizes the stored bytes cannot hold) when its reader is
+built (:meth:`EventReader.check`, metadata only), bad events when rows are validated,
+unreadable rows (:class:`~physkit.errors.UnreadableRowsError`) when they are read.
 
 Modules: :mod:`.reader` (the reader interface, :class:`EventBlock`), :mod:`.formats`
 (the table and detection), :mod:`.read` (the functions below), :mod:`.write`

@@ -54,12 +54,14 @@ def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
     model = os.path.join(out_dir, "model.h5")
     scores = os.path.join(out_dir, "test_scores.h5")
     obs = [a for o in observables for a in ("--observable", o)]
+    again = ["--overwrite"]  # the demo's own outputs of an earlier run are replaced
     steps = [
-        ["shape", paths["train"], "-o", shapes, *obs, "--chunk-size", "500", *quiet],
-        ["finder", "fit", paths["train"], "--features", f"shape:{shapes}", "-o", model, *quiet],
+        ["shape", paths["train"], "-o", shapes, *obs, "--chunk-size", "500", *quiet, *again],
+        ["finder", "fit", paths["train"], "--features", f"shape:{shapes}", "-o", model, *quiet,
+         *again],
         ["score", paths["test"], "--model", model, "-o", scores, "--chunk-size", "500",
-         *quiet],
-        ["report", scores, "-o", os.path.join(out_dir, "report")],
+         *quiet, *again],
+        ["report", scores, "-o", os.path.join(out_dir, "report"), *again],
     ]
     for argv in steps:
         print("demo: physkit " + " ".join(argv), flush=True)

@@ -8,7 +8,7 @@ import numpy as np
 from .. import io as pio
 from ..io.npz import NpzMember, npz_names
 from ..io.pandas_frame import PandasFrame
-from ..io.physkit_jagged import jagged_leaves
+from ..io.physkit_jagged import check_offsets, jagged_leaves
 
 __all__ = ["describe", "multiplicities"]
 
@@ -28,8 +28,7 @@ def multiplicities(path, chunk: int = CHUNK) -> np.ndarray:
         with h5py.File(os.fspath(path), "r") as f:
             g = f["constituents"]
             leaves = jagged_leaves(g, path)
-            if leaves is not None:
-                return np.diff(leaves[0][()].astype(np.int64))
+            return check_offsets(leaves[0][()].astype(np.int64), leaves, path, 0)
     n = pio.count_events(path)
     out = np.empty(n, dtype=np.int64)
     for s in range(0, n, chunk):

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["make_report", "discriminant_auc", "roc_sic"]
+__all__ = ["make_report", "check_events_file", "discriminant_auc", "roc_sic"]
 
 
 def discriminant_auc(values: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
@@ -52,15 +52,52 @@ def _resolve(src: str, results_path: str) -> str | None:
     return None
 
 
+def check_events_file(events: str, data: dict, results_path: str,
+                      reader: dict | None = None) -> None:
+    """Refuse an ``--events`` file that does not hold the events of the results' rows: the
+    rows must come from one source file, the event file must hold exactly those events
+    (every event once, in order; for jets clustered from events, each row's event), and
+    labels recorded in both must agree. ``reader``: the run's reader options."""
+    from ..io import count_events, read_labels
+    from .errors import CommandError
+    from .results import NO_LABEL
+
+    sources = np.unique(data["source_file"]) if "source_file" in data else np.zeros(0)
+    if len(sources) > 1:
+        raise CommandError(f"{events}: --events stands for one event file, but the rows of "
+                           f"{results_path} come from {len(sources)} files "
+                           f"({', '.join(map(str, sources[:3]))}); leave --events out")
+    rows = np.asarray(data.get("source_index", np.zeros(0, np.int64)))
+    n = count_events(events, **(reader or {}))
+    if "jet_index" in data:  # jets of events: rows name events in order, some more than once
+        fits = rows.size == 0 or (rows.min() >= 0 and rows.max() < n
+                                  and bool((np.diff(rows) >= 0).all()))
+    else:
+        fits = rows.size == n and np.array_equal(rows, np.arange(n))
+    if not fits:
+        raise CommandError(f"{events}: holds {n} events, but {results_path} has {rows.size} "
+                           f"rows (events of {sources[0] if len(sources) else 'no file'}); "
+                           f"not the events of these results")
+    labels = read_labels(events, **(reader or {}))
+    if labels is not None and "labels" in data and rows.size:
+        labels = labels[rows]
+        known = data["labels"] != NO_LABEL
+        bad = np.flatnonzero(known & (labels != data["labels"]))
+        if bad.size:
+            raise CommandError(f"{events}: event {int(rows[bad[0]])}: label "
+                               f"{int(labels[bad[0]])}, but {results_path} records "
+                               f"{int(data['labels'][bad[0]])}; not the events of these results")
+
+
 def _displays(data: dict, groups: Sequence[str], settings: dict, results_path: str,
               out_dir: str, n: int, events: str | None) -> list[str]:
     """Event displays of up to ``n`` fitted rows (status CONVERGED or MAX_STEPS: both carry an exact
     value), alternating labels; PNG names."""
     import matplotlib.pyplot as plt
 
-    shape_groups = [g for g in groups if any(k.startswith(g + "/") and
-                                             not k.endswith(("/value", "/status"))
-                                             for k in data)]
+    shape_groups = [g for g in groups if g != "score" and  # a detector's pvalue: no shape
+                    any(k.startswith(g + "/") and not k.endswith(("/value", "/status"))
+                        for k in data)]
     if not shape_groups or n <= 0:
         return []
     try:
@@ -108,6 +145,8 @@ def _row_jet(src: str, data: dict, i: int, settings) -> np.ndarray | None:
     settings = settings if isinstance(settings, dict) else {}
     event = int(data["source_index"][i])
     arr = read_constituents(src, event, event + 1, **settings.get("reader", {}))
+    if len(arr) != 1:  # the recorded source file no longer holds this event
+        return None
     if "jet_index" not in data or not settings.get("clustering"):
         return arr
     from ..jets import Clustering, cluster
@@ -122,7 +161,8 @@ def make_report(results_path, out_dir, *, n_displays: int = 4, events: str | Non
     """Write the plots of results file ``results_path`` and ``index.html`` into ``out_dir``.
 
     Returns the path of ``index.html``. ``events`` overrides the event file used for the
-    displays (default: each row's recorded ``source_file``).
+    displays (default: each row's recorded ``source_file``); it must hold the events of
+    the rows (:func:`check_events_file`).
     """
     import matplotlib
 
@@ -132,10 +172,13 @@ def make_report(results_path, out_dir, *, n_displays: int = 4, events: str | Non
     from .results import read_results, result_groups, results_settings
 
     results_path = os.fspath(results_path)
-    os.makedirs(out_dir, exist_ok=True)
     groups = result_groups(results_path)
     settings = results_settings(results_path).get("settings", {})
     data = read_results(results_path)
+    if events is not None:
+        check_events_file(events, data, results_path,
+                          settings.get("reader") if isinstance(settings, dict) else None)
+    os.makedirs(out_dir, exist_ok=True)
     labels = data.get("labels")
     two = labels is not None and set(np.unique(labels).tolist()) == {0, 1}
     figs, aucs = [], []

@@ -87,8 +87,8 @@ def test_root_file_through_the_commands(tmp_path, make_jets, capsys):
     np.testing.assert_array_equal(rb["labels"], lab)
     assert main(["info", str(root)]) == 0
     assert "Events/PFCands_{pt,eta,phi}" in capsys.readouterr().out
-    assert main(["shape", str(h5), "-o", b, "--observable", "2-subjettiness", "--tree", "x",
-                 "--no-progress"]) == 1
+    assert main(["shape", str(h5), "-o", str(tmp_path / "c.h5"), "--observable",
+                 "2-subjettiness", "--tree", "x", "--no-progress"]) == 1
     assert "apply to root files" in capsys.readouterr().err
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import CommandError, describe_exception
 from ..inputs import add_input_options, clustering_settings, reader_options, refuse_event_level
-from ..runner import add_run_options, check_output
+from ..runner import add_run_options, check_output, same_file
 
 
 def add_parser(sub) -> None:
@@ -58,10 +58,9 @@ def parse_params(items: Sequence[str] | None) -> dict:
 
 
 def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.basename(a) == os.path.basename(b)
+    if os.path.exists(a) and os.path.exists(b):
+        return same_file(a, b)
+    return os.path.basename(a) == os.path.basename(b)
 
 
 def shape_training_columns(spec: dict, inputs: Sequence[str], rows: dict,
@@ -156,8 +155,11 @@ def _chunk_features(args, inputs, counts, chunk_specs, reader: dict,
     bar.close()
     if not parts:
         raise CommandError("no training events")
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]
-            if all(k in p for p in parts)}
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]
+           if all(k in p for p in parts)}
+    cat["unlabelled"] = sorted({inputs[int(p["file_index"][0])] for p in parts
+                                if "labels" not in p and len(p["file_index"])})
+    return cat
 
 
 def training_matrix(args, inputs: Sequence[str], reader: dict | None = None,
@@ -199,9 +201,10 @@ def training_matrix(args, inputs: Sequence[str], reader: dict | None = None,
     X = np.concatenate(blocks, axis=1)
     good &= np.isfinite(X).all(axis=1)
     if args.label_from == "labels":
-        if "labels" not in cat:
-            raise CommandError(f"{inputs[0]}: dataset 'labels': missing in some training "
-                               f"file (use --label-from file to label events by input file)")
+        if cat["unlabelled"] or "labels" not in cat:
+            raise CommandError(f"{(cat['unlabelled'] or inputs)[0]}: dataset 'labels': "
+                               f"missing; --label-from labels needs a label on every training "
+                               f"row (or use --label-from file to label events by input file)")
         y = cat["labels"]
     else:
         y = cat["file_index"]
@@ -224,18 +227,28 @@ def fit_estimator(args, X: np.ndarray, y: np.ndarray, good: np.ndarray):
 
         cls, fit_args = ResidualDetector, ()
         rows = good & (y == args.reference_label) if args.reference_label is not None else good
+    import torch
+
     try:
         est = cls(**params).fit(X[rows], *fit_args)
-    except (TypeError, ValueError) as exc:
-        raise CommandError(f"{cls.__name__}: {exc}") from None
+    except (TypeError, ValueError, torch.linalg.LinAlgError) as exc:
+        raise CommandError(f"{cls.__name__}: {' '.join(str(exc).split())}") from None
     return est, f"finder.{cls.__name__}"
 
 
 def run(args) -> int:
+    from ..features import parse_feature_spec
     from ..modelfile import save_model
 
-    check_output(args.output)
     inputs = list(args.inputs)
+    specs = []
+    for text in args.features:
+        try:
+            specs.append(parse_feature_spec(text))
+        except ValueError:
+            pass  # reported by training_matrix
+    results = [s["results"] for s in specs if s["kind"] == "shape"]
+    check_output(args.output, [*inputs, *results], overwrite=args.overwrite)
     reader, clustering = reader_options(args), clustering_settings(args)
     resolved, X, y, good, names = training_matrix(args, inputs, reader, clustering)
     est, name = fit_estimator(args, X, y, good)
@@ -245,7 +258,11 @@ def run(args) -> int:
                 "feature_names": names}
     if clustering:  # score clusters its inputs the same way
         pipeline["clustering"] = clustering
-    save_model(args.output, est, pipeline=pipeline)
+    try:
+        save_model(args.output, est, pipeline=pipeline)
+    except (OSError, RuntimeError) as exc:
+        raise CommandError(f"{args.output}: cannot write ({getattr(exc, 'strerror', None) or exc})"
+                           ) from None
     print(f"physkit: fitted {name} on {int(good.sum())} events x {X.shape[1]} features "
           f"({int((~good).sum())} left out) -> {args.output}", file=sys.stderr)
     return 0

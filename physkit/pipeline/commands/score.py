@@ -6,7 +6,7 @@ import os
 
 from ..errors import CommandError
 from ..inputs import add_input_options, clustering_settings, reader_options, refuse_event_level
-from ..runner import add_run_options, check_output, file_id, run_chunked
+from ..runner import add_run_options, check_output, file_digest, run_chunked
 from .shape import SHAPE_VALUE
 
 
@@ -26,11 +26,11 @@ def run(args) -> int:
     from ..features import score_chunk
     from ..modelfile import ModelFileError, read_model_state
 
+    check_output(args.output, [*args.inputs, args.model], overwrite=True)  # before reading
     try:
         name, _, meta, pipeline = read_model_state(args.model)
     except ModelFileError as exc:
         raise CommandError(str(exc)) from None
-    check_output(args.output)
     # the model's clustering (the jets it was trained on) unless --cluster says otherwise
     reader = reader_options(args)
     clustering = clustering_settings(args, default=pipeline.get("clustering"))
@@ -54,7 +54,9 @@ def run(args) -> int:
             for o in s["observables"]:
                 gattrs[o] = {"observable": o, "R": s["R"], "beta": s["beta"],
                              "value": SHAPE_VALUE}
+    datasets = [s["name"] for s in pipeline.get("features", []) if s["kind"] == "dataset"]
     return run_chunked(unit, args.inputs, args.output, settings, chunk_size=args.chunk_size,
-                       scheduler=args.scheduler, resume=args.resume,
+                       scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress, group_attrs=gattrs,
-                       extra_manifest={"model": file_id(args.model)}, reader=reader)
+                       extra_manifest={"model": file_digest(args.model)}, reader=reader,
+                       sources=[args.model], digest_datasets=datasets)

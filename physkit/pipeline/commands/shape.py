@@ -6,7 +6,7 @@ import functools
 from ..errors import CommandError
 from ..inputs import add_input_options, clustering_settings, reader_options, refuse_event_level
 from ..results import SHAPE_VALUE
-from ..runner import add_run_options, check_output, run_chunked
+from ..runner import add_run_options, run_chunked
 
 
 
@@ -41,7 +41,6 @@ def run(args) -> int:
             from_name(o)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-    check_output(args.output)
     reader, clustering = reader_options(args), clustering_settings(args)
     refuse_event_level(args.inputs, reader, clustering)
     settings = {"command": "shape", "observables": obs, "R": args.R, "beta": args.beta,
@@ -57,5 +56,5 @@ def run(args) -> int:
     gattrs = {o: {"observable": o, "R": args.R, "beta": args.beta, "value": SHAPE_VALUE}
               for o in obs}
     return run_chunked(unit, args.inputs, args.output, settings, chunk_size=args.chunk_size,
-                       scheduler=args.scheduler, resume=args.resume,
+                       scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.no_progress, group_attrs=gattrs, reader=reader)
