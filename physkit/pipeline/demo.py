@@ -22,6 +22,8 @@ __all__ = ["SAMPLE", "DEMO_OBSERVABLES", "run_demo"]
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "data", "jets_sample.h5")
 DEMO_OBSERVABLES = ("2-subjettiness", "3-subjettiness")
+#: what the sample's labels mean (its ``labels_meaning`` attribute); the demo's files keep it
+LABELS_MEANING = "1 = top, 0 = QCD"
 
 
 def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
@@ -46,7 +48,8 @@ def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
     paths = {}
     for part, sl in (("train", slice(0, None, 2)), ("test", slice(1, None, 2))):
         paths[part] = write_events(os.path.join(out_dir, f"{part}.h5"), arr[sl], labels[sl],
-                                   extra={"tau_kt": tau[sl]})
+                                   extra={"tau_kt": tau[sl]},
+                                   attrs={"labels_meaning": LABELS_MEANING})
     print(f"demo: {len(arr)} jets of {SAMPLE} -> {len(arr[0::2])} train, {len(arr[1::2])} "
           f"test (labels: 1 = top, 0 = QCD)")
     quiet = [] if progress else ["--no-progress"]

@@ -33,7 +33,7 @@ from ..io.physkit_file import integer_attr
 
 __all__ = ["MODEL_FORMAT", "ESTIMATORS", "ModelFileError", "save_model", "load_model",
            "read_model_state", "check_state", "is_model_file", "describe_model",
-           "MAX_ARRAY_BYTES"]
+           "fitted_lines", "model_summary", "MAX_ARRAY_BYTES"]
 
 #: version written to (and required in) the ``physkit_model`` attribute
 MODEL_FORMAT = 1
@@ -323,20 +323,77 @@ def is_model_file(path) -> bool:
     return has_root_attr(path, "physkit_model")
 
 
+def _head_text(head: Mapping, arrays: Mapping[str, np.ndarray]) -> str:
+    """One line on a FINDER head: its kind and fitted size."""
+    kind = head.get("kind")
+    if kind == "svc":
+        n = len(arrays.get("head_support_vectors", ()))
+        return f"svc (RBF kernel SVC, {n} support vectors, gamma {head.get('gamma', 0):.4g})"
+    if kind == "nystroem":
+        n = len(arrays.get("head_components", ()))
+        return f"nystroem ({n} landmarks, gamma {head.get('gamma', 0):.4g}, logistic)"
+    if kind == "torch":
+        n = np.shape(arrays.get("head_param_b1", ()))[0] if "head_param_b1" in arrays else 0
+        return f"torch (one hidden layer of {n} tanh units, logistic)"
+    return str(kind)
+
+
+def fitted_lines(name: str, arrays: Mapping[str, np.ndarray], meta: Mapping) -> list[str]:
+    """What the fit chose (trailing-underscore values), one ``key: value`` line each, with
+    the requested value beside it where the two differ."""
+    req = meta.get("params") or {}
+    lines = []
+    if name == "finder.FINDER":
+        for k in ("n_components", "n_residual"):
+            asked = f" (requested {req[k]})" if k in req and req[k] != meta.get(k) else ""
+            lines.append(f"{k}_: {meta.get(k)}{asked}")
+        lines.append(f"classes_: {meta.get('classes')} (reference class "
+                     f"{meta.get('reference_class')})")
+        lines.append("head_: " + _head_text(meta.get("head") or {}, arrays))
+    else:
+        asked = req.get("n_components")
+        lines.append(f"n_components_: {meta.get('n_components')}" +
+                     (f" (requested {asked})" if asked != meta.get("n_components") else ""))
+        q = np.shape(arrays["residual_components"])[1] if "residual_components" in arrays else 0
+        lines.append(f"residual dimensions: {q}")
+        lines.append(f"threshold_: {meta.get('threshold'):.6g} (contamination "
+                     f"{req.get('contamination')}); noise_floor_: {meta.get('noise_floor'):.3g}")
+    return lines
+
+
+def model_summary(name: str, arrays: Mapping[str, np.ndarray], meta: Mapping,
+                  pipeline: Mapping) -> str:
+    """One line: estimator, features, fitted sizes (the report shows it)."""
+    names = pipeline.get("feature_names") or []
+    feats = f"{meta.get('n_features_in')} features" + (
+        f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else "")
+    fitted = "; ".join(fitted_lines(name, arrays, meta)).replace("_:", "_ =")
+    n = pipeline.get("n_train")
+    return f"{name} on {feats}; {fitted}" + (f"; trained on {n} events" if n else "")
+
+
 def describe_model(path) -> str:
-    """Multi-line description of a model file (``physkit info``)."""
+    """Multi-line description of a model file (``physkit info``): the estimator, the
+    values its fit chose, the features and training data, the requested parameters and
+    the stored arrays."""
     name, arrays, meta, pipeline = read_model_state(path)
     lines = [f"file:      {os.fspath(path)} ({os.path.getsize(path) / 1e3:.1f} kB)",
              f"format:    physkit model (version {MODEL_FORMAT})",
              f"estimator: {name}"]
     if "n_features_in" in meta:
-        lines.append(f"features in: {meta['n_features_in']}")
-    for k in ("features", "label_from", "n_train", "train_files"):
-        if k in pipeline:
+        names = pipeline.get("feature_names")
+        lines.append(f"features in: {meta['n_features_in']}" +
+                     (f" ({', '.join(names)})" if names else ""))
+    lines.append("fitted:")
+    lines += [f"  {line}" for line in fitted_lines(name, arrays, meta)]
+    for k in ("features", "label_from", "reference_label", "n_train", "train_files",
+              "train_events", "clustering"):
+        if pipeline.get(k) is not None:
             lines.append(f"{k}: {json.dumps(pipeline[k])}")
     params = meta.get("params", {})
     if params:
-        lines.append("parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
+        lines.append("requested parameters: " +
+                     ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
     lines.append("arrays:")
     lines += [f"  {k:<24} {str(v.shape):<14} {v.dtype}" for k, v in arrays.items()]
     return "\n".join(lines)

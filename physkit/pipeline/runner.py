@@ -31,8 +31,8 @@ import numpy as np
 from ..errors import EventFileError, one_line
 from .errors import CommandError, describe_exception, print_error
 
-__all__ = ["DEFAULT_CHUNK", "run_chunked", "add_run_options", "check_output", "file_digest",
-           "same_file"]
+__all__ = ["DEFAULT_CHUNK", "run_chunked", "add_run_options", "event_range", "check_output",
+           "file_digest", "same_file"]
 
 DEFAULT_CHUNK = 1000
 
@@ -100,6 +100,32 @@ def add_run_options(p: argparse.ArgumentParser, *, resume: bool = True) -> None:
                         "3 and go on, instead of stopping at the first one")
     g.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e = p.add_argument_group("event range (try a command on part of a big file)")
+    e.add_argument("--start", type=_event_index, default=0, metavar="I",
+                   help="first event of each input file to use (default 0)")
+    e.add_argument("--stop", type=_event_index, default=None, metavar="J",
+                   help="use events up to J (exclusive) of each input file, e.g. --stop 1000 "
+                        "for the first 1000 (default: to the end)")
+
+
+def _event_index(text: str) -> int:
+    """argparse type of ``--start``/``--stop``: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an event index (integer >= 0), got {text!r}")
+    return value
+
+
+def event_range(args) -> tuple[int, int | None]:
+    """``(start, stop)`` of ``--start``/``--stop`` (``stop`` None: to the end); CommandError
+    when ``stop <= start``."""
+    start, stop = getattr(args, "start", 0) or 0, getattr(args, "stop", None)
+    if stop is not None and stop <= start:
+        raise CommandError(f"--stop {stop} must be greater than --start {start}")
+    return start, stop
 
 
 # ===================================================================== planning
@@ -141,6 +167,25 @@ def _uses_no_label(c, rows: dict) -> str | None:
     return (f"{c.path}: dataset 'labels': event {i}: label {NO_LABEL} marks the rows of "
             f"unlabelled files in a run that mixes labelled and unlabelled files; run them "
             f"separately")
+
+
+def _labels_meaning(paths: Sequence[str]) -> str | None:
+    """The ``labels_meaning`` file attribute of the HDF5 inputs (e.g. ``"1 = top, 0 =
+    QCD"``) when those that carry one agree; None otherwise."""
+    import h5py
+
+    found = set()
+    for p in paths:
+        try:
+            if not h5py.is_hdf5(p):
+                continue
+            with h5py.File(p, "r") as f:
+                v = f.attrs.get("labels_meaning")
+        except (OSError, ValueError):
+            continue
+        if isinstance(v, (bytes, str)):
+            found.add(v.decode(errors="replace") if isinstance(v, bytes) else v)
+    return found.pop() if len(found) == 1 else None
 
 
 # ===================================================================== digests
@@ -229,14 +274,15 @@ def run_chunked(unit: Callable, inputs: Sequence[str], out: str, settings: dict,
                 overwrite: bool = False, progress: bool = True,
                 group_attrs: dict | None = None, extra_manifest: dict | None = None,
                 sources: Sequence[str] = (), digest_datasets: Sequence[str] = (),
-                reader: dict | None = None) -> int:
+                reader: dict | None = None, start: int = 0, stop: int | None = None) -> int:
     """Run ``unit(path, start, stop) -> {name: rows}`` over all events of ``inputs`` into
     the results file ``out``; returns the exit status (0 ok, 1 some file failed).
 
     ``sources``: other files the run reads (a model), which ``out`` may not be either;
     ``digest_datasets``: per-event datasets the unit reads besides the constituents and
     labels (they enter each chunk's input digest); ``reader``: options of the input
-    readers (ROOT files). A file that cannot be read or holds a
+    readers (ROOT files); ``start``/``stop``: only events ``[start, stop)`` of each input
+    (:func:`physkit.parallel.plan_chunks`). A file that cannot be read or holds a
     bad event (without ``--skip-bad-events``) is reported in one line and left out; the
     others still complete. The results file is written when every chunk of the remaining
     files is done.
@@ -254,9 +300,15 @@ def run_chunked(unit: Callable, inputs: Sequence[str], out: str, settings: dict,
     failures: dict[int, str] = {}
     reader = dict(reader or {})
     counts, labelled = _plan_inputs(inputs, failures, reader)
-    chunks = plan_chunks(inputs, chunk_size, counts)
+    chunks = plan_chunks(inputs, chunk_size, counts, start=start, stop=stop)
+    selected = [sum(c.n for c in chunks if c.file_index == i) for i in range(len(inputs))]
+    if sum(counts) and not sum(selected):
+        raise CommandError(f"--start {start}: no events selected (the inputs hold "
+                           f"{max(counts)} events at most)")
     manifest = {"inputs": [{"path": p} for p in inputs], "counts": counts,
                 "chunk_size": int(chunk_size), "settings": settings, **(extra_manifest or {})}
+    if start or stop is not None:
+        manifest["event_range"] = [start, stop]
     unit = functools.partial(_digested, unit, tuple(digest_datasets), reader)
     with ChunkStore(out, manifest, resume=resume) as store, \
             open_scheduler(scheduler) as client:
@@ -264,7 +316,7 @@ def run_chunked(unit: Callable, inputs: Sequence[str], out: str, settings: dict,
             print(f"physkit: starting over: removed the earlier partial run {partial} "
                   f"(pass --resume to continue it instead)", file=sys.stderr)
         todo = _resume_plan(store, chunks, client, digest_datasets, reader, resume, progress)
-        bar = tqdm(total=sum(counts), initial=sum(counts) - sum(c.n for c in todo), unit="ev",
+        bar = tqdm(total=sum(selected), initial=sum(selected) - sum(c.n for c in todo), unit="ev",
                    dynamic_ncols=True, disable=not progress, file=sys.stderr,
                    desc=settings.get("command", "physkit"))
         _run_chunks(unit, todo, store, client, failures, bar,
@@ -290,6 +342,9 @@ def run_chunked(unit: Callable, inputs: Sequence[str], out: str, settings: dict,
                  "failed_files": {inputs[i]: failures[i] for i in sorted(failures)}}
         if mixed:
             attrs["unlabelled_files"] = [inputs[i] for i in keep if not labelled[i]]
+        meaning = _labels_meaning([inputs[i] for i in keep])
+        if meaning:
+            attrs["labels_meaning"] = meaning
         if os.path.exists(out) and not (existed or overwrite):
             raise CommandError(f"{out}: was created by someone else during this run; pass "
                                f"--overwrite to replace it (finished chunks are kept: rerun "
@@ -299,7 +354,7 @@ def run_chunked(unit: Callable, inputs: Sequence[str], out: str, settings: dict,
                            fill={"labels": NO_LABEL} if mixed else None)
         except (OSError, RuntimeError) as exc:
             raise _write_failure(out, exc) from None
-    n_rows = sum(counts[i] for i in keep)
+    n_rows = sum(selected[i] for i in keep)
     if failures:
         print_error(f"wrote {out} ({n_rows} events) without {len(failures)} of {len(inputs)} "
                     f"files that failed")

@@ -2,6 +2,7 @@
 features of training files and save it as a model file."""
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -12,7 +13,21 @@ import numpy as np
 
 from ..errors import CommandError, describe_exception
 from ..inputs import add_input_options, clustering_settings, reader_options, refuse_event_level
-from ..runner import add_run_options, check_output, same_file
+from ..runner import add_run_options, check_output, event_range, same_file
+
+
+EPILOG = """\
+examples:
+  physkit finder fit train.h5 --features shape:train_shapes.h5 -o model.h5
+  physkit finder fit train.h5 --features shape:train_shapes.h5 --features dataset:tau_kt -o model.h5
+  physkit finder fit train.h5 --features image:16 --param n_residual=5 --param variant=aca-s -o model.h5
+  physkit finder fit qcd.h5 top.h5 --label-from file --features 'efp:d<=4' -o model.h5
+  physkit finder fit ref.h5 --features image:16 --estimator detector --reference-label 0 -o detector.h5
+
+Quote specs holding < or > ('efp:d<=5'): the shell reads them as redirections otherwise.
+A shape:RESULTS.h5 spec takes the values of a 'physkit shape' run over the same files, same
+order and same --start/--stop. --param keys are the estimator's parameters (finder.FINDER or
+finder.ResidualDetector); a wrong key is refused, with the valid ones, before any work."""
 
 
 def add_parser(sub) -> None:
@@ -22,25 +37,77 @@ def add_parser(sub) -> None:
     fsub.required = True
     ff = fsub.add_parser("fit", help="fit a FINDER classifier or residual detector -> model file",
                          description="Fit FINDER on per-event features of the training files "
-                                     "and save the model (arrays + JSON, no pickles).")
-    ff.add_argument("inputs", nargs="+", metavar="TRAIN.h5", help="training event files")
+                                     "and save the model (arrays + JSON, no pickles).",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ff.add_argument("inputs", nargs="+", metavar="TRAIN",
+                    help="training event files: physkit HDF5, energyflow .npz, top-tagging or "
+                         "LHCO HDF5, ROOT")
     ff.add_argument("--features", action="append", required=True, metavar="SPEC",
-                    help="shape:RESULTS.h5 | image:NPIX | efp:SELECT (e.g. efp:d<=5) | "
-                         "dataset:NAME; repeat to combine")
+                    help="shape:RESULTS.h5 (values of a physkit shape run) | image:NPIX (jet "
+                         "images) | 'efp:SELECT' (energy flow polynomials, e.g. 'efp:d<=5', "
+                         "quoted) | dataset:NAME (a per-event dataset of the files); repeat "
+                         "to combine")
     ff.add_argument("--label-from", choices=("labels", "file"), default="labels",
-                    help="labels: the files' 'labels' dataset; file: the index of the input "
-                         "file (first file 0, second 1)")
+                    help="labels: the files' 'labels' dataset (default); file: the index of "
+                         "the input file (first file 0, second 1)")
     ff.add_argument("--estimator", choices=("classifier", "detector"), default="classifier",
-                    help="classifier: finder.FINDER; detector: finder.ResidualDetector fitted "
-                         "on the reference rows")
-    ff.add_argument("--reference-label", type=int, default=None,
+                    help="classifier: finder.FINDER (default); detector: "
+                         "finder.ResidualDetector fitted on the reference rows")
+    ff.add_argument("--reference-label", type=int, default=None, metavar="LABEL",
                     help="detector: fit on rows with this label only (default: all rows)")
     ff.add_argument("--param", action="append", metavar="KEY=VALUE",
-                    help="estimator parameter, e.g. n_residual=5 (JSON values)")
-    ff.add_argument("-o", "--output", required=True, metavar="MODEL.h5")
+                    help="estimator parameter (JSON value), e.g. n_residual=5, "
+                         "n_components=2, variant=aca-s; repeat for several (--list-params "
+                         "shows the keys)")
+    ff.add_argument("--list-params", action=_ListParams,
+                    help="list the parameters of both estimators with their defaults, then "
+                         "exit")
+    ff.add_argument("-o", "--output", required=True, metavar="MODEL.h5",
+                    help="model file to write (refused if it exists, unless --overwrite)")
     add_input_options(ff)
     add_run_options(ff, resume=False)
     ff.set_defaults(func=run)
+
+
+class _ListParams(argparse.Action):
+    """``--list-params``: print each estimator's parameters and defaults, then exit."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for kind in ("classifier", "detector"):
+            cls = estimator_class(kind)
+            print(f"--estimator {kind} ({cls.__module__.split('.')[0]}.{cls.__name__}):")
+            for k, v in sorted(cls().get_params().items()):
+                print(f"  --param {k}={v if isinstance(v, str) else json.dumps(v)}")
+        parser.exit()
+
+
+def estimator_class(kind: str):
+    """``finder.FINDER`` (``"classifier"``) or ``finder.ResidualDetector`` (``"detector"``)."""
+    if kind == "classifier":
+        from finder import FINDER
+
+        return FINDER
+    from finder import ResidualDetector
+
+    return ResidualDetector
+
+
+def check_params(params: dict, cls) -> None:
+    """CommandError for a ``--param`` key that ``cls`` does not take, listing the keys it
+    takes (``cls().get_params()``); run before any feature is computed."""
+    import difflib
+
+    valid = sorted(cls().get_params())
+    for key in params:
+        if key not in valid:
+            near = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise CommandError(f"--param {key}: {cls.__module__.split('.')[0]}.{cls.__name__} "
+                               f"has no parameter {key!r}{hint}; valid keys: "
+                               f"{', '.join(valid)}")
 
 
 def parse_params(items: Sequence[str] | None) -> dict:
@@ -86,7 +153,8 @@ def shape_training_columns(spec: dict, inputs: Sequence[str], rows: dict,
         if data[name].shape != want.shape or not np.array_equal(data[name], want):
             raise CommandError(f"{path}: its {data['source_index'].size} rows are not the "
                                f"rows of {', '.join(inputs)} in order ({want.size} rows); "
-                               f"run physkit shape on the same files")
+                               f"run physkit shape on the same files (and the same "
+                               f"--start/--stop)")
     files = read_results(path, ["source_file"])["source_file"]
     for i, inp in enumerate(inputs):
         first = np.flatnonzero(rows["file_index"] == i)
@@ -141,12 +209,13 @@ def _chunk_features(args, inputs, counts, chunk_specs, reader: dict,
 
     unit = functools.partial(feature_chunk, specs=chunk_specs, skip_bad=args.skip_bad_events,
                              device=args.device, reader=reader, clustering=clustering)
+    start, stop = event_range(args)
+    chunks = plan_chunks(inputs, args.chunk_size, counts, start=start, stop=stop)
     parts = []
-    bar = tqdm(total=sum(counts), unit="ev", disable=args.no_progress, file=sys.stderr,
-               desc="features")
+    bar = tqdm(total=sum(c.n for c in chunks), unit="ev", disable=args.no_progress,
+               file=sys.stderr, desc="features")
     with open_scheduler(args.scheduler) as client:
-        for c, res in iter_chunks(unit, plan_chunks(inputs, args.chunk_size, counts), client,
-                                  catch=True):
+        for c, res in iter_chunks(unit, chunks, client, catch=True):
             if isinstance(res, ChunkFailure):
                 raise CommandError(describe_exception(res.error, c.path, c.start, c.stop))
             res["file_index"] = np.full(len(res["source_index"]), c.file_index)
@@ -215,17 +284,15 @@ def fit_estimator(args, X: np.ndarray, y: np.ndarray, good: np.ndarray):
     """``(fitted estimator, its model-file name)`` for ``--estimator``."""
     params = parse_params(args.param)
     params.setdefault("random_state", 0)
+    cls = estimator_class(args.estimator)
+    check_params(params, cls)
     if args.estimator == "classifier":
-        from finder import FINDER
-
         if len(np.unique(y[good])) != 2:
             raise CommandError(f"the classifier needs two classes; training labels are "
                                f"{np.unique(y[good]).tolist()}")
-        cls, rows, fit_args = FINDER, good, (y[good],)
+        rows, fit_args = good, (y[good],)
     else:
-        from finder import ResidualDetector
-
-        cls, fit_args = ResidualDetector, ()
+        fit_args = ()
         rows = good & (y == args.reference_label) if args.reference_label is not None else good
     import torch
 
@@ -249,7 +316,9 @@ def run(args) -> int:
             pass  # reported by training_matrix
     results = [s["results"] for s in specs if s["kind"] == "shape"]
     check_output(args.output, [*inputs, *results], overwrite=args.overwrite)
+    check_params(parse_params(args.param), estimator_class(args.estimator))  # before any work
     reader, clustering = reader_options(args), clustering_settings(args)
+    start, stop = event_range(args)
     resolved, X, y, good, names = training_matrix(args, inputs, reader, clustering)
     est, name = fit_estimator(args, X, y, good)
     pipeline = {"features": resolved, "estimator": name, "label_from": args.label_from,
@@ -258,6 +327,8 @@ def run(args) -> int:
                 "feature_names": names}
     if clustering:  # score clusters its inputs the same way
         pipeline["clustering"] = clustering
+    if start or stop is not None:
+        pipeline["train_events"] = [start, stop]
     try:
         save_model(args.output, est, pipeline=pipeline)
     except (OSError, RuntimeError) as exc:
