@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="physkit",
         description="Batch pipeline: SHAPER jet-shape observables and FINDER scores on HDF5 "
-                    "event files, chunked, resumable, in-process or on dask.")
+                    "event files, chunked, resumable, in-process or on dask.",
+        epilog="examples:\n  physkit demo\n  physkit shape --list-observables\n"
+               "  physkit shape jets.h5 -o shapes.h5 --observable 3-subjettiness --stop 1000\n"
+               "\n'physkit COMMAND --help' describes each command, with examples.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"physkit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

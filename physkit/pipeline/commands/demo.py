@@ -9,8 +9,8 @@ examples:
   physkit demo --out out/quick --n-events 400 --no-progress
 
 Writes DIR/train.h5 and DIR/test.h5 (even and odd jets of data/jets_sample.h5), then runs
-physkit shape, finder fit, score and report on them, printing each command and the test
-AUCs; the plots are in DIR/report/index.html."""
+the commands shape, finder fit, score and report on them, printing each command and the
+test AUCs; the plots are in DIR/report/index.html."""
 
 
 def add_parser(sub) -> None:
