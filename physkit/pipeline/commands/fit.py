@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     fsub.required = True
     ff = fsub.add_parser("fit", help="fit a FINDER classifier or residual detector -> model file",
                          description="Fit FINDER on per-event features of the training files "
-                                     "and save the model (arrays + JSON, no pickles).",
+                                     "and save the model\n(arrays + JSON, no pickles).",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ff.add_argument("inputs", nargs="+", metavar="TRAIN",
                     help="training event files: physkit HDF5, energyflow .npz, top-tagging or "

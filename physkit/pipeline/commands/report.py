@@ -25,7 +25,7 @@ DIR/index.html in a browser."""
 def add_parser(sub) -> None:
     r = sub.add_parser("report", help="plots + index.html from a results file",
                        description="PNG plots (observables by class, ROC and SIC curves, event "
-                                   "displays with fitted shapes) and an index.html.",
+                                   "displays with\nfitted shapes) and an index.html.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("results", metavar="RESULTS.h5",
                    help="results file of physkit shape or score (or shaper's write_results)")

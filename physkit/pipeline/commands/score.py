@@ -26,7 +26,7 @@ model's clustering. Group 'score' holds the classifier's probability of the sign
 def add_parser(sub) -> None:
     sc = sub.add_parser("score", help="score events with a FINDER model -> results file",
                         description="Score every event with a model file from 'physkit finder "
-                                    "fit' (its features are recomputed, SHAPER included).",
+                                    "fit'\n(its features are recomputed, SHAPER included).",
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sc.add_argument("inputs", nargs="+", metavar="EVENTS",
                     help="event files to score: physkit HDF5, energyflow .npz, top-tagging or "

@@ -38,8 +38,8 @@ class _ListObservables(argparse.Action):
 def add_parser(sub) -> None:
     s = sub.add_parser("shape", help="SHAPER observables of every event -> results file",
                        description="Fit SHAPER observables to every event (or, with "
-                                   "--cluster, to every jet of every event); one row per input "
-                                   "event (jet), in input order, into a results file.",
+                                   "--cluster, to every jet of every event);\none row per "
+                                   "input event (jet), in input order, into a results file.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("inputs", nargs="+", metavar="EVENTS",
                    help="event files: physkit HDF5, energyflow .npz, top-tagging or LHCO "
