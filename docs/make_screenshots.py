@@ -73,7 +73,8 @@ def report_page(path: str) -> int:
         print("docs/make_screenshots.py: the report screenshot needs Debian's chromium and "
               "playwright: run `make screenshots` (it installs both)", file=sys.stderr)
         return 1
-    demo = os.path.join(WORK, "demo")
+    demo = os.path.join(os.path.relpath(WORK, ROOT), "demo")  # the page shows this path
+    os.chdir(ROOT)
     rc = run_demo(demo, main, n_events=400, progress=False)
     if rc:
         return rc
@@ -81,7 +82,8 @@ def report_page(path: str) -> int:
         browser = pw.chromium.launch(executable_path=exe)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.goto("file://" + os.path.join(demo, "report", "index.html"), wait_until="load")
+            page.goto("file://" + os.path.join(ROOT, demo, "report", "index.html"),
+                      wait_until="load")
             png = page.screenshot(full_page=True)
         finally:
             browser.close()
