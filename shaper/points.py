@@ -10,16 +10,25 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
    exclusive-kT clustering of the chunk (:class:`shaper.seeds.KtSeeds`).
 2. **search**: every start of every jet is a row of one batch; :func:`shaper.lloyd.lloyd` in
    float32 to a loose tolerance (:data:`SEARCH_TOL`, at most :data:`SEARCH_ITER` iterations);
-3. **restarts** (``restarts > 0``, off by default): rounds of :data:`RESTART_ROUND` perturbed
-   copies of each jet's best centres (every centre moved uniformly within ``[-R, R]^2``, as
-   fastjet-contrib's ``MultiPass_Axes`` does; fixed quasi-random offsets, the same for every
-   jet), searched likewise; a round's best replaces the jet's best where it is lower;
-4. **polish**: each jet's best row, and its kT row where that is another one, in float64 with
-   Newton and snap steps to :data:`POLISH_TOL`;
+3. **local search** (``swaps`` rounds, 1 by default; :func:`local_search`): where a new
+   centre pays most is measured by its *gain* (how much ``V`` falls when a particle becomes
+   one more centre); the ``(n-1)`` optimum plus each of its :data:`SWAP_CANDIDATES` best-gain
+   particles, then swap moves (each centre of the best so far replaced by each best-gain
+   particle of the other ``n - 1``: the k-median local search, which moves a prong from where
+   one is split to where one is missing), all searched like the starts; a jet's best is
+   replaced where a move finds a lower value. Candidates are each jet's :data:`CANDIDATES`
+   hardest particles. **Restarts** (``restarts > 0``, off by default): rounds of
+   :data:`RESTART_ROUND` perturbed copies of each jet's best centres (every centre moved
+   uniformly within ``[-R, R]^2``, as fastjet-contrib's ``MultiPass_Axes`` does; fixed
+   quasi-random offsets, the same for every jet), searched likewise;
+4. **polish**: each jet's best row, the structured starts' best where step 3 replaced it,
+   and its kT row where that is another one, in float64 with Newton and snap steps to
+   :data:`POLISH_TOL`;
 5. **report**: the least exact value (:func:`point_value`, float64) among the polished rows, the
    kT axes themselves and the ``(n-1)`` axes plus the costliest particle. So the value never
-   exceeds the kT-axes value nor tau_(n-1), and the extra starts never make it higher than the
-   kT start alone would (every row is computed independently of the others). The weights are
+   exceeds the kT-axes value nor tau_(n-1), the extra starts never make it higher than the
+   kT start alone would, and step 3 never makes it higher than without it (every row is
+   computed independently of the others). The weights are
    the masses nearest to each centre (the optimal plan of n free-weight points), and the value
    is an exact EMD (no POT call needed).
 
@@ -54,16 +63,21 @@ SEARCH_ITER, SEARCH_TOL = 20, 1e-4
 POLISH_TOL = 1e-10
 #: perturbed restarts per round
 RESTART_ROUND = 4
+#: rounds of swap moves (:func:`local_search`) by default, and best-gain particles tried per move
+SWAPS, SWAP_CANDIDATES = 1, 5
+#: hardest particles per jet where the local search may put a new centre
+CANDIDATES = 64
 #: fewest jets per worker thread
 _MIN_PART = 64
 
 __all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "point_starts", "point_value",
-           "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND"]
+           "local_search", "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND", "SWAPS",
+           "SWAP_CANDIDATES"]
 
 
 class PointFit(NamedTuple):
     """n-subjettiness of ``B`` jets: centres ``(B, n, 2)`` and weights ``(B, n)`` (float64,
-    centred frame), value ``(B,)`` (tau_n, an exact EMD) and status ``(B,)`` int8 (MAX_STEPS where
+    centred frame; by decreasing weight, ties in the order found), value ``(B,)`` (tau_n, an exact EMD) and status ``(B,)`` int8 (MAX_STEPS where
     the polish hit its iteration cap)."""
 
     centers: torch.Tensor
@@ -134,15 +148,6 @@ def point_starts(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, beta:
     return torch.stack(starts, 1)
 
 
-def _polish_rows(best: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Rows to polish: each jet's best slot, and its kT slot 0 where the best is another.
-    Returns (jet (p,), slot (p,))."""
-    B = best.shape[0]
-    jets = torch.arange(B, device=best.device)
-    other = torch.nonzero(best != 0).squeeze(1)
-    return torch.cat([jets, other]), torch.cat([best, torch.zeros_like(other)])
-
-
 def _search(x, z, starts, *, R, beta, max_iter):
     """Float32 search from ``starts (B, S, n, 2)``: centres ``(B, S, n, 2)`` (x's dtype) and
     values ``(B, S)``."""
@@ -178,31 +183,122 @@ def _restart(x, z, best_c, best_v, restarts: int, *, R, beta, max_iter):
     return best_c, best_v
 
 
+def _order(t: torch.Tensor) -> torch.Tensor:
+    """Indices ``(B, K)`` sorting each row of ``t (B, K)`` by decreasing value, ties in index
+    order (so padding appended to a row never reorders it)."""
+    return torch.sort(t, dim=1, descending=True, stable=True).indices
+
+
+class Candidates(NamedTuple):
+    """Where a new centre may go: each jet's :data:`CANDIDATES` hardest particles
+    ``(B, H, 2)``, their distances to every particle ``theta (B, H, M)`` (float32, to the power
+    beta) and whether each is a real particle ``(B, H)``."""
+
+    x: torch.Tensor
+    theta: torch.Tensor
+    real: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor, z: torch.Tensor, beta: float) -> "Candidates":
+        """The candidates of the jets ``x (B, M, 2)``, ``z (B, M)`` (ties: the first particle;
+        padding after every real particle)."""
+        top = _order(z)[:, :min(CANDIDATES, x.shape[1])]
+        cx = torch.gather(x, 1, top[..., None].expand(-1, -1, 2))
+        t = theta(x, z, cx).to(torch.float32)
+        return cls(cx, t if beta == 1.0 else t ** beta, torch.gather(z, 1, top) > 0)
+
+
+def _gain_particles(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor, cand: Candidates,
+                    k: int, beta: float) -> torch.Tensor:
+    """The ``k`` candidates ``(B, k, 2)`` whose addition as a centre to ``c (B, m, 2)`` lowers
+    ``V`` most (gain ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s
+    distance to its nearest centre): where a new prong pays most."""
+    d = theta(x, z, c).amin(1).to(torch.float32)  # (B, M)
+    if beta != 1.0:
+        d = d ** beta
+    gain = _block_sum((d[:, None, :] - cand.theta).clamp_min(0) * z[:, None, :].to(torch.float32))
+    gain = torch.where(cand.real, gain, torch.full_like(gain, -1.0))
+    top = _order(gain)[:, :k]
+    return torch.gather(cand.x, 1, top[..., None].expand(-1, -1, 2))
+
+
+def _swap_starts(x, z, c, cand: Candidates, k: int, beta: float) -> torch.Tensor:
+    """Swap moves ``(B, n k, n, 2)`` of centres ``c (B, n, 2)``: each centre ``j`` replaced by
+    each of the :func:`_gain_particles` of the other ``n - 1`` (k-median local search: moves a
+    prong from where it is split off to where one is missing)."""
+    n = c.shape[1]
+    out = []
+    for j in range(n):
+        rest = torch.cat([c[:, :j], c[:, j + 1:]], 1)
+        add = _gain_particles(x, z, rest, cand, k, beta)
+        out += [torch.cat([rest[:, :j], add[:, a:a + 1], rest[:, j:]], 1)
+                for a in range(add.shape[1])]
+    return torch.stack(out, 1)
+
+
+def _take_best(x, z, starts, best_c, best_v, *, R, beta, max_iter):
+    """Search ``starts (B, S, n, 2)``; where a jet's best found value is below ``best_v``,
+    its centres and value replace ``best_c``, ``best_v``."""
+    c, v = _search(x, z, starts, R=R, beta=beta, max_iter=max_iter)
+    vb, kb = v.min(1)
+    take = vb < best_v
+    ar = torch.arange(x.shape[0], device=x.device)
+    return (torch.where(take[:, None, None], c[ar, kb], best_c), torch.where(take, vb, best_v))
+
+
+def local_search(x, z, best_c, best_v, *, previous: Optional[torch.Tensor], swaps: int,
+                 R: float, beta: float, max_iter: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Improve each jet's best centres ``best_c (B, n, 2)`` (value ``best_v (B,)``): the
+    ``(n-1)`` optimum ``previous`` plus each of its :data:`SWAP_CANDIDATES` best-gain particles,
+    then ``swaps`` rounds of swap moves (:func:`_swap_starts`), each searched; a jet's best is
+    replaced only where a move finds a lower value."""
+    k = SWAP_CANDIDATES
+    cand = Candidates.of(x, z, beta)
+    if previous is not None:
+        add = _gain_particles(x, z, previous, cand, k, beta)
+        st = torch.stack([torch.cat([previous, add[:, a:a + 1]], 1)
+                          for a in range(add.shape[1])], 1)
+        best_c, best_v = _take_best(x, z, st, best_c, best_v, R=R, beta=beta,
+                                    max_iter=max_iter)
+    if best_c.shape[1] > 1:
+        for _ in range(swaps):
+            best_c, best_v = _take_best(x, z, _swap_starts(x, z, best_c, cand, k, beta), best_c,
+                                        best_v, R=R, beta=beta, max_iter=max_iter)
+    return best_c, best_v
+
+
 def fit_points(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: float,
                beta: float, max_iter: int, previous: Optional[torch.Tensor] = None,
-               restarts: int = 0) -> PointFit:
+               restarts: int = 0, swaps: int = SWAPS) -> PointFit:
     """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)`` (centred, real particles first,
-    ``M`` a multiple of 32) from the starts of :func:`point_starts` (and ``restarts``
-    perturbed restarts): float32 search, float64 polish, exact report (module docstring)."""
+    ``M`` a multiple of 32) from the starts of :func:`point_starts`, ``swaps`` rounds of
+    :func:`local_search` and ``restarts`` perturbed restarts: float32 search, float64 polish,
+    exact report (module docstring)."""
     B = x.shape[0]
+    ar = torch.arange(B, device=x.device)
     starts = point_starts(x, z, seeds, n, beta, previous)
     found, vals = _search(x, z, starts, R=R, beta=beta, max_iter=max_iter)
     best = vals.argmin(1)
-    pj, ps = _polish_rows(best)
-    init = found[pj, ps]
+    c, v = found[ar, best], vals[ar, best]
+    if swaps > 0 and n > 1:
+        c, v = local_search(x, z, c, v, previous=previous, swaps=swaps, R=R, beta=beta,
+                            max_iter=max_iter)
     if restarts > 0:
-        ar = torch.arange(B, device=x.device)
-        c, _ = _restart(x, z, found[ar, best], vals[ar, best], restarts, R=R, beta=beta,
-                        max_iter=max_iter)
-        init = torch.cat([c, init[B:]])
+        c, v = _restart(x, z, c, v, restarts, R=R, beta=beta, max_iter=max_iter)
+    # polish: the final best, the structured starts' best where the moves replaced it (so the
+    # moves never raise a value) and the kT start where another start was best
+    moved = torch.nonzero(v < vals[ar, best]).squeeze(1)
+    other = torch.nonzero(best != 0).squeeze(1)
+    pj = torch.cat([ar, moved, other])
+    init = torch.cat([c, found[moved, best[moved]], found[other, torch.zeros_like(other)]])
     polish = lloyd(x, z, pj, init, R=R, beta=beta, max_iter=max_iter, tol=POLISH_TOL,
                    dtype=torch.float64, exact=True)
     pc = polish.centers.to(x.dtype)
     cands = [pc[:B], pc[B:], starts[:, 0]]
-    owner = [torch.arange(B, device=x.device), pj[B:], torch.arange(B, device=x.device)]
+    owner = [ar, pj[B:], ar]
     if previous is not None:
         cands.append(starts[:, -1])
-        owner.append(owner[0])
+        owner.append(ar)
     return _report(x, z, cands, owner, polish.converged[:B], R, beta)
 
 
@@ -226,7 +322,10 @@ def _report(x, z, cands: List[torch.Tensor], owner: List[torch.Tensor], converge
         centers = torch.where(take[:, None, None], full, centers)
     centers = torch.stack([centers[..., 0], wrap_angle(centers[..., 1])], -1)
     status = torch.where(converged, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
-    return PointFit(centers, _nearest_masses(x, z, centers), value, status)
+    weights = _nearest_masses(x, z, centers)
+    order = _order(weights)  # centres by decreasing weight (a canonical order)
+    centers = torch.gather(centers, 1, order[..., None].expand(-1, -1, 2))
+    return PointFit(centers, torch.gather(weights, 1, order), value, status)
 
 
 class PointBatch:
@@ -236,10 +335,10 @@ class PointBatch:
     ``refined_seeds`` becomes a :class:`PointSeeds` on these fits."""
 
     def __init__(self, groups: List["JetGroup"], *, R: float, beta: float, max_iter: int,
-                 restarts: int = 0, workers: int = 1):
+                 restarts: int = 0, swaps: int = SWAPS, workers: int = 1):
         self.groups = groups
         self.R, self.beta, self.max_iter, self.workers = R, beta, max_iter, workers
-        self.restarts = restarts
+        self.restarts, self.swaps = restarts, swaps
         width = max(g.x.shape[1] for g in groups)
         width = -(-width // WIDTH_STEP) * WIDTH_STEP
         self.x = torch.cat([torch.nn.functional.pad(g.x, (0, 0, 0, width - g.x.shape[1]))
@@ -277,7 +376,7 @@ class PointBatch:
             return fit_points(self.x[rows], self.z[rows], self.seeds.rows(rows), n, R=self.R,
                               beta=self.beta, max_iter=self.max_iter,
                               previous=None if prev is None else prev[rows],
-                              restarts=self.restarts)
+                              restarts=self.restarts, swaps=self.swaps)
 
         with thread_map(len(parts)) as pmap:
             fits = pmap(run, parts)

@@ -12,7 +12,8 @@ Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
      jets of the chunk in one batch, ``n - 1`` fitted first; batched Lloyd / Weiszfeld /
      Newton iterations on the exact objective ``sum_i z_i min_j (theta_ij / R)^beta``
      (:mod:`shaper.lloyd`) from several structured starts per jet (kT axes, winner-take-all
-     axes, ``n + 1`` kT axes less one, the ``(n-1)`` optimum plus the costliest particle) and
+     axes, ``n + 1`` kT axes less one, the ``(n-1)`` optimum plus the costliest particle),
+     ``point_swaps`` rounds of local search (best-gain particles added and swapped in) and
      ``point_restarts`` perturbed restarts: float32 search, float64 polish of the best. The
      value never exceeds the kT-axes value nor tau_(n-1); it is an exact EMD (the optimal plan
      of n free-weight points is the nearest-centre assignment) and needs no POT call;
@@ -106,6 +107,9 @@ class Shaper:
         ``[-R, R]^2``, then searched); 0 (default) fits from the structured starts only. Each
         restart costs about as much as one more start; see ``bench/RESULTS.md`` for what they
         buy against fastjet-contrib's ``MultiPass_Axes``.
+    point_swaps : rounds of local search on the exact point path (:func:`shaper.points.
+        local_search`: the ``(n-1)`` optimum plus a best-gain particle, and swap moves); 0
+        fits from the structured starts only (faster, more local minima).
     chunk_size : jets per batch; bucket_size : rows per general-path flow (more rows per flow
         spread the per-step overhead). None: 128 on CPU, 4096 on other devices (there a step's
         cost is set by kernel launches, not rows, so one large bucket beats many small ones);
@@ -142,6 +146,7 @@ class Shaper:
                  patience: int = 15, scaling: float = 0.5, sinkhorn_iter: Optional[int] = None,
                  sinkhorn_warmup: int = 300, sinkhorn_tol: float = 1e-2,
                  exact_points: bool = True, lloyd_iter: int = 200, point_restarts: int = 0,
+                 point_swaps: int = 1,
                  chunk_size: int = 2000, bucket_size: Optional[int] = None,
                  progress: Optional[bool] = None,
                  dtype: torch.dtype = torch.float32, n_jobs: Optional[int] = None,
@@ -159,7 +164,7 @@ class Shaper:
         self.scaling, self.sinkhorn_tol = scaling, sinkhorn_tol
         self.sinkhorn_iter, self.sinkhorn_warmup = sinkhorn_iter, sinkhorn_warmup
         self.exact_points, self.lloyd_iter = exact_points, lloyd_iter
-        self.point_restarts = point_restarts
+        self.point_restarts, self.point_swaps = point_restarts, point_swaps
         self.chunk_size, self.progress, self.dtype = chunk_size, progress, dtype
         self.bucket_size = bucket_size
         self.n_jobs, self.seed, self.torch_threads = n_jobs, seed, torch_threads
@@ -195,6 +200,7 @@ class Shaper:
         self.exact_points, self.lloyd_iter = bool(self.exact_points), _integer(
             "lloyd_iter", self.lloyd_iter, 0)
         self.point_restarts = _integer("point_restarts", self.point_restarts, 0)
+        self.point_swaps = _integer("point_swaps", self.point_swaps, 0)
         self.chunk_size = _integer("chunk_size", self.chunk_size, 1)
         if self.bucket_size is None:
             self.bucket_size = 128 if self.device.type == "cpu" else 4096
@@ -222,7 +228,7 @@ class Shaper:
         return {"R": self.R, "beta": self.beta, "eps": self.eps, "n_samples": self.n_samples,
                 "n_eval_samples": self.n_eval_samples, "steps": self.steps, "lr": self.lr,
                 "tol": self.tol, "patience": self.patience, "exact_points": self.exact_points,
-                "point_restarts": self.point_restarts,
+                "point_restarts": self.point_restarts, "point_swaps": self.point_swaps,
                 "coarse_points": self.coarse_points,
                 "observables": [o.name for o in self.observables]}
 
@@ -301,7 +307,8 @@ class Shaper:
         with thread_map(workers) as pmap:
             groups = pmap(lambda t: self._prepare(pad_to(ev[t[0]], t[1]), inner), todo)
             points = PointBatch(groups, R=self.R, beta=self.beta, max_iter=self.lloyd_iter,
-                                restarts=self.point_restarts, workers=self._workers())
+                                restarts=self.point_restarts, swaps=self.point_swaps,
+                                workers=self._workers())
             reports = {o.name: self._fit_observable(o, groups, points, return_grads, pmap)
                        for o in self.observables}
         rows = [r for r, _ in todo]

@@ -1,0 +1,122 @@
+"""The exact point path and parameter-free observables against fastjet-contrib's Nsubjettiness
+(C++): the ``--only points`` part of ``bench/shaper_bench.py``.
+
+On the same centred jets, one after the other in one process, with the same torch / OpenMP
+thread count:
+
+* physkit ``Shaper(["2-subjettiness", "3-subjettiness"])`` (one call) and the two observables
+  in separate calls, each after an untimed warm-up on 2 jets;
+* fastjet-contrib ``KT_Axes``, ``OnePass_KT_Axes`` and ``MultiPass_Axes`` (``--passes``
+  randomised passes) for tau_2 and tau_3 in one call each (``bench/fastjet_nsub.py``);
+* physkit ``Shaper(["isotropy"])``.
+
+Values are compared per jet: physkit's reported tau_n (an exact EMD, float64) against each
+fastjet-contrib value (the same normalised measure, beta = 1, R0 = R); a jet counts as
+"<= ref" where ``physkit <= ref * (1 + 1e-6)``.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fastjet_nsub import nsubjettiness
+
+#: relative slack of the per-jet comparison against fastjet-contrib
+SLACK = 1e-6
+
+
+def _physkit(ev, names, threads, R, beta, **kw):
+    """``({name: values (B,)}, wall s, CPU s)`` of one ``Shaper(names).compute(ev)`` call."""
+    from shaper import Shaper
+
+    sh = Shaper(names, R=R, beta=beta, n_jobs=threads, progress=False, **kw)
+    sh.compute(ev[:2])  # warm-up (untimed)
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = sh.compute(ev)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {n: np.asarray(res[n].value, dtype=np.float64) for n in names}, wall, cpu
+
+
+def _share(v, ref):
+    ok = np.isfinite(ref)
+    return float(np.mean(v[ok] <= ref[ok] * (1 + SLACK)))
+
+
+def _worst(v, ref):
+    ok = np.isfinite(ref) & (ref > 0)
+    return float(np.max(v[ok] / ref[ok])) if ok.any() else float("nan")
+
+
+def points_bench(ev, labels, threads: int, R: float, beta: float, passes: int = 100,
+                 restarts=None, log=print) -> dict:
+    """Run every tool on ``ev`` (centred Events); return the figures (see module docstring)."""
+    from sklearn.metrics import roc_auc_score
+
+    n = len(ev)
+    kw = {} if restarts is None else {"point_restarts": restarts}
+    names = ["2-subjettiness", "3-subjettiness"]
+    out: dict = {"n_jets": n, "threads": threads, "passes": passes, "restarts": restarts}
+    vals, w, c = _physkit(ev, names, threads, R, beta, **kw)
+    pk = np.stack([vals[k] for k in names], 1)
+    out["physkit_one_call"] = dict(wall_s=w, cpu_s=c, jets_s=n / w)
+    log(f"physkit tau2+tau3 one call: {n / w:.0f} jets/s ({w:.2f} s wall, {c:.2f} s CPU)")
+    sep_w = sep_c = 0.0
+    for k in names:
+        _, w, c = _physkit(ev, [k], threads, R, beta, **kw)
+        out[f"physkit_{k}"] = dict(wall_s=w, cpu_s=c, jets_s=n / w)
+        sep_w, sep_c = sep_w + w, sep_c + c
+        log(f"physkit {k} alone: {n / w:.0f} jets/s")
+    out["physkit_two_calls"] = dict(wall_s=sep_w, cpu_s=sep_c, jets_s=n / sep_w)
+    refs = {}
+    for axes, npass in (("KT_Axes", None), ("OnePass_KT_Axes", None),
+                        ("MultiPass_Axes", passes)):
+        taus, w, c = nsubjettiness(ev, axes, (2, 3), R=R, n_pass=npass)
+        refs[axes] = taus
+        out[axes] = dict(wall_s=w, cpu_s=c, jets_s=n / w)
+        log(f"fastjet-contrib {axes}: {n / w:.0f} jets/s")
+    for axes, taus in refs.items():
+        for j, k in enumerate((2, 3)):
+            out[f"tau{k}_vs_{axes}"] = dict(share_le=_share(pk[:, j], taus[:, j]),
+                                           worst_ratio=_worst(pk[:, j], taus[:, j]),
+                                           median_ratio=float(np.median(pk[:, j] / taus[:, j])))
+    lab = np.asarray(labels)
+    if len(np.unique(lab)) == 2:
+        def auc(t):
+            return float(roc_auc_score(lab, -(t[:, 1] / np.maximum(t[:, 0], 1e-300))))
+        out["auc_tau32"] = {"physkit": auc(pk), **{a: auc(t) for a, t in refs.items()}}
+    vals, w, c = _physkit(ev, ["isotropy"], threads, R, beta)
+    out["isotropy"] = dict(wall_s=w, cpu_s=c, jets_s=n / w)
+    log(f"physkit isotropy: {n / w:.0f} jets/s")
+    return out
+
+
+def points_markdown(r: dict) -> str:
+    """The figures of :func:`points_bench` as markdown tables."""
+    n = r["n_jets"]
+    one = r["OnePass_KT_Axes"]["wall_s"]
+    lines = ["| tool (tau_2 + tau_3) | jets/s (wall) | CPU s | speed / OnePass (wall) |",
+             "|---|---|---|---|"]
+    for key, label in (("physkit_one_call", "physkit, one call"),
+                       ("physkit_two_calls", "physkit, two calls"),
+                       ("physkit_2-subjettiness", "physkit, tau_2 alone"),
+                       ("physkit_3-subjettiness", "physkit, tau_3 alone"),
+                       ("KT_Axes", "fastjet-contrib KT_Axes"),
+                       ("OnePass_KT_Axes", "fastjet-contrib OnePass_KT_Axes"),
+                       ("MultiPass_Axes", f"fastjet-contrib MultiPass_Axes ({r['passes']})")):
+        t = r[key]
+        lines.append(f"| {label} | {n / t['wall_s']:.0f} | {t['cpu_s']:.2f} | "
+                     f"{one / t['wall_s']:.2f}x |")
+    iso = r["isotropy"]
+    lines.append(f"| physkit isotropy | {n / iso['wall_s']:.0f} | {iso['cpu_s']:.2f} | |")
+    lines += ["", "| physkit vs | tau_2 share <= ref(1+1e-6) | worst ratio | median ratio "
+              "| tau_3 share <= | worst | median |", "|---|---|---|---|---|---|---|"]
+    for axes in ("KT_Axes", "OnePass_KT_Axes", "MultiPass_Axes"):
+        a, b = r[f"tau2_vs_{axes}"], r[f"tau3_vs_{axes}"]
+        lines.append(f"| {axes} | {a['share_le']:.2%} | {a['worst_ratio']:.4f} | "
+                     f"{a['median_ratio']:.5f} | {b['share_le']:.2%} | {b['worst_ratio']:.4f} | "
+                     f"{b['median_ratio']:.5f} |")
+    if "auc_tau32" in r:
+        lines += ["", "tau_32 AUC: " + ", ".join(f"{k} {v:.4f}"
+                                                 for k, v in r["auc_tau32"].items())]
+    return "\n".join(lines)
