@@ -4,6 +4,11 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/shaper_bench.py [--n-jets 200] [--quick] [--threads 2] [--parallel]
     .venv/bin/python bench/shaper_bench.py --gpu [--gpu-jets 10000]   # physkit only, on CUDA
+    .venv/bin/python bench/shaper_bench.py --only points [--n-jets 2000] [--passes 100]
+
+``--only points``: the exact point path and isotropy against fastjet-contrib's Nsubjettiness
+(C++; ``KT_Axes``, ``OnePass_KT_Axes``, ``MultiPass_Axes``) on the same jets and threads, in
+one run (``bench/shaper_points_bench.py``); no pyshaper.
 
 What it does:
 
@@ -305,6 +310,25 @@ def gpu_throughput(path: str, n_jets: int, seed: int, device: str = "cuda",
     return rows
 
 
+def only_points(args, n: int) -> int:
+    """``--only points``: physkit's point path and isotropy vs fastjet-contrib (module doc)."""
+    from shaper_points_bench import points_bench, points_markdown
+
+    ev, _tau, labels, _idx = pick_jets(args.data, n, args.seed)
+    r = points_bench(ev, labels, args.threads, R, BETA, passes=args.passes)
+    print()
+    print(f"jets: {os.path.relpath(args.data, ROOT)}: {n // 2} top + {n - n // 2} QCD "
+          f"(seed {args.seed}), max multiplicity {ev.shape[1]}; R = {R}, beta = {BETA}; "
+          f"{args.threads} torch threads (fastjet single-threaded); {platform.machine()}, "
+          f"{os.cpu_count()} visible cores, load average {os.getloadavg()[0]:.1f} at the end")
+    md = points_markdown(r)
+    print(md)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dict(rows=r, markdown=md), fh, indent=1)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-jets", type=int, default=200)
@@ -328,6 +352,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu-jets", type=int, default=10_000)
     ap.add_argument("--gpu-device", default="cuda", help="device for --gpu ('cpu': dry run)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--only", choices=["points"], default=None,
+                    help="points: tau_2 + tau_3 and isotropy vs fastjet-contrib only")
+    ap.add_argument("--passes", type=int, default=100, help="MultiPass_Axes passes (--only)")
     args = ap.parse_args(argv)
 
     import torch
@@ -343,6 +370,8 @@ def main(argv=None) -> int:
         return 0
 
     n = 10 if args.quick else args.n_jets
+    if args.only == "points":
+        return only_points(args, n)
     n_pd = n if args.n_jets_point_disk is None or args.quick else args.n_jets_point_disk
     jobs, srcs = [], []
     wanted = args.observables.split(",") if args.observables else [o[0] for o in OBSERVABLES]
