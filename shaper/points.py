@@ -294,8 +294,9 @@ def fit_points(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: f
     polish = lloyd(x, z, pj, init, R=R, beta=beta, max_iter=max_iter, tol=POLISH_TOL,
                    dtype=torch.float64, exact=True)
     pc = polish.centers.to(x.dtype)
-    cands = [pc[:B], pc[B:], starts[:, 0]]
-    owner = [ar, pj[B:], ar]
+    k = B + moved.numel()  # (each candidate set names every jet at most once)
+    cands = [pc[:B], pc[B:k], pc[k:], starts[:, 0]]
+    owner = [ar, moved, other, ar]
     if previous is not None:
         cands.append(starts[:, -1])
         owner.append(ar)
