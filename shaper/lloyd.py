@@ -31,7 +31,7 @@ minimum, and every per-centre sum the step needs by one batched matrix product
 in blocks of at most :data:`ROWS` rows of one width (a row is always evaluated at its jet's own
 width, :func:`row_widths`): every reduction runs over one row's particles, with the same
 kernel whatever the other rows are, so a row's numbers do not depend on the other rows of the
-call (checked in ``tests/shaper/test_lloyd.py``). Azimuth differences are
+call (checked in ``tests/shaper/test_point_search.py``). Azimuth differences are
 wrapped (periodic phi) for the rows whose particles and centres could be more than pi apart.
 """
 from __future__ import annotations

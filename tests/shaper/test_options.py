@@ -27,6 +27,8 @@ NAME = "2-subjettiness"
     ("sinkhorn_warmup", -1, "sinkhorn_warmup must be an integer >= 0"),
     ("sinkhorn_tol", -1.0, "sinkhorn_tol must be a number >= 0"),
     ("lloyd_iter", -1, "lloyd_iter must be an integer >= 0"),
+    ("point_restarts", -1, "point_restarts must be an integer >= 0"),
+    ("point_swaps", 1.5, "point_swaps must be an integer >= 0"),
     ("chunk_size", 0, "chunk_size must be an integer >= 1"),
     ("bucket_size", 0, "bucket_size must be an integer >= 1"),
     ("coarse_points", 40, "coarse_points must be a positive multiple of 32, None or 'auto'"),
