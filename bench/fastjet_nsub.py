@@ -41,12 +41,10 @@ def nsubjettiness(ev, axes: str, njets=(2, 3), R: float = 0.8, n_pass=None):
     """tau_n ``(B, len(njets))`` of the jets ``ev`` (centred Events) by fastjet-contrib with the
     axes definition ``axes``; returns (taus, wall seconds, process CPU seconds)."""
     import awkward as ak
-    import fastjet
 
-    try:  # keep stdout clean (fastjet's banner)
-        fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
-    except Exception:  # pragma: no cover
-        pass
+    from physkit.fastjet_calls import load_fastjet
+
+    fastjet = load_fastjet()  # banner silenced: keeps stdout clean
     arr = awkward_jets(ev)
     jd = fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0, fastjet.E_scheme)
     with warnings.catch_warnings():

@@ -18,7 +18,6 @@ line's ``--cluster antikt:1.0`` and ``--jets leading:2``.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from .events import Events, pad_jagged
+from .fastjet_calls import fastjet_call, load_fastjet, massless_four_vectors
 
 __all__ = ["ALGORITHMS", "Clustering", "ClusteredJets", "cluster"]
 
@@ -34,8 +34,6 @@ ALGORITHMS = {"antikt": "antikt_algorithm", "kt": "kt_algorithm",
               "cambridge": "cambridge_algorithm"}
 _ALIASES = {"anti-kt": "antikt", "akt": "antikt", "ca": "cambridge", "c/a": "cambridge",
             "cambridge-aachen": "cambridge", "cambridge_aachen": "cambridge"}
-_FASTJET_LOCK = threading.Lock()
-_BANNER_OFF = False
 
 
 @dataclass(frozen=True)
@@ -130,17 +128,6 @@ class ClusteredJets(NamedTuple):
     clustering: Clustering
 
 
-def _quiet_banner(fastjet) -> None:
-    """Stop fastjet's C++ banner on stdout (once); a library must keep stdout clean."""
-    global _BANNER_OFF
-    if not _BANNER_OFF:
-        try:
-            fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
-        except Exception:  # pragma: no cover - other fastjet builds: cosmetic only
-            pass
-        _BANNER_OFF = True
-
-
 def _particles(events) -> tuple[np.ndarray, np.ndarray]:
     """``(counts (N,), flat (P, 3) float64 (pT, y, phi))`` of the real particles, row after
     row, from Events (any level), a padded array or anything :meth:`Events.as_jets` reads."""
@@ -155,18 +142,15 @@ def _particles(events) -> tuple[np.ndarray, np.ndarray]:
 def _run_fastjet(counts: np.ndarray, flat: np.ndarray, spec: Clustering):
     """fastjet on every event at once: ``(jets (events -> jets records px, py, pz, E),
     constituent indices (events -> jets -> index into the event's particles))``."""
-    import awkward as ak
-    import fastjet
-
-    pt, y, phi = flat[:, 0], flat[:, 1], flat[:, 2]
-    cols = {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(y),
-            "E": pt * np.cosh(y)}
-    arr = ak.zip({k: ak.unflatten(v, counts) for k, v in cols.items()})
-    _quiet_banner(fastjet)
+    fastjet = load_fastjet()
+    arr = massless_four_vectors(counts, flat[:, 0], flat[:, 1], flat[:, 2])
     jd = fastjet.JetDefinition(getattr(fastjet, ALGORITHMS[spec.algorithm]), spec.R)
-    with _FASTJET_LOCK:  # fastjet's awkward layer swaps process-wide warning state
+
+    def run():
         cs = fastjet.ClusterSequence(arr, jd)
         return cs.inclusive_jets(min_pt=spec.pt_min), cs.constituent_index(min_pt=spec.pt_min)
+
+    return fastjet_call(run)
 
 
 def cluster(events, algorithm: str = "antikt", R: float = 1.0, *, pt_min: float = 0.0,

@@ -11,48 +11,23 @@ Results are cached per ``n``.
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from physkit.events import Events
+from physkit.fastjet_calls import fastjet_call, load_fastjet, massless_four_vectors
 
 from .batching import pad_to
-
-
-_BANNER_OFF = False
-_FASTJET_LOCK = threading.Lock()
-
-
-def _quiet_banner(fastjet) -> None:
-    """Stop fastjet's C++ banner (printed on stdout at the first clustering) -- once; a library
-    must keep stdout clean. A null banner stream is fastjet's documented way to silence it."""
-    global _BANNER_OFF
-    if _BANNER_OFF:
-        return
-    try:
-        fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
-    except Exception:  # pragma: no cover - other fastjet builds: the banner is cosmetic
-        pass
-    _BANNER_OFF = True
 
 
 def _cluster(pt, y, phi, mask):
     """One exclusive-kT clustering (kt, R = 1000, E-scheme) of jets ``(b, M)`` (numpy, every jet
     with at least one particle), serving every ``n`` (:func:`_exclusive_kt`)."""
-    import awkward as ak
-    import fastjet
-
+    fastjet = load_fastjet()
     counts = mask.sum(axis=1)
-    sel = mask
-    px = ak.unflatten((pt * np.cos(phi))[sel], counts)
-    py = ak.unflatten((pt * np.sin(phi))[sel], counts)
-    pz = ak.unflatten((pt * np.sinh(y))[sel], counts)
-    e = ak.unflatten((pt * np.cosh(y))[sel], counts)
-    arr = ak.zip({"px": px, "py": py, "pz": pz, "E": e})
-    _quiet_banner(fastjet)
+    arr = massless_four_vectors(counts, pt[mask], y[mask], phi[mask])
     jd = fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0, fastjet.E_scheme)
     return _fastjet_call(lambda: fastjet.ClusterSequence(arr, jd))
 
@@ -63,19 +38,10 @@ def _fastjet_call(fn):
     fastjet's awkward layer warns "dcut and exclusive jets ... interpreted with care" on every
     exclusive_jets call: its check compares the JetDefinition object (not its algorithm) with
     kt/C-A, so it fires for the kt algorithm too. Exclusive kT jets are well defined, so the
-    warning is harmless here: silenced for this call only, by its message. fastjet also
-    replaces warnings.formatwarning process-wide when it warns; restored after.
-    (catch_warnings swaps process-wide state: one thread at a time, Shaper fits width
-    groups in threads)
+    warning is harmless here: silenced for this call only, by its message
+    (:func:`physkit.fastjet_calls.fastjet_call`).
     """
-    with _FASTJET_LOCK:
-        fmt = warnings.formatwarning
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="dcut and exclusive jets")
-                return fn()
-        finally:
-            warnings.formatwarning = fmt
+    return fastjet_call(fn, ignore=("dcut and exclusive jets",))
 
 
 def _exclusive_kt(cluster, n, rows):
