@@ -12,6 +12,9 @@ A head sees features ``Z`` of shape ``(N, m)`` and binary targets ``y`` in {0, 1
   in ``N``: the default above ``FINDER.svc_max_samples`` training rows.
 - :class:`TorchHead`: a one-hidden-layer tanh network trained by full-batch Adam with
   physkit's flow engine (:func:`physkit.flow.minimize`), on CPU or CUDA.
+- :class:`HGBHead`: scikit-learn's ``HistGradientBoostingClassifier`` (a tree ensemble for
+  many events and few features); its trees are stored as plain node arrays and evaluated
+  here, vectorised over events.
 """
 from __future__ import annotations
 
@@ -206,7 +209,9 @@ class TorchHead:
         self.scale_ = np.where(sd > 0, sd, 1.0)
         zt = torch.as_tensor((Z - self.mean_) / self.scale_, dtype=torch.float32, device=dev)
         yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
-        if self.class_weight == "balanced":
+        if isinstance(self.class_weight, dict):
+            w = np.array([self.class_weight.get(k, 1.0) for k in (0, 1)], float)[y]
+        elif self.class_weight == "balanced":
             cnt = np.bincount(y, minlength=2).astype(float)
             w = (len(y) / (2 * np.maximum(cnt, 1)))[y]
         else:
@@ -257,4 +262,79 @@ class TorchHead:
         return h
 
 
-HEADS = {h.kind: h for h in (SVCHead, NystroemHead, TorchHead)}
+class HGBHead:
+    """Histogram gradient boosting (scikit-learn, binary log-loss); prediction from the
+    stored trees: ``baseline + sum of the leaf values`` reached by ``x[f] <= threshold``."""
+
+    kind = "hgb"
+    #: node fields stored per tree (numeric arrays, concatenated over trees)
+    FIELDS = ("feature_idx", "num_threshold", "left", "right", "is_leaf", "value")
+
+    def __init__(self, class_weight=None, random_state=None, max_iter: int = 200):
+        self.class_weight, self.random_state, self.max_iter = class_weight, random_state, max_iter
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, **_) -> "HGBHead":
+        """Fit on ``Z`` (N, m), ``y`` in {0, 1}, with one OpenMP thread (FINDER parallelises
+        over members instead; on a shared machine OpenMP's spinning threads were measured
+        ten times slower than one)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits
+
+        seed = None if self.random_state is None else int(self.random_state) % (2**32)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            hgb = HistGradientBoostingClassifier(max_iter=self.max_iter,
+                                                 class_weight=self.class_weight,
+                                                 random_state=seed).fit(Z, y)
+        trees = [t[0].nodes for t in hgb._predictors]
+        sizes = np.array([len(t) for t in trees], dtype=np.int64)
+        self.offsets_ = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        nodes = np.concatenate(trees)
+        off = np.repeat(self.offsets_, sizes)
+        self.nodes_ = {"feature_idx": nodes["feature_idx"].astype(np.int64),
+                       "num_threshold": nodes["num_threshold"].astype(np.float64),
+                       "left": nodes["left"].astype(np.int64) + off,
+                       "right": nodes["right"].astype(np.int64) + off,
+                       "is_leaf": nodes["is_leaf"].astype(np.int8),
+                       "value": nodes["value"].astype(np.float64)}
+        self.baseline_ = float(np.ravel(hgb._baseline_prediction)[0])
+        return self
+
+    def decision_function(self, Z: np.ndarray) -> np.ndarray:
+        """Raw log-odds ``(N,)``: all trees walked level by level, vectorised over rows."""
+        n = self.nodes_
+        out = np.full(len(Z), self.baseline_)
+        if not len(self.offsets_):
+            return out
+        leaf = n["is_leaf"].astype(bool)
+        for i in range(0, len(Z), _CHUNK):
+            z = Z[i:i + _CHUNK]
+            rows = np.arange(len(z))[None, :]
+            idx = np.repeat(self.offsets_[:, None], len(z), axis=1)  # (n_trees, n)
+            while True:
+                inner = ~leaf[idx]
+                if not inner.any():
+                    break
+                go_left = z[rows, n["feature_idx"][idx]] <= n["num_threshold"][idx]
+                nxt = np.where(go_left, n["left"][idx], n["right"][idx])
+                idx = np.where(inner, nxt, idx)
+            out[i:i + _CHUNK] += n["value"][idx].sum(axis=0)
+        return out
+
+    def predict_proba1(self, Z):
+        return expit(self.decision_function(Z))
+
+    def get_state(self):
+        arrays = {f"node_{k}": v for k, v in self.nodes_.items()}
+        arrays["offsets"] = self.offsets_
+        return arrays, {"kind": self.kind, "baseline": self.baseline_}
+
+    @classmethod
+    def from_state(cls, arrays, meta) -> "HGBHead":
+        h = cls()
+        h.nodes_ = {k: np.asarray(arrays[f"node_{k}"]) for k in cls.FIELDS}
+        h.offsets_ = np.asarray(arrays["offsets"], dtype=np.int64)
+        h.baseline_ = float(meta["baseline"])
+        return h
+
+
+HEADS = {h.kind: h for h in (SVCHead, NystroemHead, TorchHead, HGBHead)}

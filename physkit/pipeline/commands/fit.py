@@ -14,11 +14,20 @@ from ..errors import CommandError, describe_exception
 from ..runner import add_run_options, check_output
 
 
+def finder_actions(sub):
+    """The subparsers of ``physkit finder`` (``fit``, ``search``), created on first use."""
+    if "finder" not in sub.choices:
+        f = sub.add_parser("finder", help="FINDER models (finder fit | finder search)",
+                           description="FINDER models: 'physkit finder fit --help', "
+                                       "'physkit finder search --help'.")
+        fsub = f.add_subparsers(dest="finder_command", metavar="ACTION")
+        fsub.required = True
+        f.set_defaults(_finder_actions=fsub)
+    return sub.choices["finder"].get_default("_finder_actions")
+
+
 def add_parser(sub) -> None:
-    f = sub.add_parser("finder", help="FINDER models (finder fit ...)",
-                       description="FINDER models: 'physkit finder fit --help'.")
-    fsub = f.add_subparsers(dest="finder_command", metavar="ACTION")
-    fsub.required = True
+    fsub = finder_actions(sub)
     ff = fsub.add_parser("fit", help="fit a FINDER classifier or residual detector -> model file",
                          description="Fit FINDER on per-event features of the training files "
                                      "and save the model (arrays + JSON, no pickles).")
@@ -148,8 +157,11 @@ def _chunk_features(args, inputs, counts, chunk_specs) -> dict[str, np.ndarray]:
             if all(k in p for p in parts)}
 
 
-def training_matrix(args, inputs: Sequence[str]):
-    """``(resolved specs, X (N, F), y (N,), good (N,) bool, feature names)`` of the inputs."""
+def training_matrix(args, inputs: Sequence[str], rows: dict | None = None):
+    """``(resolved specs, X (N, F), y (N,), good (N,) bool, feature names)`` of the inputs.
+
+    ``rows``: if given, filled with the per-row information (``file_index``,
+    ``event_problem``, ``labels`` where every file has them)."""
     from ...io import count_events
     from ..features import parse_feature_spec
 
@@ -180,6 +192,8 @@ def training_matrix(args, inputs: Sequence[str]):
             j += 1
     X = np.concatenate(blocks, axis=1)
     good &= np.isfinite(X).all(axis=1)
+    if rows is not None:
+        rows.update({k: cat[k] for k in ("file_index", "event_problem", "labels") if k in cat})
     if args.label_from == "labels":
         if "labels" not in cat:
             raise CommandError(f"{inputs[0]}: dataset 'labels': missing in some training "

@@ -1,0 +1,145 @@
+"""The eigenspace-residual filter of FINDER, as pure functions on torch tensors.
+
+Shapes: data ``(N, P)``; bases ``(P, r)`` with orthonormal columns; centres ``(P,)``.
+A filter is ``(c, W)``: features of ``x`` are ``(x - c) @ W``, ``(N, m)``.
+
+Construction (Murphy et al., arXiv:2510.19917; the authors' MATLAB code, see
+:mod:`finder.classifier`): centre on class A's mean ``mu_A``; drop A's top ``M_A``
+Karhunen–Loève directions ``V``; in the residual space (``r(x) = (I - V V^T)(x - mu_A)``)
+rotate into class B's eigenbasis of its centred residuals and keep ``M_res`` of those
+coordinates (ACA-S: smallest B variance, ACA-L: largest).
+
+**The class-mean direction.** B's eigenbasis of its *centred* residuals does not contain the
+difference of the class means when B's residuals do not span it (always when ``P`` exceeds
+B's sample count, and whenever ``M_res`` truncates): a pure mean shift between the classes
+would then be invisible to the filter. The authors' code keeps it — its B basis is the *full*
+SVD (``svd(XB)`` of ``ProjectOntoT2.m``, a complete orthonormal basis of the residual space),
+and the data it rotates are not centred on B's mean, so the mean difference survives in the
+kept coordinates when ``Mres`` covers them. The thin construction here (no ``P x P`` matrix)
+adds that direction explicitly: the unit residual mean difference, orthogonalised against the
+kept B directions, is appended as one more column whenever it is not (numerically) spanned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .kl import kl_basis, residual
+
+__all__ = ["BasisA", "Filter", "basis_A", "filter_family", "select_filter", "procrustes",
+           "crossfit_features", "MEAN_RTOL"]
+
+#: the mean-difference direction is added when more than this fraction of its norm lies
+#: outside the kept B directions
+MEAN_RTOL = 1e-6
+
+
+@dataclass
+class BasisA:
+    """Class A's KL basis: mean ``mu`` (P,), directions ``V`` (P, r), variances ``lam`` (r,)."""
+    mu: torch.Tensor
+    V: torch.Tensor
+    lam: torch.Tensor
+
+
+@dataclass
+class Filter:
+    """B's residual eigenbasis for one truncation ``M_A``: centre ``c = mu_A + mu_B`` (P,),
+    B directions ``WB`` (P, r_B) by decreasing B variance ``varB`` (r_B,), and the residual
+    class-mean difference ``d`` (P,) (from ``mu_A`` to B's residual mean, orthogonal to V)."""
+    c: torch.Tensor
+    WB: torch.Tensor
+    varB: torch.Tensor
+    d: torch.Tensor
+
+
+def basis_A(XA: torch.Tensor) -> BasisA:
+    """KL basis of class A's rows ``(n_A, P)``."""
+    mu = XA.mean(0)
+    V, lam = kl_basis(XA - mu)
+    return BasisA(mu, V, lam)
+
+
+def _filter(XB: torch.Tensor, A: BasisA, M_A: int) -> Filter:
+    V = A.V[:, :M_A]
+    RB = residual(XB - A.mu, V)
+    mu_B = RB.mean(0)
+    W, var = kl_basis(RB - mu_B)
+    if W.shape[1]:
+        W = residual(W.T, V).T  # remove round-off components along V
+    return Filter(A.mu + mu_B, W, var, mu_B)
+
+
+def filter_family(XA: torch.Tensor, XB: torch.Tensor, grid_A, A: BasisA | None = None
+                  ) -> tuple[dict[int, Filter], BasisA]:
+    """Filters ``{M_A: Filter}`` for several truncations, and A's basis."""
+    A = basis_A(XA) if A is None else A
+    return {int(m): _filter(XB, A, int(m)) for m in grid_A}, A
+
+
+def select_filter(f: Filter, m: int, variant: str, mean_direction: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(c, W, var)`` keeping ``m`` B directions (``variant`` "aca-s": smallest variance,
+    "aca-l": largest), plus the class-mean direction (module docstring) as a last column
+    with variance 0 when ``mean_direction`` and it is not spanned. ``W`` is (P, m_eff)."""
+    r = f.WB.shape[1]
+    m = min(int(m), r)
+    cols = slice(r - m, r) if variant == "aca-s" else slice(0, m)
+    W, var = f.WB[:, cols], f.varB[cols]
+    if mean_direction or W.shape[1] == 0:
+        d = f.d - W @ (W.T @ f.d) if W.shape[1] else f.d
+        nd, n0 = torch.linalg.vector_norm(d), torch.linalg.vector_norm(f.d)
+        if n0 > 0 and nd > MEAN_RTOL * n0:
+            W = torch.cat([W, (d / nd)[:, None]], dim=1)
+            var = torch.cat([var, var.new_zeros(1)])
+    if W.shape[1] == 0:  # nothing to keep (e.g. identical classes): one null column
+        W, var = f.c.new_zeros((f.c.shape[0], 1)), f.c.new_zeros(1)
+    return f.c, W, var
+
+
+def procrustes(Wk: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """``Wk`` rotated within its span onto ``W`` (both (P, m)): eigenvectors are defined up to
+    sign and, for close eigenvalues, rotation; this aligns a fold's filter with the final one."""
+    u, _, vh = torch.linalg.svd(Wk.T @ W, full_matrices=False)
+    return Wk @ (u @ vh)
+
+
+def crossfit_features(Xt: torch.Tensor, cov_A: np.ndarray, rows_B: np.ndarray,
+                      clf_rows: np.ndarray, t_clf: np.ndarray, settings, family: dict,
+                      select, folds: int, seed: int) -> dict:
+    """Out-of-fold filter features ``{(M_A, m): (len(clf_rows), m_eff) array}`` of the rows
+    ``clf_rows`` (targets ``t_clf`` in {0, 1}) for every ``(M_A, m)`` in ``settings``.
+
+    ``family``: the filters fitted on ``cov_A`` (class A) and ``rows_B`` (class B);
+    ``select(filter, m) -> (c, W, var)``. With ``folds >= 2`` each fold of ``clf_rows`` gets
+    the filter fitted without its rows (Procrustes-aligned to the full one), so the head
+    trains on features distributed like those of unseen data (in-sample residual coordinates
+    are biased: a class has artificially small variance along its own fitted least-variance
+    directions). ``folds < 2``: in-sample features.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    k = min(int(folds or 0), int(np.bincount(t_clf, minlength=2).min()))
+    full = {(M_A, m): select(family[M_A], m)[:2] for M_A, m in settings}
+    if k < 2:
+        X = Xt[clf_rows]
+        return {s: ((X - c) @ W).cpu().numpy() for s, (c, W) in full.items()}
+    out = {s: np.empty((len(clf_rows), W.shape[1])) for s, (_, W) in full.items()}
+    grid_A = sorted({M_A for M_A, _ in settings})
+    skf = StratifiedKFold(k, shuffle=True, random_state=seed)
+    for _, te in skf.split(clf_rows, t_clf):
+        held = clf_rows[te]
+        A_k = np.setdiff1d(cov_A, held, assume_unique=True)
+        B_k = np.setdiff1d(rows_B, held, assume_unique=True)
+        fam_k = filter_family(Xt[A_k], Xt[B_k], grid_A)[0] if len(A_k) >= 2 and len(B_k) >= 1 \
+            else None
+        Xh = Xt[held]
+        for (M_A, m), (c, W) in full.items():
+            if fam_k is not None:
+                ck, Wk, _ = select(fam_k[M_A], m)
+                if Wk.shape[1] == W.shape[1]:
+                    c, W = ck, procrustes(Wk, W)
+            out[M_A, m][te] = ((Xh - c) @ W).cpu().numpy()
+    return out
