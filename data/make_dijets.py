@@ -36,8 +36,8 @@ the lighter and J2 the heavier of the two: ``mj1``, ``dmj = m_J2 - m_J1`` (GeV),
 exclusive-kT axes), ``features`` = those four as an ``(N, 4)`` dataset, ``jets``
 ``(N, 4)`` (pT, eta, phi, m of J1), and the jets' constituents: ``constituents`` holds J1's
 (the physkit event layout: one jet per row, so SHAPER and jet images run on it) and
-``constituents_j2`` J2's, each the ``--max-constituents`` highest-pT particles (pT, y, phi),
-zero-padded. ``labels``: 1 = signal, 0 = QCD (truth; a search never trains on it).
+``constituents_j2`` J2's, each the 150 highest-pT particles (pT, y, phi), zero-padded
+(32 in the shipped slice). ``labels``: 1 = signal, 0 = QCD (truth; a search never trains on it).
 
 Needs the optional generator: ``pip install 'physkit[generate]'`` (``pythia8mc==8.317.2``)
 and fastjet (a physkit dependency).
@@ -289,43 +289,49 @@ def _write(path: str, pool: dict, rows: np.ndarray, labels: np.ndarray, attrs: d
                                "made_by": "data/make_dijets.py"})
 
 
+def draw_search(n_qcd: int, n_sig: int, n_data: int, signal_fraction: float,
+                n_test_bkg: int, n_test_sig: int, seed: int) -> dict[str, np.ndarray]:
+    """Row indices of a search sample drawn from pools of ``n_qcd`` QCD and ``n_sig`` signal
+    dijets (signal rows numbered after the QCD ones), deterministic in ``seed``.
+
+    ``data``: ``n_data`` rows, ``round(signal_fraction * n_data)`` of them signal, the rest QCD;
+    ``reference``: ``n_data`` other QCD rows; ``test``: ``n_test_bkg`` QCD and ``n_test_sig``
+    signal rows held out from both. Each shuffled.
+    """
+    k_sig = int(round(signal_fraction * n_data))
+    need_q, need_s = 2 * n_data - k_sig + n_test_bkg, k_sig + n_test_sig
+    if n_qcd < need_q or n_sig < need_s:
+        raise ValueError(f"the cached pools hold {n_qcd} QCD and {n_sig} signal dijets in the "
+                         f"signal region; this sample needs {need_q} and {need_s}: generate "
+                         f"more shards ('python data/make_dijets.py pools --n-qcd-shards ...')")
+    rng = np.random.default_rng(seed)
+    q, s = rng.permutation(n_qcd), n_qcd + rng.permutation(n_sig)
+    n_bkg = n_data - k_sig
+    out = {"data": np.r_[q[:n_bkg], s[:k_sig]],
+           "reference": q[n_bkg:n_bkg + n_data],
+           "test": np.r_[q[n_bkg + n_data:n_bkg + n_data + n_test_bkg],
+                         s[k_sig:k_sig + n_test_sig]]}
+    return {k: rng.permutation(v) for k, v in out.items()}
+
+
 def make_search(out_prefix: str, n_data: int, signal_fraction: float, n_test_bkg: int,
                 n_test_sig: int, seed: int, max_constituents: int = MAX_CONSTITUENTS,
                 max_shards: int | None = None) -> dict[str, str]:
-    """Write ``PREFIX_{data,reference,test}.h5`` from the cached pools (signal region).
-
-    ``data``: ``n_data`` events, a fraction ``signal_fraction`` of them signal (rounded),
-    the rest QCD; ``reference``: ``n_data`` other QCD events; ``test``: ``n_test_bkg`` QCD
-    and ``n_test_sig`` signal events held out from both. Rows shuffled; all from ``seed``.
-    """
+    """Write ``PREFIX_{data,reference,test}.h5`` (:func:`draw_search`) from the cached pools
+    (signal region); ``labels`` 1 = signal, 0 = QCD. ``max_shards``: use only the first that
+    many QCD shards and the first signal shard (so the output does not depend on how many
+    shards exist). Returns the paths."""
     qcd = read_pool("qcd", max_shards=max_shards)
-    sig = read_pool("signal")
-    n_sig = int(round(signal_fraction * n_data))
-    need_q, need_s = 2 * n_data - n_sig + n_test_bkg, n_sig + n_test_sig
-    if len(qcd["mjj"]) < need_q or len(sig["mjj"]) < need_s:
-        raise ValueError(f"the cached pools hold {len(qcd['mjj'])} QCD and {len(sig['mjj'])} "
-                         f"signal dijets in the signal region; this sample needs {need_q} and "
-                         f"{need_s}: generate more shards ('pools --n-qcd-shards ...')")
-    rng = np.random.default_rng(seed)
-    q, s = rng.permutation(len(qcd["mjj"])), rng.permutation(len(sig["mjj"]))
+    sig = read_pool("signal", max_shards=None if max_shards is None else 1)
     both = {k: np.concatenate([qcd[k], sig[k]]) for k in qcd}
-    off = len(qcd["mjj"])
-    n_bkg = n_data - n_sig
-    groups = {
-        "data": np.r_[q[:n_bkg], off + s[:n_sig]],
-        "reference": q[n_bkg:n_bkg + n_data],
-        "test": np.r_[q[n_bkg + n_data:n_bkg + n_data + n_test_bkg],
-                      off + s[n_sig:n_sig + n_test_sig]],
-    }
+    n_q = len(qcd["mjj"])
+    groups = draw_search(n_q, len(sig["mjj"]), n_data, signal_fraction, n_test_bkg,
+                         n_test_sig, seed)
     attrs = {"signal_region_mjj_GeV": list(SIGNAL_REGION), "seed": seed,
-             "signal_fraction_in_data": n_sig / max(n_data, 1)}
-    paths = {}
-    for name, rows in groups.items():
-        rows = rng.permutation(rows)
-        labels = (rows >= off).astype(np.int8)
-        paths[name] = _write(f"{out_prefix}_{name}.h5", both, rows, labels,
-                             {**attrs, "sample": name}, max_constituents)
-    return paths
+             "signal_fraction_in_data": round(signal_fraction * n_data) / max(n_data, 1)}
+    return {name: _write(f"{out_prefix}_{name}.h5", both, rows, (rows >= n_q).astype(np.int8),
+                         {**attrs, "sample": name}, max_constituents)
+            for name, rows in groups.items()}
 
 
 def main(argv=None) -> int:

@@ -88,6 +88,11 @@ class AnomalySearch(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def _check_params(self) -> None:
         if not (isinstance(self.n_folds, Integral) and not isinstance(self.n_folds, bool)
                 and self.n_folds >= 2):
@@ -114,8 +119,9 @@ class AnomalySearch(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         classes = np.unique(y)
         if len(classes) != 2:
-            raise ValueError(f"AnomalySearch needs exactly 2 labels (data, reference), got "
-                             f"{len(classes)}")
+            raise ValueError(f"Only binary classification is supported. AnomalySearch needs "
+                             f"exactly 2 labels (data, reference), got {len(classes)} class"
+                             f"{'es' if len(classes) != 1 else ''}")
         if self.data_label is not None and self.data_label not in classes:
             raise ValueError(f"data_label={self.data_label!r} is not among the labels "
                              f"{classes.tolist()}")
@@ -195,4 +201,5 @@ class AnomalySearch(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """``classes_[1]`` (data-like) where ``decision_function > 0``."""
+        check_is_fitted(self, "estimators_")
         return self.classes_[(self.decision_function(X) > 0).astype(int)]

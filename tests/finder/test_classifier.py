@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from finder import FINDER
-from finder.classifier import SKLEARN_EXPECTED_FAILED_CHECKS
+from finder.classifier import AUTO_RESIDUAL_COUNTS, SKLEARN_EXPECTED_FAILED_CHECKS
 from finder.kl import kl_basis
 
 P = 20
@@ -111,7 +111,7 @@ def test_auto_takes_the_best_mean_of_repeated_inner_folds():
     rng = np.random.default_rng(3)
     flip = rng.random(len(y)) < 0.2  # 20% label noise
     yn = np.where(flip, 1 - y, y)
-    f = FINDER(n_components="auto", n_residual="auto", cv=3, cv_repeats=2,
+    f = FINDER(n_components="auto", n_residual=list(AUTO_RESIDUAL_COUNTS), cv=3, cv_repeats=2,
                random_state=0).fit(X, yn)
     r = f.cv_results_
     assert len(r["candidates"]) == len(r["mean_auc"]) == 2 * 7  # M_A in {0, 5} x M_res grid
@@ -122,9 +122,9 @@ def test_auto_takes_the_best_mean_of_repeated_inner_folds():
     assert f.score(Xt, yt) > 0.7
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(classifier="nystroem"),
-                                dict(classifier="torch"), dict(standardize="feature"),
-                                dict(standardize="sample", balanced_split=True)])
+@pytest.mark.parametrize("kw", [dict(), dict(classifier="nystroem"), dict(classifier="hgb"),
+                                dict(classifier="torch"), dict(standardize=None),
+                                dict(standardize="sample", mean_direction=False)])
 def test_model_state_round_trip(kw):
     X, y = two_classes(P - 1, 0.8, 200, 120)
     labels = np.array(["qcd", "top"])[y]
@@ -206,7 +206,8 @@ def test_large_sample_uses_scalable_head():
     X[:, :2] *= 3.0  # A's top-2 KL space (discarded) is e_0, e_1 for sure
     X[10000:, 3] *= 1.5
     f = FINDER(n_components=2, n_residual=2, variant="aca-l", random_state=0).fit(X, y)
-    assert f.head_kind_ == "nystroem"
+    assert f.head_kind_ in ("hgb", "nystroem")  # chosen by inner CV between the two
+    assert {c[2] for c in f.cv_results_["candidates"]} == {"hgb", "nystroem"}
     assert roc_auc_score(y, f.decision_function(X)) > 0.55
 
 
@@ -333,3 +334,89 @@ def test_random_state_object_is_honoured():
     np.random.seed(11)
     b = FINDER(n_components=2, n_residual=2).fit(X, y).decision_function(X)
     np.testing.assert_array_equal(a, b)
+
+
+def _leading_direction_problem(n, seed):
+    """4 features; class A's largest-variance direction (feature 0) carries the class
+    difference: B's mean is shifted along it by 1.5 of its 3 sd."""
+    rng = np.random.default_rng(seed)
+    sd = np.array([3.0, 1.0, 1.0, 1.0])
+    XA = rng.normal(size=(n, 4)) * sd
+    XB = rng.normal(size=(n, 4)) * sd
+    XB[:, 0] += 4.5
+    return np.vstack([XA, XB]), np.r_[np.zeros(n, int), np.ones(n, int)]
+
+
+def test_signal_in_the_leading_direction_is_kept_at_defaults():
+    """Few features, signal along A's top KL direction: the previous default M_A = 8 (clipped
+    to P - 1 = 3) kept only A's least-variance direction and the score collapsed to chance;
+    the default must do as well as its own head on the standardised raw features."""
+    X, y = _leading_direction_problem(300, 0)
+    Xt, yt = _leading_direction_problem(1000, 1)
+    auc = roc_auc_score(yt, FINDER(random_state=0).fit(X, y).decision_function(Xt))
+    head = make_pipeline(StandardScaler(), SVC()).fit(X, y)
+    ref = roc_auc_score(yt, head.decision_function(Xt))
+    old = FINDER(n_components=3, n_residual=140, mean_direction=False, standardize=None,
+                 random_state=0).fit(X, y)
+    assert roc_auc_score(yt, old.decision_function(Xt)) < 0.6  # what the old default did
+    assert ref > 0.8 and auc > ref - 0.02
+
+
+def _wide_mean_shift(n, seed, p=2000, k=10, shift=3.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(2 * n, p))
+    X[n:, :k] += shift
+    return X, np.r_[np.zeros(n, int), np.ones(n, int)]
+
+
+def test_mean_shift_in_wide_data_is_seen():
+    """P >> N, the classes differ by a mean shift in 10 of 2000 features: B's eigenbasis of
+    its centred residuals does not contain the shift, the class-mean direction does."""
+    X, y = _wide_mean_shift(20, 0)
+    Xt, yt = _wide_mean_shift(200, 1)
+    f = FINDER(random_state=0).fit(X, y)
+    assert roc_auc_score(yt, f.decision_function(Xt)) > 0.9
+    no_mean = FINDER(n_components=0, n_residual=140, mean_direction=False,
+                     random_state=0).fit(X, y)
+    assert roc_auc_score(yt, no_mean.decision_function(Xt)) < 0.75
+
+
+def test_ensemble_is_deterministic_and_steadier_under_label_noise():
+    """Members differ by their random splits of class A and their folds: the same seed
+    gives the same model; over draws of the label noise the ensemble's test scores vary
+    less than one filter's."""
+    from scipy.stats import rankdata
+
+    X, y = two_classes(P - 1, 0.7, 150, 150)
+    Xt, _ = two_classes(P - 1, 0.7, 200, 200, seed=1)
+    a = FINDER(n_estimators=6, random_state=3).fit(X, y)
+    b = FINDER(n_estimators=6, random_state=3).fit(X, y)
+    assert len(a.members_) == 6
+    np.testing.assert_array_equal(a.decision_function(Xt), b.decision_function(Xt))
+    spread = {}
+    for n_est in (1, 6):
+        s = []
+        for d in range(5):
+            yn = np.where(np.random.default_rng(100 + d).random(len(y)) < 0.2, 1 - y, y)
+            f = FINDER(n_components=5, n_estimators=n_est, random_state=d).fit(X, yn)
+            s.append(rankdata(f.decision_function(Xt)) / len(Xt))
+        spread[n_est] = np.median(np.std(s, axis=0))
+    assert spread[6] < 0.8 * spread[1]
+
+
+def test_hgb_head_predicts_like_scikit_learn():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from finder.heads import HGBHead
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(3000, 3))
+    t = (Z[:, 0] + Z[:, 1] ** 2 + rng.normal(size=3000) > 1).astype(int)
+    h = HGBHead(random_state=4).fit(Z, t)
+    ref = HistGradientBoostingClassifier(max_iter=100, random_state=4).fit(Z, t)
+    Zt = rng.normal(size=(500, 3))
+    np.testing.assert_allclose(h.decision_function(Zt), ref.decision_function(Zt), atol=1e-12)
+    hb = HGBHead(class_weight="balanced", random_state=4).fit(Z, t)  # prior shift only
+    n1 = t.mean()
+    np.testing.assert_allclose(hb.decision_function(Zt) - h.decision_function(Zt),
+                               np.log((1 - n1) / n1), atol=1e-12)
