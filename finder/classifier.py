@@ -48,7 +48,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import selection
-from .filter import basis_A, crossfit_features, filter_family, select_filter
+from .filter import b_moments, basis_A, crossfit_features, filter_family, select_filter
 from .heads import HEADS, HGBHead, NystroemHead, SVCHead, TorchHead
 from .kl import as_tensor, n_from_spec
 from .seeding import int_seed, member_seed
@@ -456,11 +456,12 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         clf_rows = np.sort(np.concatenate([clf_A, idx_B]))
         A = basis_A(Xt[cov_A])
         M_A = self._resolve_M_A(spec, A.lam, Xt.shape[1])
-        fam, _ = filter_family(Xt[cov_A], Xt[idx_B], [M_A], A)
+        mB = b_moments(Xt, idx_B, A)
+        fam, _ = filter_family(Xt[cov_A], Xt[idx_B], [M_A], A, mB)
         c, W, var = self._select(fam[M_A], m)
         t = (y_idx[clf_rows] == 1).astype(np.int64)
         Z = crossfit_features(Xt, cov_A, idx_B, clf_rows, t, [(M_A, m)], fam, self._select,
-                              self.cross_fit, seed)[M_A, m]
+                              self.cross_fit, seed, A, mB)[M_A, m]
         head = self._make_head(kind, class_weight, seed).fit(Z, t)
         return _Member(c.cpu().numpy(), W.cpu().numpy(), var.cpu().numpy(),
                        A.lam.cpu().numpy(), M_A, head)
@@ -513,11 +514,12 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         clf_rows = np.sort(np.concatenate([clf, B_tr]))
         A = basis_A(Xt[cov])
         count = {s: self._resolve_M_A(s, A.lam, Xt.shape[1]) for s, _, _ in cands}
-        fam, _ = filter_family(Xt[cov], Xt[B_tr], sorted(set(count.values())), A)
+        mB = b_moments(Xt, B_tr, A)
+        fam, _ = filter_family(Xt[cov], Xt[B_tr], sorted(set(count.values())), A, mB)
         t = (y_idx[clf_rows] == 1).astype(np.int64)
         feats = sorted({(count[s], m) for s, m, _ in cands})
         Z = crossfit_features(Xt, cov, B_tr, clf_rows, t, feats, fam, self._select,
-                              self.cross_fit, seed)
+                              self.cross_fit, seed, A, mB)
         out = {}
         for s, m, kind in cands:
             c, W, _ = self._select(fam[count[s]], m)

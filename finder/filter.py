@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .kl import kl_basis, residual
+from .kl import Moments, kl_basis, kl_basis_from_cov, residual, use_covariance
 
-__all__ = ["BasisA", "Filter", "basis_A", "filter_family", "select_filter", "procrustes",
-           "crossfit_features", "MEAN_RTOL"]
+__all__ = ["BasisA", "Filter", "basis_A", "b_moments", "filter_family", "select_filter",
+           "procrustes", "crossfit_features", "MEAN_RTOL"]
 
 #: the mean-difference direction is added when more than this fraction of its norm lies
 #: outside the kept B directions
@@ -72,10 +72,31 @@ def _filter(XB: torch.Tensor, A: BasisA, M_A: int) -> Filter:
     return Filter(A.mu + mu_B, W, var, mu_B)
 
 
-def filter_family(XA: torch.Tensor, XB: torch.Tensor, grid_A, A: BasisA | None = None
-                  ) -> tuple[dict[int, Filter], BasisA]:
-    """Filters ``{M_A: Filter}`` for several truncations, and A's basis."""
+def _filter_moments(mB: Moments, A: BasisA, M_A: int) -> Filter:
+    """As :func:`_filter` from B's moments: B's residual covariance is ``Q C_B Q`` with
+    ``Q = I - V V^T`` (same result, no pass over the rows)."""
+    V = A.V[:, :M_A]
+    C = mB.cov()
+    if M_A:
+        CV = C @ V
+        C = C - V @ CV.T - CV @ V.T + V @ (V.T @ CV) @ V.T
+    W, var = kl_basis_from_cov(C)
+    if W.shape[1]:
+        W = residual(W.T, V).T
+    d = residual((mB.mean() - A.mu)[None], V)[0]
+    return Filter(A.mu + d, W, var, d)
+
+
+def filter_family(XA: torch.Tensor, XB: torch.Tensor, grid_A, A: BasisA | None = None,
+                  mB: Moments | None = None) -> tuple[dict[int, Filter], BasisA]:
+    """Filters ``{M_A: Filter}`` for several truncations, and A's basis. With more B rows
+    than features (``mB``: B's moments, computed here if not given) the filters come from
+    B's covariance, otherwise from a thin SVD of B's rows."""
     A = basis_A(XA) if A is None else A
+    if mB is None and use_covariance(XB.shape[0], XB.shape[1]):
+        mB = Moments.of(XB, A.mu)
+    if mB is not None:
+        return {int(m): _filter_moments(mB, A, int(m)) for m in grid_A}, A
     return {int(m): _filter(XB, A, int(m)) for m in grid_A}, A
 
 
@@ -106,9 +127,18 @@ def procrustes(Wk: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     return Wk @ (u @ vh)
 
 
+def b_moments(Xt: torch.Tensor, rows_B: np.ndarray, A: BasisA) -> Moments | None:
+    """B's moments about A's mean when B has at least as many rows as features (the
+    covariance route), else None."""
+    if use_covariance(len(rows_B), Xt.shape[1]):
+        return Moments.of(Xt[rows_B], A.mu)
+    return None
+
+
 def crossfit_features(Xt: torch.Tensor, cov_A: np.ndarray, rows_B: np.ndarray,
                       clf_rows: np.ndarray, t_clf: np.ndarray, settings, family: dict,
-                      select, folds: int, seed: int) -> dict:
+                      select, folds: int, seed: int, A: BasisA | None = None,
+                      mB: Moments | None = None) -> dict:
     """Out-of-fold filter features ``{(M_A, m): (len(clf_rows), m_eff) array}`` of the rows
     ``clf_rows`` (targets ``t_clf`` in {0, 1}) for every ``(M_A, m)`` in ``settings``.
 
@@ -117,7 +147,8 @@ def crossfit_features(Xt: torch.Tensor, cov_A: np.ndarray, rows_B: np.ndarray,
     the filter fitted without its rows (Procrustes-aligned to the full one), so the head
     trains on features distributed like those of unseen data (in-sample residual coordinates
     are biased: a class has artificially small variance along its own fitted least-variance
-    directions). ``folds < 2``: in-sample features.
+    directions). ``folds < 2``: in-sample features. ``A``, ``mB``: A's basis and B's
+    moments (:func:`b_moments`) of the full fit, if the caller has them.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -128,13 +159,20 @@ def crossfit_features(Xt: torch.Tensor, cov_A: np.ndarray, rows_B: np.ndarray,
         return {s: ((X - c) @ W).cpu().numpy() for s, (c, W) in full.items()}
     out = {s: np.empty((len(clf_rows), W.shape[1])) for s, (_, W) in full.items()}
     grid_A = sorted({M_A for M_A, _ in settings})
+    A_full = basis_A(Xt[cov_A]) if A is None else A
+    mB = b_moments(Xt, rows_B, A_full) if mB is None else mB
     skf = StratifiedKFold(k, shuffle=True, random_state=seed)
     for _, te in skf.split(clf_rows, t_clf):
         held = clf_rows[te]
         A_k = np.setdiff1d(cov_A, held, assume_unique=True)
         B_k = np.setdiff1d(rows_B, held, assume_unique=True)
-        fam_k = filter_family(Xt[A_k], Xt[B_k], grid_A)[0] if len(A_k) >= 2 and len(B_k) >= 1 \
-            else None
+        fam_k = None
+        if len(A_k) >= 2 and len(B_k) >= 1:
+            # with the balanced split no head row estimates A's basis: reuse it
+            A = A_full if len(A_k) == len(cov_A) else basis_A(Xt[A_k])
+            mB_k = None if mB is None else mB.minus(
+                Moments.of(Xt[np.intersect1d(rows_B, held, assume_unique=True)], A_full.mu))
+            fam_k = filter_family(Xt[A_k], Xt[B_k], grid_A, A, mB_k)[0]
         Xh = Xt[held]
         for (M_A, m), (c, W) in full.items():
             if fam_k is not None:

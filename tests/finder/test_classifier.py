@@ -37,7 +37,8 @@ def two_classes(shift_dir, shift, n_a=300, n_b=200, seed=0):
 def test_aca_s_separates_low_variance_difference():
     X, y = two_classes(P - 1, 0.5)
     Xt, yt = two_classes(P - 1, 0.5, 400, 400, seed=1)
-    kw = dict(n_components=5, n_residual=2, mean_direction=False, random_state=0)
+    kw = dict(n_components=5, n_residual=2, mean_direction=False, standardize=None,
+              random_state=0)
     s = FINDER(variant="aca-s", **kw).fit(X, y)
     l = FINDER(variant="aca-l", **kw).fit(X, y)
     assert s.reference_class_ == 0  # majority class
@@ -305,7 +306,7 @@ def test_defaults_and_balanced_split():
     InitializeParameters.m except M_A); with the balanced split class A's basis is estimated
     on a subset of its rows."""
     f = FINDER()
-    assert (f.n_components, f.n_residual, f.variant, f.balanced_split) == ("auto", 140,
+    assert (f.n_components, f.n_residual, f.variant, f.balanced_split) == ("auto", "auto",
                                                                           "aca-l", True)
     X, y = two_classes(P - 1, 0.5, 300, 200)
     kw = dict(n_components=8, standardize=None, n_estimators=1, random_state=0)
@@ -383,25 +384,23 @@ def test_mean_shift_in_wide_data_is_seen():
 
 def test_ensemble_is_deterministic_and_steadier_under_label_noise():
     """Members differ by their random splits of class A and their folds: the same seed
-    gives the same model; over draws of the label noise the ensemble's test scores vary
-    less than one filter's."""
+    gives the same model; with noisy labels the ensemble's test scores vary less from seed
+    to seed (the method's own randomness) than one filter's."""
     from scipy.stats import rankdata
 
     X, y = two_classes(P - 1, 0.7, 150, 150)
     Xt, _ = two_classes(P - 1, 0.7, 200, 200, seed=1)
-    a = FINDER(n_estimators=6, random_state=3).fit(X, y)
-    b = FINDER(n_estimators=6, random_state=3).fit(X, y)
+    yn = np.where(np.random.default_rng(100).random(len(y)) < 0.2, 1 - y, y)
+    a = FINDER(n_estimators=6, random_state=3).fit(X, yn)
+    b = FINDER(n_estimators=6, random_state=3).fit(X, yn)
     assert len(a.members_) == 6
     np.testing.assert_array_equal(a.decision_function(Xt), b.decision_function(Xt))
     spread = {}
     for n_est in (1, 6):
-        s = []
-        for d in range(5):
-            yn = np.where(np.random.default_rng(100 + d).random(len(y)) < 0.2, 1 - y, y)
-            f = FINDER(n_components=5, n_estimators=n_est, random_state=d).fit(X, yn)
-            s.append(rankdata(f.decision_function(Xt)) / len(Xt))
+        s = [rankdata(FINDER(n_components=5, n_estimators=n_est, random_state=seed)
+                      .fit(X, yn).decision_function(Xt)) / len(Xt) for seed in range(5)]
         spread[n_est] = np.median(np.std(s, axis=0))
-    assert spread[6] < 0.8 * spread[1]
+    assert spread[6] < 0.7 * spread[1]
 
 
 def test_hgb_head_predicts_like_scikit_learn():
