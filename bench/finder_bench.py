@@ -279,12 +279,13 @@ TIMING_CODE = textwrap.dedent("""
     import finder
     rng = np.random.default_rng(0)
     out = {"finder": finder.__file__}
-    X = rng.normal(size=(100_000, 1000)).astype(np.float32)
-    y = (rng.random(100_000) < 0.5).astype(int)
+    X = rng.normal(size=(120_000, 1000)).astype(np.float32)
+    y = (rng.random(120_000) < 0.5).astype(int)
     X[y == 1, 999] *= 1.3
-    t = time.time(); f = FINDER(random_state=0).fit(X, y); out["1e5x1000"] = time.time() - t
+    t = time.time(); f = FINDER(random_state=0).fit(X[:100_000], y[:100_000])
+    out["1e5x1000"] = time.time() - t
     out["1e5x1000 auc"] = float(__import__("sklearn.metrics").metrics.roc_auc_score(
-        y[:20000], f.decision_function(X[:20000])))
+        y[100_000:], f.decision_function(X[100_000:])))
     del X
     n = 60_000
     X = rng.normal(size=(2 * n, 4)) * np.array([3.0, 2.0, 1.0, 1.0])
@@ -322,7 +323,7 @@ def bench_timing(rev: str):
     print(f"| data | {rev} [s] | now [s] | ratio now/{rev} |\n|---|---|---|---|")
     for k in ("1e5x1000", "120000x4"):
         print(f"| {k} | {old[k]:.1f} | {new[k]:.1f} | {new[k] / old[k]:.2f} |")
-    print(f"\n(10^5 x 1000 held-in AUC: {rev} {old['1e5x1000 auc']:.3f}, now "
+    print(f"\n(10^5 x 1000, AUC on 20 000 fresh rows: {rev} {old['1e5x1000 auc']:.3f}, now "
           f"{new['1e5x1000 auc']:.3f}; finder imported from {old['finder']} and "
           f"{new['finder']})")
     sys.stdout.flush()

@@ -63,14 +63,22 @@ REFERENCE_N_COMPONENTS = 8
 AUTO_COMPONENTS_PER_FEATURES = 4
 #: ``M_res`` default: ``parameters.multilevel.Mres_manual = 140`` (same file)
 DEFAULT_N_RESIDUAL = 140
+#: ``n_residual="auto"`` also tries one B direction from ``P >= WIDE_RATIO * N`` on
+WIDE_RATIO = 10
 #: ``n_estimators="auto"``: ``clip(round(min(ENSEMBLE_ROWS / N, ENSEMBLE_CELLS / (N P))), 1,
 #: MAX_AUTO_ESTIMATORS)`` members, so the ensemble's cost stays bounded (at 10^5 rows one
 #: member's split varies little and the ensemble would buy nothing)
 ENSEMBLE_ROWS = 20_000
 ENSEMBLE_CELLS = 2_000_000
 MAX_AUTO_ESTIMATORS = 10
-#: heads the default ("auto") chooses from by inner CV above ``svc_max_samples`` rows
+#: heads the default ("auto") chooses from by inner CV above ``svc_max_samples`` rows and
+#: up to ``TREE_MAX_FEATURES`` features; with more features it takes "nystroem"
 LARGE_N_HEADS = ("hgb", "nystroem")
+TREE_MAX_FEATURES = 32
+
+#: ``reference_class=None`` takes the majority class only when the count difference exceeds
+#: this many binomial standard deviations (``sqrt(N)``), else ``classes_[0]``
+BALANCE_SIGMAS = 3.0
 
 _VARIANTS = ("aca-s", "aca-l")
 _STANDARDIZE = (None, "feature", "sample")
@@ -104,12 +112,17 @@ def _is_int(v) -> bool:
 
 def auto_residuals(n_samples: int, n_features: int) -> list[int]:
     """``M_res`` candidates of ``n_residual="auto"``: all of B's directions (the reference's
-    ``Mres = 140``); in the wide regime (``P >= N``) also a single one. There B's sample
-    eigen-directions are mostly noise (a variance spike is detectable only above
-    ``~sqrt(P / n_B)`` times the noise level), and the class-mean direction, always kept,
-    may carry all there is: with 25 + 25 samples, 10 000 features and a 3-sd shift in 10 of
-    them, one B direction gave AUC 0.97 against 0.89 with all 24."""
-    return [1, DEFAULT_N_RESIDUAL] if n_features >= n_samples else [DEFAULT_N_RESIDUAL]
+    ``Mres = 140``); for very wide data (``P >= WIDE_RATIO * N``) also a single one.
+
+    There B's sample eigen-directions are mostly noise (a variance spike is detectable only
+    above ``~(1 + sqrt(P / n_B))`` times the noise level) and the class-mean direction,
+    always kept, may carry all there is: with 25 + 25 samples, 10 000 features and a 3-sd
+    shift in 10 of them, one B direction gave AUC 0.97 against 0.89 with all 24. At
+    ``P / N`` of a few (400 jet-image pixels, 100 jets) the inner CV picked the single
+    direction on label noise and lost (AUC 0.73 against 0.84), hence the ratio.
+    """
+    return [1, DEFAULT_N_RESIDUAL] if n_features >= WIDE_RATIO * n_samples \
+        else [DEFAULT_N_RESIDUAL]
 
 
 def auto_components(n_features: int, lam: torch.Tensor) -> list[int]:
@@ -156,7 +169,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     n_residual : "auto", int or a list of ints, default="auto"
         ``M_res``: B-eigenbasis coordinates fed to the head, clipped to the number of
         non-zero-variance B directions. "auto": 140 (the reference implementation's
-        ``Mres``, i.e. all of them in practice) and, when ``P >= N``, also 1, chosen by
+        ``Mres``, i.e. all of them in practice) and, when ``P >= 10 N``, also 1, chosen by
         inner CV (:func:`auto_residuals`); a list (e.g. ``AUTO_RESIDUAL_COUNTS``) is
         chosen from by inner CV.
     variant : {"aca-s", "aca-l"}, default="aca-l"
@@ -166,12 +179,16 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         it (:mod:`finder.filter`); without it a pure mean shift between the classes can be
         invisible to the filter when ``P`` exceeds the class-B sample count.
     reference_class : label or None, default=None
-        class A; ``None`` takes the majority class of the training labels.
+        class A. ``None``: the majority class of the training labels when the count
+        difference exceeds ``3 sqrt(N)``, else ``classes_[0]`` (with nearly balanced noisy
+        labels the majority is decided by the noise, and the two choices can differ a lot:
+        on 50 + 50 jet images with 20% flips one repeat scored AUC 0.26 with the top jets as
+        A, 0.84 with QCD; by the usual convention label 0 is the background / reference).
     classifier : "auto", "svc", "nystroem", "hgb", "torch" or a scikit-learn classifier
         the head. "auto": the exact RBF SVC (Platt probabilities) up to ``svc_max_samples``
-        head-training rows; above, "hgb" (histogram gradient boosting, for many events and
-        few features) or "nystroem" (Nyström RBF + logistic regression, for many events and
-        many features), whichever scores better in the inner CV. "torch" is a small tanh
+        head-training rows; above, with up to 32 features, "hgb" (histogram gradient
+        boosting) or "nystroem" (Nyström RBF + logistic regression), whichever scores better
+        in the inner CV; with more features "nystroem". "torch" is a small tanh
         network trained by :func:`physkit.flow.minimize`. A scikit-learn classifier is
         cloned and fitted on targets {0, 1} (1 = ``classes_[1]``); it has no array state.
     C, gamma : float, float or "scale"
@@ -198,7 +215,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     cv, cv_repeats : int, default=3, 2
         inner stratified folds and their repetitions for the data-driven choices (one
         repetition when the inner CV runs on a subsample).
-    auto_max_samples : int, default=3000
+    auto_max_samples : int, default=2000
         the inner CV runs on a stratified subsample of at most this many rows.
     svc_max_samples : int, default=2000
         above this many head-training rows the default head is no longer the exact SVC
@@ -245,7 +262,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
                  classifier="auto", C: float = 1.0, gamma="scale",
                  standardize: str | None = "feature", balanced_split: bool = True,
                  class_weight=None, n_estimators="auto", n_jobs=None, cv: int = 3,
-                 cv_repeats: int = 2, auto_max_samples: int = 3000,
+                 cv_repeats: int = 2, auto_max_samples: int = 2000,
                  svc_max_samples: int = 2000, cross_fit: int = 3, device=None,
                  random_state=None):
         self.n_components = n_components
@@ -343,12 +360,14 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
             X = (X - mu) / np.where(sd > 0, sd, 1.0)
         return as_tensor(X, device=self.device)
 
-    def _head_kinds(self, n_rows: int) -> list[str]:
+    def _head_kinds(self, n_rows: int, n_features: int) -> list[str]:
         if not isinstance(self.classifier, str):
             return ["custom"]
         if self.classifier != "auto":
             return [self.classifier]
-        return ["svc"] if n_rows <= self.svc_max_samples else list(LARGE_N_HEADS)
+        if n_rows <= self.svc_max_samples:
+            return ["svc"]
+        return list(LARGE_N_HEADS) if n_features <= TREE_MAX_FEATURES else ["nystroem"]
 
     def _make_head(self, kind: str, class_weight, seed: int):
         if kind == "svc":
@@ -396,7 +415,9 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
                              f"samples of exactly 2 classes, got {len(classes)} class"
                              f"{'es' if len(classes) != 1 else ''}")
         if self.reference_class is None:
-            a = int(np.argmax(np.bincount(y_idx, minlength=2)))
+            counts = np.bincount(y_idx, minlength=2)
+            clear = counts.max() - counts.min() > BALANCE_SIGMAS * np.sqrt(counts.sum())
+            a = int(np.argmax(counts)) if clear else 0
         else:
             hit = np.flatnonzero(classes == self.reference_class)
             if hit.size == 0:
@@ -423,7 +444,8 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
             class_weight = "balanced"
         n_cov = len(self._split_A(idx_A, len(idx_B), np.random.default_rng(0))[0])
         n_head = len(y_idx) - n_cov if self.balanced_split else len(y_idx)
-        setting = self._choose(Xt, y_idx, a, class_weight, self._head_kinds(n_head), seed)
+        setting = self._choose(Xt, y_idx, a, class_weight,
+                               self._head_kinds(n_head, X.shape[1]), seed)
         n_members = self._n_members(len(y_idx), X.shape[1])
 
         def one(i):

@@ -104,7 +104,8 @@ def select_filter(f: Filter, m: int, variant: str, mean_direction: bool = True
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(c, W, var)`` keeping ``m`` B directions (``variant`` "aca-s": smallest variance,
     "aca-l": largest), plus the class-mean direction (module docstring) as a last column
-    with variance 0 when ``mean_direction`` and it is not spanned. ``W`` is (P, m_eff)."""
+    with variance 0 when ``mean_direction`` and it is not spanned. ``W`` is (P, m_eff);
+    when the kept directions span every feature, ``W`` is the identity."""
     r = f.WB.shape[1]
     m = min(int(m), r)
     cols = slice(r - m, r) if variant == "aca-s" else slice(0, m)
@@ -117,6 +118,12 @@ def select_filter(f: Filter, m: int, variant: str, mean_direction: bool = True
             var = torch.cat([var, var.new_zeros(1)])
     if W.shape[1] == 0:  # nothing to keep (e.g. identical classes): one null column
         W, var = f.c.new_zeros((f.c.shape[0], 1)), f.c.new_zeros(1)
+    elif W.shape[1] == W.shape[0]:
+        # nothing filtered: the features are the (centred) inputs themselves rather than an
+        # arbitrary rotation of them (the same for rotation-invariant heads; tree heads split
+        # along the inputs' own axes); var becomes B's variance along each axis
+        var = (W.square() * var).sum(1)
+        W = torch.eye(W.shape[0], dtype=W.dtype, device=W.device)
     return f.c, W, var
 
 

@@ -42,13 +42,31 @@ def _scale_gamma(Z: np.ndarray) -> float:
     return 1.0 / v if v > 0 else 1.0
 
 
-def fit_platt(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt's sigmoid ``P(y=1|f) = 1 / (1 + exp(-(a f + b)))`` by regularised max-likelihood,
-    with ``a >= 0``.
+#: smallest Platt slope, per standard deviation of the decision values
+PLATT_MIN_SLOPE = 1e-3
+
+
+def class_weights(y: np.ndarray, class_weight) -> np.ndarray:
+    """Per-row weights ``(N,)`` of targets ``y`` in {0, 1} for ``class_weight`` (None,
+    "balanced": ``N / (2 N_c)``, or a dict {0: w0, 1: w1})."""
+    if isinstance(class_weight, dict):
+        return np.array([class_weight.get(k, 1.0) for k in (0, 1)], float)[y]
+    if class_weight == "balanced":
+        cnt = np.bincount(y, minlength=2).astype(float)
+        return (len(y) / (2 * np.maximum(cnt, 1)))[y]
+    return np.ones(len(y))
+
+
+def fit_platt(f: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+              ) -> tuple[float, float]:
+    """Platt's sigmoid ``P(y=1|f) = 1 / (1 + exp(-(a f + b)))`` by regularised max-likelihood
+    (rows weighted by ``weights``, e.g. the head's class weights, so that the probabilities
+    carry the same priors as the decision values), with ``a >= PLATT_MIN_SLOPE / sd(f)``.
 
     Uses Platt's smoothed targets ``(N+ + 1)/(N+ + 2)`` and ``1/(N- + 2)``.
     """
     f = np.asarray(f, float)
+    w = np.ones(len(f)) if weights is None else np.asarray(weights, float)
     n_pos = float((y == 1).sum())
     n_neg = float((y == 0).sum())
     t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
@@ -58,15 +76,16 @@ def fit_platt(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         z = ab[0] * f / s + ab[1]
         # -[t log p + (1-t) log(1-p)] with p = sigmoid(z), stably
         loss = np.logaddexp(0.0, z) - t * z
-        p = expit(z)
-        g = p - t
-        return loss.sum(), np.array([(g * f / s).sum(), g.sum()])
+        g = (expit(z) - t) * w
+        return (loss * w).sum(), np.array([(g * f / s).sum(), g.sum()])
 
-    b0 = np.log((n_pos + 1) / (n_neg + 1))
-    # slope bounded at >= 0: the probability must not decrease with the decision value
-    # (with too few or adversarial out-of-fold values the free optimum can be negative)
+    b0 = np.log((w[y == 1].sum() + 1) / (w[y == 0].sum() + 1))
+    # slope bounded below by PLATT_MIN_SLOPE (per sd of the decision values): the
+    # probability must increase with the decision value (with few or noisy-label
+    # out-of-fold values the free optimum can be <= 0, and a flat sigmoid would erase the
+    # head's ranking from the probabilities that FINDER's ensemble averages)
     res = _scipy_minimize(nll, np.array([1.0, b0]), jac=True, method="L-BFGS-B",
-                          bounds=[(0.0, None), (None, None)])
+                          bounds=[(PLATT_MIN_SLOPE, None), (None, None)])
     a, b = res.x
     return float(a / s), float(b)
 
@@ -93,7 +112,8 @@ class SVCHead:
         self.intercept_ = float(svc.intercept_[0])
         self.platt_ = (1.0, 0.0)
         if calibrate:
-            self.platt_ = fit_platt(self._oof_decision(Z, y, gamma), y)
+            self.platt_ = fit_platt(self._oof_decision(Z, y, gamma), y,
+                                    class_weights(y, self.class_weight))
         return self
 
     def _oof_decision(self, Z, y, gamma) -> np.ndarray:
@@ -138,11 +158,12 @@ class SVCHead:
 
 
 class NystroemHead:
-    """Nyström RBF features (``n_landmarks`` random rows) + L2 logistic regression."""
+    """Nyström RBF features (``n_landmarks`` random rows; "auto": ``min(300, 20 m)`` for
+    ``m`` input features, at least 50) + L2 logistic regression."""
 
     kind = "nystroem"
 
-    def __init__(self, C: float = 1.0, gamma="scale", n_landmarks: int = 300,
+    def __init__(self, C: float = 1.0, gamma="scale", n_landmarks="auto",
                  class_weight=None, random_state=None):
         self.C, self.gamma, self.n_landmarks = C, gamma, n_landmarks
         self.class_weight, self.random_state = class_weight, random_state
@@ -159,7 +180,9 @@ class NystroemHead:
         from sklearn.linear_model import LogisticRegression
 
         gamma = _scale_gamma(Z) if self.gamma == "scale" else float(self.gamma)
-        ny = Nystroem(kernel="rbf", gamma=gamma, n_components=min(self.n_landmarks, len(Z)),
+        k = min(300, max(50, 20 * Z.shape[1])) if self.n_landmarks == "auto" \
+            else int(self.n_landmarks)
+        ny = Nystroem(kernel="rbf", gamma=gamma, n_components=min(k, len(Z)),
                       random_state=self.random_state).fit(Z)
         self.gamma_ = gamma
         self.components_ = np.ascontiguousarray(ny.components_, dtype=float)
@@ -209,13 +232,7 @@ class TorchHead:
         self.scale_ = np.where(sd > 0, sd, 1.0)
         zt = torch.as_tensor((Z - self.mean_) / self.scale_, dtype=torch.float32, device=dev)
         yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
-        if isinstance(self.class_weight, dict):
-            w = np.array([self.class_weight.get(k, 1.0) for k in (0, 1)], float)[y]
-        elif self.class_weight == "balanced":
-            cnt = np.bincount(y, minlength=2).astype(float)
-            w = (len(y) / (2 * np.maximum(cnt, 1)))[y]
-        else:
-            w = np.ones(len(y))
+        w = class_weights(y, self.class_weight)
         wt = torch.as_tensor(w / w.sum(), dtype=torch.float32, device=dev)
         g = torch.Generator().manual_seed(int(self.random_state or 0) % (2**31))
         d, h = Z.shape[1], self.hidden

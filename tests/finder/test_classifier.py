@@ -92,18 +92,20 @@ def test_check_estimator():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        check_estimator(FINDER(random_state=0),
+        # the default structure (inner CV, ensemble) with a smaller ensemble and one repeat
+        check_estimator(FINDER(n_estimators=2, cv_repeats=1, random_state=0),
                         expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)
 
 
 def test_pipeline_gridsearch_cross_val():
     X, y = two_classes(P - 1, 0.8, 150, 150)
-    pipe = make_pipeline(StandardScaler(), FINDER(variant="aca-s", random_state=0))
+    pipe = make_pipeline(StandardScaler(), FINDER(variant="aca-s", n_estimators=2,
+                                                  random_state=0))
     gs = GridSearchCV(pipe, {"finder__n_components": [2, 5], "finder__n_residual": [1, 3]},
                       cv=3, scoring="roc_auc").fit(X, y)
     assert gs.best_score_ > 0.7
     assert cross_val_score(FINDER(n_components=5, n_residual=2, variant="aca-s",
-                                  random_state=0), X, y,
+                                  n_estimators=2, random_state=0), X, y,
                            cv=3).mean() > 0.7
 
 
@@ -375,9 +377,9 @@ def test_mean_shift_in_wide_data_is_seen():
     its centred residuals does not contain the shift, the class-mean direction does."""
     X, y = _wide_mean_shift(20, 0)
     Xt, yt = _wide_mean_shift(200, 1)
-    f = FINDER(random_state=0).fit(X, y)
+    f = FINDER(n_estimators=2, random_state=0).fit(X, y)
     assert roc_auc_score(yt, f.decision_function(Xt)) > 0.9
-    no_mean = FINDER(n_components=0, n_residual=140, mean_direction=False,
+    no_mean = FINDER(n_components=0, n_residual=140, mean_direction=False, n_estimators=2,
                      random_state=0).fit(X, y)
     assert roc_auc_score(yt, no_mean.decision_function(Xt)) < 0.75
 
@@ -409,8 +411,8 @@ def test_hgb_head_predicts_like_scikit_learn():
     from finder.heads import HGBHead
 
     rng = np.random.default_rng(0)
-    Z = rng.normal(size=(3000, 3))
-    t = (Z[:, 0] + Z[:, 1] ** 2 + rng.normal(size=3000) > 1).astype(int)
+    Z = rng.normal(size=(1500, 3))
+    t = (Z[:, 0] + Z[:, 1] ** 2 + rng.normal(size=1500) > 1).astype(int)
     h = HGBHead(random_state=4).fit(Z, t)
     ref = HistGradientBoostingClassifier(max_iter=100, random_state=4).fit(Z, t)
     Zt = rng.normal(size=(500, 3))
