@@ -149,6 +149,14 @@ class _Member:
         return ((Xt - c) @ W).cpu().numpy()
 
 
+def _unfiltered(M_A: int, W: torch.Tensor) -> bool:
+    """Whether a filter keeps everything (no truncation, all directions: ``W`` is the
+    identity). Then no row is needed for a basis and the balanced split and cross-fitting
+    have nothing to do: every training row trains the head, which sees the standardised
+    inputs themselves (FINDER reduces to its head on them)."""
+    return M_A == 0 and W.shape[0] == W.shape[1]
+
+
 def _head_scores(head, Z) -> np.ndarray:
     if hasattr(head, "decision_function"):
         return np.asarray(head.decision_function(Z), float).ravel()
@@ -481,9 +489,13 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         mB = b_moments(Xt, idx_B, A)
         fam, _ = filter_family(Xt[cov_A], Xt[idx_B], [M_A], A, mB)
         c, W, var = self._select(fam[M_A], m)
-        t = (y_idx[clf_rows] == 1).astype(np.int64)
-        Z = crossfit_features(Xt, cov_A, idx_B, clf_rows, t, [(M_A, m)], fam, self._select,
-                              self.cross_fit, seed, A, mB)[M_A, m]
+        if _unfiltered(M_A, W):  # identity features: every row trains the head
+            rows = np.sort(np.concatenate([idx_A, idx_B]))
+            Z, t = ((Xt[rows] - c) @ W).cpu().numpy(), (y_idx[rows] == 1).astype(np.int64)
+        else:
+            t = (y_idx[clf_rows] == 1).astype(np.int64)
+            Z = crossfit_features(Xt, cov_A, idx_B, clf_rows, t, [(M_A, m)], fam,
+                                  self._select, self.cross_fit, seed, A, mB)[M_A, m]
         head = self._make_head(kind, class_weight, seed).fit(Z, t)
         return _Member(c.cpu().numpy(), W.cpu().numpy(), var.cpu().numpy(),
                        A.lam.cpu().numpy(), M_A, head)
@@ -546,10 +558,13 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         for s, m, kind in cands:
             c, W, _ = self._select(fam[count[s]], m)
             head = self._make_head(kind, class_weight, seed)
+            Zs, ts = Z[count[s], m], t
+            if _unfiltered(count[s], W):  # as in the final fit: every row trains the head
+                Zs, ts = ((Xt[r_tr] - c) @ W).cpu().numpy(), (y_idx[r_tr] == 1).astype(np.int64)
             if kind == "svc":
-                head.fit(Z[count[s], m], t, calibrate=False)
+                head.fit(Zs, ts, calibrate=False)
             else:
-                head.fit(Z[count[s], m], t)
+                head.fit(Zs, ts)
             out[s, m, kind] = roc_auc_score(yte, _head_scores(head, ((Xt[r_te] - c) @ W)
                                                               .cpu().numpy()))
         return out

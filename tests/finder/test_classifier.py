@@ -97,6 +97,28 @@ def test_check_estimator():
                         expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)
 
 
+def test_selection_prefers_the_first_candidate_unless_clearly_beaten():
+    from finder.selection import select
+
+    folds = [(None, None)] * 6
+    noise = np.array([0.01, -0.01, 0.02, -0.02, 0.0, 0.01])
+    it = iter(range(6))
+
+    def tie(tr, te):  # candidate "b" ahead by noise only
+        k = next(it)
+        return {"a": 0.70, "b": 0.70 + noise[k] + 0.002}
+
+    assert select(["a", "b"], folds, tie)[0] == "a"
+    it2 = iter(range(6))
+
+    def clear(tr, te):  # "b" ahead by far more than the fold-to-fold noise
+        k = next(it2)
+        return {"a": 0.70, "b": 0.75 + noise[k]}
+
+    choice, res = select(["a", "b"], folds, clear)
+    assert choice == "b" and res["chosen"] == "b" and res["mean_auc"][1] > 0.74
+
+
 def test_pipeline_gridsearch_cross_val():
     X, y = two_classes(P - 1, 0.8, 150, 150)
     pipe = make_pipeline(StandardScaler(), FINDER(variant="aca-s", n_estimators=2,
@@ -118,8 +140,8 @@ def test_auto_takes_the_best_mean_of_repeated_inner_folds():
                random_state=0).fit(X, yn)
     r = f.cv_results_
     assert len(r["candidates"]) == len(r["mean_auc"]) == 2 * 7  # M_A in {0, 5} x M_res grid
-    best = int(np.argmax(r["mean_auc"]))
-    assert r["chosen"] == r["candidates"][best]
+    i = r["candidates"].index(r["chosen"])
+    assert r["mean_auc"][i] >= r["mean_auc"].max() - 3 * r["se_auc"].max()
     assert (f.n_components_, f.head_kind_) == (r["chosen"][0], r["chosen"][2])
     Xt, yt = two_classes(P - 1, 0.7, 400, 400, seed=1)
     assert f.score(Xt, yt) > 0.7
