@@ -215,7 +215,8 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         class weights of the built-in heads (``None`` with ``balanced_split``: "balanced").
     n_estimators : int or "auto", default="auto"
         ensemble members, each with its own random balanced split and cross-fitting folds;
-        scores are averaged. "auto": ``clip(round(min(2e4 / N, 2e6 / (N P))), 1, 10)`` for
+        scores are averaged. When the chosen filter keeps everything (no truncation, every
+        direction) there is nothing random to average and one member is fitted. "auto": ``clip(round(min(2e4 / N, 2e6 / (N P))), 1, 10)`` for
         ``N`` samples of ``P`` features (the cost stays bounded; at 10^5 rows one split
         varies little from the next and a larger ensemble buys nothing).
     n_jobs : int or None
@@ -460,13 +461,16 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
             return self._fit_member(Xt, y_idx, idx_A, idx_B, setting, class_weight,
                                     member_seed(seed, i))
 
+        first = one(0)
+        if _unfiltered(first.n_components, torch.as_tensor(first.components)):
+            n_members = 1  # nothing random left: the members would all be this one
         if self.n_jobs not in (None, 1) and n_members > 1:
             from joblib import Parallel, delayed
 
-            members = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-                delayed(one)(i) for i in range(n_members))
+            members = [first] + Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(one)(i) for i in range(1, n_members))
         else:
-            members = [one(i) for i in range(n_members)]
+            members = [first] + [one(i) for i in range(1, n_members)]
         self.members_ = members
         first = members[0]
         self.center_, self.components_, self.head_ = first.center, first.components, first.head

@@ -128,8 +128,10 @@ def select_filter(f: Filter, m: int, variant: str, mean_direction: bool = True
 
 
 def procrustes(Wk: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """``Wk`` rotated within its span onto ``W`` (both (P, m)): eigenvectors are defined up to
-    sign and, for close eigenvalues, rotation; this aligns a fold's filter with the final one."""
+    """``Wk`` (P, a) mapped within its span onto ``W`` (P, b), giving (P, b): eigenvectors are
+    defined up to sign and, for close eigenvalues, rotation; this aligns a fold's filter with
+    the final one. With ``a < b`` (a fold with fewer samples keeps fewer directions) the
+    result has rank ``a``: the fold's features in the final filter's coordinates."""
     u, _, vh = torch.linalg.svd(Wk.T @ W, full_matrices=False)
     return Wk @ (u @ vh)
 
@@ -182,9 +184,8 @@ def crossfit_features(Xt: torch.Tensor, cov_A: np.ndarray, rows_B: np.ndarray,
             fam_k = filter_family(Xt[A_k], Xt[B_k], grid_A, A, mB_k)[0]
         Xh = Xt[held]
         for (M_A, m), (c, W) in full.items():
-            if fam_k is not None:
+            if fam_k is not None:  # the fold may keep fewer directions: a partial isometry
                 ck, Wk, _ = select(fam_k[M_A], m)
-                if Wk.shape[1] == W.shape[1]:
-                    c, W = ck, procrustes(Wk, W)
+                c, W = ck, procrustes(Wk, W)
             out[M_A, m][te] = ((Xh - c) @ W).cpu().numpy()
     return out

@@ -415,9 +415,11 @@ def test_ensemble_is_deterministic_and_steadier_under_label_noise():
     X, y = two_classes(P - 1, 0.7, 150, 150)
     Xt, _ = two_classes(P - 1, 0.7, 200, 200, seed=1)
     yn = np.where(np.random.default_rng(100).random(len(y)) < 0.2, 1 - y, y)
-    a = FINDER(n_estimators=6, random_state=3).fit(X, yn)
-    b = FINDER(n_estimators=6, random_state=3).fit(X, yn)
+    a = FINDER(n_components=5, n_estimators=6, random_state=3).fit(X, yn)
+    b = FINDER(n_components=5, n_estimators=6, random_state=3).fit(X, yn)
     assert len(a.members_) == 6
+    # with nothing filtered there is nothing random: one member
+    assert len(FINDER(n_components=0, n_estimators=6).fit(X, yn).members_) == 1
     np.testing.assert_array_equal(a.decision_function(Xt), b.decision_function(Xt))
     spread = {}
     for n_est in (1, 6):

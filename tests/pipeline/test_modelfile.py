@@ -136,7 +136,7 @@ def test_not_a_model_and_missing(tmp_path):
         read_model_state(str(tmp_path / "none.h5"))
 
 
-@pytest.mark.parametrize("kw", [dict(n_estimators=3, classifier="hgb"),
+@pytest.mark.parametrize("kw", [dict(n_estimators=3, classifier="hgb", n_components=2),
                                 dict(n_estimators=2, standardize="sample",
                                      mean_direction=False, n_components=[0, 2])])
 def test_finder_ensembles_and_new_options_round_trip(tmp_path, data, kw):
