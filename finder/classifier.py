@@ -50,7 +50,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import selection
 from .filter import b_moments, basis_A, crossfit_features, filter_family, select_filter
 from .heads import HEADS, HGBHead, NystroemHead, SVCHead, TorchHead
-from .kl import as_tensor, n_from_spec
+from .kl import as_tensor, check_scale, n_from_spec
 from .seeding import int_seed, member_seed
 
 #: a wider grid of residual dimensions, for ``n_residual=AUTO_RESIDUAL_COUNTS`` (a list is
@@ -439,6 +439,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         """Fit the ensemble of residual filters and heads on ``X`` ``(N, P)``, ``y`` ``(N,)``."""
         self._check_params()
         X, y = validate_data(self, _to_numpy(X), _to_numpy(y), dtype=np.float64)
+        check_scale(X)
         self.classes_, y_idx, a = self._labels(y)
         self.reference_class_ = self.classes_[a]
         self._seed = seed = int_seed(self.random_state)
@@ -577,7 +578,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _check_X(self, X):
         check_is_fitted(self, "members_")
         X = validate_data(self, _to_numpy(X), dtype=np.float64, reset=False)
-        return self._prep(X)
+        return self._prep(check_scale(X))
 
     def transform(self, X) -> np.ndarray:
         """The first member's residual features ``(N, n_residual_)``:

@@ -66,3 +66,31 @@ def test_no_function_outgrows_a_screen():
                     if n > MAX_FUNCTION_LINES:
                         long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
     assert not long, long
+
+
+def test_readme_architecture_names_modules_that_exist():
+    """Every file and folder named in the README's Architecture tree exists, so the map
+    stays in sync with the code."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("```text", 1)[1].split("```", 1)[0]
+    names: list[str] = []
+    parents: list[str] = []
+    for line in tree.splitlines():
+        body = line.lstrip(" ")
+        indent = len(line) - len(body)
+        if not body or indent > 20:  # blank, or a description's continuation line
+            continue
+        parents = parents[: indent // 2]
+        words = re.split(r"\s{2,}", body)[0].split()
+        for word in words:
+            assert re.fullmatch(r"[a-z0-9_]+(\.py|/)", word), f"not a module name: {word!r}"
+            names.append("/".join(parents + [word]))
+        if len(words) == 1 and words[0].endswith("/"):
+            parents.append(words[0].rstrip("/"))
+    assert len(names) > 20, names
+    missing = [n for n in names if not (ROOT / n).exists()]
+    assert not missing, missing
+    for pkg in ("physkit/", "physkit/io/", "physkit/ot/", "physkit/flow/", "physkit/pipeline/",
+                "shaper/", "finder/"):
+        assert pkg in names, pkg

@@ -47,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Mapping, Optional, Union
 
 import torch
@@ -98,7 +98,7 @@ def is_final_evaluation() -> bool:
 
 
 @contextlib.contextmanager
-def _final_evaluation():
+def _final_evaluation_mode():
     token = _FINAL.set(True)
     try:
         yield
@@ -144,6 +144,271 @@ def _check_params(params: Mapping[str, torch.Tensor], device) -> tuple[Params, i
     return out, B, dev
 
 
+@dataclass
+class _Flow:
+    """The fixed settings of one :func:`minimize` call (validated)."""
+
+    names: list
+    cons: Dict[str, Constraint]
+    lrs: Dict[str, float]
+    opt: Optimizer
+    shared: Dict[str, Optional[tuple]]
+    steps: int
+    schedule: Union[None, str, Callable[[int], float]]
+    noise: Optional[Annealing]
+    gen: Optional[torch.Generator]
+    tol: float
+    patience: int
+    history: bool
+    grad_history: bool
+    mu_fn: Optional[LossFn]
+    mu_stride: Optional[int]
+
+
+@dataclass
+class _FlowState:
+    """What :func:`minimize` carries from step to step; tensors over all ``B`` rows.
+
+    ``w``: parameters ``(B, ...)``; ``opt_state``: ``{slot: {name: (B, ...)}}``; ``best_w``,
+    ``best_loss`` ``(B,)``: best-so-far snapshot; ``prev_loss`` ``(B,)``, ``stall`` ``(B,)`` int32:
+    convergence counters (the losses are made at the first evaluation, in the loss dtype);
+    ``n_steps`` ``(B,)`` int64; ``status`` ``(B,)`` int8; ``alive`` ``(B,)`` bool; ``rows``: active
+    row indices; histories as lists of ``(B,)`` rows (``mu_steps`` ints)."""
+
+    w: Params
+    opt_state: Dict[str, Params]
+    best_w: Params
+    stall: torch.Tensor
+    n_steps: torch.Tensor
+    status: torch.Tensor
+    alive: torch.Tensor
+    rows: torch.Tensor
+    best_loss: Optional[torch.Tensor] = None
+    prev_loss: Optional[torch.Tensor] = None
+    hist: list = field(default_factory=list)
+    ghist: list = field(default_factory=list)
+    muhist: list = field(default_factory=list)
+    mu_steps: list = field(default_factory=list)
+
+    @property
+    def B(self) -> int:
+        return self.stall.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.stall.device
+
+
+@dataclass
+class _Active:
+    """The active rows ``rows`` ``(b,)`` of a step; ``full``: all rows (no gathers/scatters)."""
+
+    rows: torch.Tensor
+    full: bool
+
+    def sel(self, x: torch.Tensor) -> torch.Tensor:
+        """The active rows of a full-batch tensor (the tensor itself when ``full``)."""
+        return x if self.full else x.index_select(0, self.rows)
+
+    def put(self, x: torch.Tensor, v: torch.Tensor) -> None:
+        """Write ``v`` ``(b, ...)`` into the active rows of ``x`` ``(B, ...)``."""
+        if self.full:
+            x.copy_(v)
+        else:
+            x.index_copy_(0, self.rows, v)
+
+
+def _constraints(constraints: Optional[Mapping[str, Constraint]], names: list) -> Dict[str, Constraint]:
+    """A constraint per parameter (:class:`Free` where none is given)."""
+    constraints = dict(constraints or {})
+    unknown = set(constraints) - set(names)
+    if unknown:
+        raise ValueError(f"minimize: constraints for unknown parameters {sorted(unknown)}")
+    return {k: constraints.get(k) or Free() for k in names}
+
+
+def _learning_rates(lr: Union[float, Mapping[str, float]], names: list) -> Dict[str, float]:
+    """A learning rate per parameter from a scalar or a ``{name: lr}`` dict."""
+    if isinstance(lr, Mapping):
+        missing = set(names) - set(lr)
+        if missing:
+            raise ValueError(f"minimize: lr dict lacks parameters {sorted(missing)}")
+        return {k: float(lr[k]) for k in names}
+    return {k: float(lr) for k in names}
+
+
+def _noise_generator(noise: Optional[Annealing], generator: Optional[torch.Generator],
+                     dev: torch.device) -> Optional[torch.Generator]:
+    """The caller's generator, or a new one (seeded by ``noise.seed``) when noise needs one."""
+    gen = generator
+    if noise is not None and gen is None:
+        gen = torch.Generator(device=dev)
+        if noise.seed is not None:
+            gen.manual_seed(int(noise.seed))
+        else:
+            gen.seed()
+    return gen
+
+
+def _start(w: Params, opt: Optimizer) -> _FlowState:
+    """State before the first step: all rows active, MAX_STEPS, snapshot = ``w``."""
+    first = next(iter(w.values()))
+    B, dev = first.shape[0], first.device
+    return _FlowState(
+        w=w, opt_state=opt.init_state(w), best_w={k: v.clone() for k, v in w.items()},
+        stall=torch.zeros(B, dtype=torch.int32, device=dev),
+        n_steps=torch.zeros(B, dtype=torch.int64, device=dev),
+        status=torch.full((B,), int(Status.MAX_STEPS), dtype=torch.int8, device=dev),
+        alive=torch.ones(B, dtype=torch.bool, device=dev), rows=torch.arange(B, device=dev))
+
+
+def _evaluate(loss_fn: LossFn, flow: _Flow, st: _FlowState, act: _Active):
+    """Loss ``(b,)`` and gradients at the active rows' parameters ``p`` (all detached);
+    returns ``(p, loss, g)``. Makes the loss-dtype tensors of ``st`` at the first call."""
+    b, names, w = act.rows.numel(), flow.names, st.w
+    p = {k: (w[k].clone() if act.full else w[k].index_select(0, act.rows)).requires_grad_(True)
+         for k in names}
+    with torch.enable_grad():
+        loss = loss_fn(p, act.rows)
+        if not isinstance(loss, torch.Tensor) or loss.shape != (b,):
+            shape = getattr(loss, "shape", type(loss))
+            raise ValueError(f"minimize: loss_fn must return a ({b},) tensor for {b} active rows, got {shape}")
+        if loss.requires_grad:
+            grads = torch.autograd.grad(loss.sum(), [p[k] for k in names], allow_unused=True)
+        else:
+            grads = [None] * len(names)
+    loss = loss.detach()
+    p = {k: v.detach() for k, v in p.items()}
+    g = {k: (gr if gr is not None else torch.zeros_like(p[k])) for k, gr in zip(names, grads)}
+    if st.best_loss is None:
+        st.best_loss = torch.full((st.B,), math.inf, dtype=loss.dtype, device=st.device)
+        st.prev_loss = torch.full((st.B,), math.nan, dtype=loss.dtype, device=st.device)
+    return p, loss, g
+
+
+def _finite_rows(flow: _Flow, loss: torch.Tensor, g: Params) -> torch.Tensor:
+    """``(b,)`` bool: finite loss and gradient (a NaN/inf anywhere in a row's gradient makes
+    its row sum non-finite)."""
+    gsum = loss
+    for k in flow.names:
+        gsum = gsum + g[k].reshape(loss.shape[0], -1).sum(dim=1).to(loss.dtype)
+    return torch.isfinite(gsum)
+
+
+def _update_best(flow: _Flow, st: _FlowState, act: _Active, p: Params, loss, finite) -> None:
+    """Best-so-far snapshot (by the evaluations made during the flow)."""
+    old_best = act.sel(st.best_loss)
+    better = finite & (loss < old_best)
+    act.put(st.best_loss, torch.where(better, loss, old_best))
+    for k in flow.names:
+        act.put(st.best_w[k], torch.where(_rowmask(better, p[k]), p[k], act.sel(st.best_w[k])))
+
+
+def _update_convergence(flow: _Flow, st: _FlowState, act: _Active, loss, finite, T: float):
+    """Stall counters; returns ``(converged, step)`` ``(b,)`` bool: rows that converge at
+    this evaluation, rows that take a step."""
+    prev = act.sel(st.prev_loss)
+    stalled = (prev - loss).abs() <= flow.tol * torch.maximum(prev.abs(), loss.abs())  # False at a first evaluation
+    if T > 0:
+        stall = torch.zeros((act.rows.numel(),), dtype=st.stall.dtype, device=st.device)
+    else:
+        stall = torch.where(stalled & finite, act.sel(st.stall) + 1, 0)
+    act.put(st.stall, stall)
+    act.put(st.prev_loss, torch.where(finite, loss, prev))
+    conv = finite & (stall >= flow.patience)
+    return conv, finite & ~conv
+
+
+def _step(flow: _Flow, st: _FlowState, act: _Active, t: int, T: float, p: Params, g: Params,
+          finite, conv, stepmask) -> None:
+    """Optimizer step (+ Langevin noise) + projection of the rows in ``stepmask``; a step that
+    would make a row non-finite is not applied. Updates statuses and the active mask."""
+    names, b, rows = flow.names, act.rows.numel(), act.rows
+    f = lr_factor(flow.schedule, t, flow.steps)
+    h = {k: flow.lrs[k] * f for k in names}
+    sub_state = {s: {k: act.sel(st.opt_state[s][k]) for k in names} for s in st.opt_state}
+    new, new_state = flow.opt.step(p, g, sub_state, h, t + 1, flow.shared)
+    if T > 0:
+        for k in names:
+            xi = torch.randn(st.w[k].shape, generator=flow.gen, device=st.device, dtype=st.w[k].dtype)
+            new[k] = new[k] + math.sqrt(2.0 * h[k] * T) * act.sel(xi)
+    new = {k: flow.cons[k].project(new[k], rows) for k in names}
+    nsum = None
+    for k in names:
+        r = new[k].reshape(b, -1).sum(dim=1)
+        nsum = r if nsum is None else nsum + r.to(nsum.dtype)
+    newfinite = torch.isfinite(nsum)
+    apply = stepmask & newfinite
+    bad = ~finite | (stepmask & ~newfinite)
+    for k in names:
+        am = _rowmask(apply, p[k])
+        act.put(st.w[k], torch.where(am, new[k], p[k]))
+        for s in st.opt_state:
+            act.put(st.opt_state[s][k], torch.where(am, new_state[s][k], sub_state[s][k]))
+    cur = act.sel(st.status)
+    cur = torch.where(conv, int(Status.CONVERGED), cur)
+    cur = torch.where(bad, int(Status.NONFINITE), cur)
+    act.put(st.status, cur)
+    act.put(st.alive, apply)
+    if act.full:
+        st.n_steps += apply
+    else:
+        st.n_steps.index_add_(0, rows, apply.to(torch.int64))
+
+
+def _record(flow: _Flow, st: _FlowState, act: _Active, t: int, p: Params, loss, g: Params) -> None:
+    """Append this step's rows of the requested histories (NaN for inactive rows)."""
+    B, b, rows, dev = st.B, act.rows.numel(), act.rows, st.device
+    if flow.history:
+        if act.full:
+            st.hist.append(loss.clone())
+        else:
+            st.hist.append(torch.full((B,), math.nan, dtype=loss.dtype, device=dev).index_copy_(0, rows, loss))
+    if flow.grad_history:
+        gsq = sum(g[k].reshape(b, -1).to(loss.dtype).pow(2).sum(dim=1) for k in flow.names)
+        grow = torch.full((B,), math.nan, dtype=loss.dtype, device=dev)
+        st.ghist.append(grow.index_copy_(0, rows, gsq.sqrt()))
+    if flow.mu_fn is not None and t % flow.mu_stride == 0:
+        mu = flow.mu_fn(p, rows).detach()
+        mrow = torch.full((B,), math.nan, dtype=mu.dtype, device=dev)
+        st.muhist.append(mrow.index_copy_(0, rows, mu))
+        st.mu_steps.append(t)
+
+
+def _flow_step(loss_fn: LossFn, flow: _Flow, st: _FlowState, t: int) -> bool:
+    """One step of the flow on the active rows; False when no row is active."""
+    if t > 0:
+        st.rows = st.rows[st.alive.index_select(0, st.rows)]  # the one host sync per step
+    if st.rows.numel() == 0:
+        return False
+    act = _Active(st.rows, st.rows.numel() == st.B)
+    p, loss, g = _evaluate(loss_fn, flow, st, act)
+    finite = _finite_rows(flow, loss, g)
+    _update_best(flow, st, act, p, loss, finite)
+    T = flow.noise.temperature(t, flow.steps) if flow.noise is not None else 0.0
+    conv, stepmask = _update_convergence(flow, st, act, loss, finite, T)
+    _step(flow, st, act, t, T, p, g, finite, conv, stepmask)
+    _record(flow, st, act, t, p, loss, g)
+    return True
+
+
+def _final_evaluation(loss_fn: LossFn, st: _FlowState):
+    """Deterministic evaluation of the final parameters and the best-so-far snapshot, all
+    rows; per row the better one. Returns ``(params, loss (B,))`` (``+inf`` if neither is finite)."""
+    B = st.B
+    all_rows = torch.arange(B, device=st.device)
+    with torch.no_grad(), _final_evaluation_mode():
+        lf = loss_fn(st.w, all_rows).detach()
+        lb = loss_fn(st.best_w, all_rows).detach()
+    if lf.shape != (B,) or lb.shape != (B,):
+        raise ValueError(f"minimize: loss_fn must return a ({B},) tensor in the final evaluation")
+    use_best = torch.isfinite(lb) & (~torch.isfinite(lf) | (lb < lf))
+    out = {k: torch.where(_rowmask(use_best, v), st.best_w[k], v) for k, v in st.w.items()}
+    final_loss = torch.where(use_best, lb, lf)
+    final_loss = torch.where(torch.isfinite(final_loss), final_loss, torch.full_like(final_loss, math.inf))
+    return out, final_loss
+
+
 def minimize(
     loss_fn: LossFn,
     params: Mapping[str, torch.Tensor],
@@ -167,6 +432,7 @@ def minimize(
     """Minimise ``B`` independent problems by a projected, optionally annealed, gradient flow.
 
     See the module docstring for the exact contract (calls to ``loss_fn``, convergence rule, statuses).
+    ``params``: ``{name: (B, ...)}``; ``loss_fn(params (b, ...), idx (b,)) -> (b,)``.
     ``lr``: scalar or ``{name: lr}`` for every parameter. ``schedule``: ``None``, ``"cosine"``, ``"exp"``
     or a callable ``step -> factor`` (see :func:`physkit.flow.annealing.lr_factor`).
     ``noise``: :class:`Annealing` (Langevin noise ``sqrt(2 h T(t)) xi`` after each step, then projection).
@@ -175,164 +441,25 @@ def minimize(
     """
     w, B, dev = _check_params(params, device)
     names = list(w)
-    constraints = dict(constraints or {})
-    unknown = set(constraints) - set(names)
-    if unknown:
-        raise ValueError(f"minimize: constraints for unknown parameters {sorted(unknown)}")
-    cons: Dict[str, Constraint] = {k: constraints.get(k) or Free() for k in names}
+    cons = _constraints(constraints, names)
     w = {k: cons[k].project(w[k]) for k in names}
-
-    if isinstance(lr, Mapping):
-        missing = set(names) - set(lr)
-        if missing:
-            raise ValueError(f"minimize: lr dict lacks parameters {sorted(missing)}")
-        lrs = {k: float(lr[k]) for k in names}
-    else:
-        lrs = {k: float(lr) for k in names}
+    lrs = _learning_rates(lr, names)
     if steps < 0 or patience < 1:
         raise ValueError("minimize: steps must be >= 0 and patience >= 1")
     lr_factor(schedule, 0, steps)  # validates the schedule name early
     opt = make_optimizer(optimizer, **(optimizer_options or {}))
-    shared = {k: getattr(cons[k], "shared_scale_dims", None) for k in names}
-    state = opt.init_state(w)
-
-    gen = generator
-    if noise is not None and gen is None:
-        gen = torch.Generator(device=dev)
-        if noise.seed is not None:
-            gen.manual_seed(int(noise.seed))
-        else:
-            gen.seed()
     if mu_fn is not None and mu_stride is None:
         mu_stride = 1
-
-    best_w = {k: v.clone() for k, v in w.items()}
-    best_loss = prev_loss = None
-    stall = torch.zeros(B, dtype=torch.int32, device=dev)
-    n_steps = torch.zeros(B, dtype=torch.int64, device=dev)
-    status = torch.full((B,), int(Status.MAX_STEPS), dtype=torch.int8, device=dev)
-    alive = torch.ones(B, dtype=torch.bool, device=dev)
-    rows = torch.arange(B, device=dev)
-    hist, ghist, muhist, musteps = [], [], [], []
-
+    flow = _Flow(names=names, cons=cons, lrs=lrs, opt=opt,
+                 shared={k: getattr(cons[k], "shared_scale_dims", None) for k in names},
+                 steps=steps, schedule=schedule, noise=noise,
+                 gen=_noise_generator(noise, generator, dev), tol=tol, patience=patience,
+                 history=history, grad_history=grad_history, mu_fn=mu_fn, mu_stride=mu_stride)
+    st = _start(w, opt)
     for t in range(steps):
-        if t > 0:
-            rows = rows[alive.index_select(0, rows)]  # the one host sync per step
-        b = rows.numel()
-        if b == 0:
+        if not _flow_step(loss_fn, flow, st, t):
             break
-        full = b == B  # rows == arange(B): skip the gathers/scatters
-
-        def sel(x):
-            return x if full else x.index_select(0, rows)
-
-        def put(x, v):
-            if full:
-                x.copy_(v)
-            else:
-                x.index_copy_(0, rows, v)
-
-        p = {k: (w[k].clone() if full else w[k].index_select(0, rows)).requires_grad_(True) for k in names}
-        with torch.enable_grad():
-            loss = loss_fn(p, rows)
-            if not isinstance(loss, torch.Tensor) or loss.shape != (b,):
-                shape = getattr(loss, "shape", type(loss))
-                raise ValueError(f"minimize: loss_fn must return a ({b},) tensor for {b} active rows, got {shape}")
-            if loss.requires_grad:
-                grads = torch.autograd.grad(loss.sum(), [p[k] for k in names], allow_unused=True)
-            else:
-                grads = [None] * len(names)
-        loss = loss.detach()
-        p = {k: v.detach() for k, v in p.items()}
-        g = {k: (gr if gr is not None else torch.zeros_like(p[k])) for k, gr in zip(names, grads)}
-        if best_loss is None:
-            best_loss = torch.full((B,), math.inf, dtype=loss.dtype, device=dev)
-            prev_loss = torch.full((B,), math.nan, dtype=loss.dtype, device=dev)
-
-        # a NaN/inf anywhere in a row's gradient makes its row sum non-finite
-        gsum = loss
-        for k in names:
-            gsum = gsum + g[k].reshape(b, -1).sum(dim=1).to(loss.dtype)
-        finite = torch.isfinite(gsum)
-
-        # best-so-far snapshot (by the evaluations made during the flow)
-        old_best = sel(best_loss)
-        better = finite & (loss < old_best)
-        put(best_loss, torch.where(better, loss, old_best))
-        for k in names:
-            put(best_w[k], torch.where(_rowmask(better, p[k]), p[k], sel(best_w[k])))
-
-        # convergence bookkeeping
-        T = noise.temperature(t, steps) if noise is not None else 0.0
-        prev = sel(prev_loss)
-        stalled = (prev - loss).abs() <= tol * torch.maximum(prev.abs(), loss.abs())  # False at a first evaluation
-        if T > 0:
-            st = torch.zeros((b,), dtype=stall.dtype, device=dev)
-        else:
-            st = torch.where(stalled & finite, sel(stall) + 1, 0)
-        put(stall, st)
-        put(prev_loss, torch.where(finite, loss, prev))
-        conv = finite & (st >= patience)
-        stepmask = finite & ~conv
-
-        # optimizer step (+ Langevin noise) + projection
-        f = lr_factor(schedule, t, steps)
-        h = {k: lrs[k] * f for k in names}
-        sub_state = {s: {k: sel(state[s][k]) for k in names} for s in state}
-        new, new_state = opt.step(p, g, sub_state, h, t + 1, shared)
-        if T > 0:
-            for k in names:
-                xi = torch.randn(w[k].shape, generator=gen, device=dev, dtype=w[k].dtype)
-                new[k] = new[k] + math.sqrt(2.0 * h[k] * T) * sel(xi)
-        new = {k: cons[k].project(new[k], rows) for k in names}
-        nsum = None
-        for k in names:
-            r = new[k].reshape(b, -1).sum(dim=1)
-            nsum = r if nsum is None else nsum + r.to(nsum.dtype)
-        newfinite = torch.isfinite(nsum)
-        apply = stepmask & newfinite
-        bad = ~finite | (stepmask & ~newfinite)
-        for k in names:
-            am = _rowmask(apply, p[k])
-            put(w[k], torch.where(am, new[k], p[k]))
-            for s in state:
-                put(state[s][k], torch.where(am, new_state[s][k], sub_state[s][k]))
-        cur = sel(status)
-        cur = torch.where(conv, int(Status.CONVERGED), cur)
-        cur = torch.where(bad, int(Status.NONFINITE), cur)
-        put(status, cur)
-        put(alive, apply)
-        if full:
-            n_steps += apply
-        else:
-            n_steps.index_add_(0, rows, apply.to(torch.int64))
-
-        if history:
-            if full:
-                hist.append(loss.clone())
-            else:
-                hist.append(torch.full((B,), math.nan, dtype=loss.dtype, device=dev).index_copy_(0, rows, loss))
-        if grad_history:
-            gsq = sum(g[k].reshape(b, -1).to(loss.dtype).pow(2).sum(dim=1) for k in names)
-            grow = torch.full((B,), math.nan, dtype=loss.dtype, device=dev)
-            ghist.append(grow.index_copy_(0, rows, gsq.sqrt()))
-        if mu_fn is not None and t % mu_stride == 0:
-            mu = mu_fn(p, rows).detach()
-            mrow = torch.full((B,), math.nan, dtype=mu.dtype, device=dev)
-            muhist.append(mrow.index_copy_(0, rows, mu))
-            musteps.append(t)
-
-    # final deterministic evaluation of the two candidates, all rows
-    all_rows = torch.arange(B, device=dev)
-    with torch.no_grad(), _final_evaluation():
-        lf = loss_fn(w, all_rows).detach()
-        lb = loss_fn(best_w, all_rows).detach()
-    if lf.shape != (B,) or lb.shape != (B,):
-        raise ValueError(f"minimize: loss_fn must return a ({B},) tensor in the final evaluation")
-    use_best = torch.isfinite(lb) & (~torch.isfinite(lf) | (lb < lf))
-    out = {k: torch.where(_rowmask(use_best, w[k]), best_w[k], w[k]) for k in names}
-    final_loss = torch.where(use_best, lb, lf)
-    final_loss = torch.where(torch.isfinite(final_loss), final_loss, torch.full_like(final_loss, math.inf))
+    out, final_loss = _final_evaluation(loss_fn, st)
 
     def stack(xs):
         return torch.stack(xs) if xs else torch.empty((0, B), device=dev)
@@ -340,10 +467,10 @@ def minimize(
     return FlowResult(
         params=out,
         loss=final_loss,
-        n_steps=n_steps,
-        status=status,
-        history=stack(hist) if history else None,
-        grad_norm_history=stack(ghist) if grad_history else None,
-        mu_history=stack(muhist) if mu_fn is not None else None,
-        mu_steps=torch.tensor(musteps, dtype=torch.int64, device=dev) if mu_fn is not None else None,
+        n_steps=st.n_steps,
+        status=st.status,
+        history=stack(st.hist) if history else None,
+        grad_norm_history=stack(st.ghist) if grad_history else None,
+        mu_history=stack(st.muhist) if mu_fn is not None else None,
+        mu_steps=torch.tensor(st.mu_steps, dtype=torch.int64, device=dev) if mu_fn is not None else None,
     )

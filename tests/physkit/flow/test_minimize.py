@@ -255,3 +255,32 @@ def test_device_argument_and_dtype_kept():
     assert res.params["w"].device.type == "cpu" and res.params["w"].dtype == torch.float64
     assert res.status.dtype == torch.int8 and res.n_steps.dtype == torch.int64
     torch.testing.assert_close(res.params["w"], torch.ones(2, 3, dtype=torch.float64))
+
+
+def test_no_steps_evaluates_the_projected_start_twice():
+    calls = []
+
+    def loss(p, idx):
+        calls.append((is_final_evaluation(), idx.clone()))
+        return (p["v"] * torch.arange(1, 4, dtype=p["v"].dtype)).sum(1)
+
+    v0 = torch.tensor([[2.0, 0.0, 0.0], [1.0, 1.0, -1.0]], dtype=torch.float64)
+    res = minimize(loss, {"v": v0}, {"v": Simplex()}, steps=0, history=True, grad_history=True,
+                   mu_fn=lambda p, idx: idx.double())
+    assert [final for final, _ in calls] == [True, True]
+    torch.testing.assert_close(res.params["v"].sum(1), torch.ones(2, dtype=torch.float64))
+    assert (res.status == Status.MAX_STEPS).all() and (res.n_steps == 0).all()
+    assert res.history.shape == (0, 2) and res.grad_norm_history.shape == (0, 2)
+    assert res.mu_history.shape == (0, 2) and res.mu_steps.shape == (0,)
+
+
+def test_mu_history_every_stride_on_active_rows():
+    c = torch.tensor([[0.0], [3.0], [-1.0]], dtype=torch.float64)
+    res = minimize(lambda p, idx: ((p["w"] - c[idx]) ** 2).sum(1), {"w": torch.zeros(3, 1, dtype=torch.float64)},
+                   optimizer="gd", lr=0.25, steps=40, tol=1e-12, patience=2,
+                   mu_fn=lambda p, idx: idx.double() + 10, mu_stride=3)
+    assert res.mu_steps.tolist() == list(range(0, 40, 3))[:res.mu_history.shape[0]]
+    H = res.mu_history
+    for r in range(3):  # the row's index while it is active, NaN after it converged
+        active = res.mu_steps <= res.n_steps[r]
+        assert (H[active, r] == r + 10).all() and torch.isnan(H[~active, r]).all()
