@@ -215,6 +215,7 @@ def _chunk_features(args, inputs, counts, chunk_specs, reader: dict,
 
     from ...parallel import ChunkFailure, iter_chunks, open_scheduler, plan_chunks
     from ..features import feature_chunk
+    from ..results import NO_LABEL
 
     unit = functools.partial(feature_chunk, specs=chunk_specs, skip_bad=args.skip_bad_events,
                              device=args.device, reader=reader, clustering=clustering)
@@ -237,6 +238,9 @@ def _chunk_features(args, inputs, counts, chunk_specs, reader: dict,
            if all(k in p for p in parts)}
     cat["unlabelled"] = sorted({inputs[int(p["file_index"][0])] for p in parts
                                 if "labels" not in p and len(p["file_index"])})
+    cat["known_labels"] = np.concatenate([  # NO_LABEL on the rows of unlabelled files
+        p["labels"] if "labels" in p else np.full(len(p["file_index"]), NO_LABEL)
+        for p in parts])
     return cat
 
 
@@ -246,7 +250,8 @@ def training_matrix(args, inputs: Sequence[str], reader: dict | None = None,
     (of their jets with ``clustering``; ``reader``: reader options).
 
     ``rows``: if given, filled with the per-row information (``file_index``,
-    ``event_problem``, ``labels`` where every file has them)."""
+    ``source_index``, ``jet_index`` with clustering, ``event_problem``, ``labels`` where
+    every file has them, ``known_labels``: labels with NO_LABEL for unlabelled files)."""
     from ...io import count_events
     from ..features import parse_feature_spec
 
@@ -282,7 +287,9 @@ def training_matrix(args, inputs: Sequence[str], reader: dict | None = None,
     X = np.concatenate(blocks, axis=1)
     good &= np.isfinite(X).all(axis=1)
     if rows is not None:
-        rows.update({k: cat[k] for k in ("file_index", "event_problem", "labels") if k in cat})
+        rows.update({k: cat[k] for k in ("file_index", "source_index", "jet_index",
+                                         "event_problem", "labels") if k in cat})
+        rows["known_labels"] = cat["known_labels"]
     if args.label_from == "labels":
         if cat["unlabelled"] or "labels" not in cat:
             raise CommandError(f"{(cat['unlabelled'] or inputs)[0]}: dataset 'labels': "
