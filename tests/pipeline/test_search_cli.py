@@ -54,4 +54,26 @@ def test_search_errors_name_the_problem(tmp_path, capsys):
     rc = main(["finder", "search", SLICE["data"], "--reference", SLICE["reference"],
                "--features", "dataset:features", "--folds", "1", "-o", out, "--no-progress"])
     assert rc == 1 and "n_folds" in capsys.readouterr().err
+    rc = main(["finder", "search", SLICE["data"], "--reference", SLICE["reference"],
+               "--features", "dataset:features", "--param", "n_estimater=2", "-o", out,
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "n_estimater" in err and "n_estimators" in err and "features" not in err
     assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+
+
+def test_search_event_range_and_overwrite(search_file, tmp_path, capsys):
+    """--start/--stop pick the same events of every input; an existing output is refused
+    without --overwrite; the rows name their events."""
+    out = str(tmp_path / "part.h5")
+    argv = ["finder", "search", SLICE["data"], "--reference", SLICE["reference"],
+            "--features", "dataset:features", "--folds", "2", "--param", "n_estimators=1",
+            "--start", "100", "--stop", "400", "-o", out, "--no-progress"]
+    assert main(argv) == 0
+    r = read_results(out)
+    assert len(r["source_index"]) == 600
+    assert np.array_equal(r["source_index"], np.r_[np.arange(100, 400), np.arange(100, 400)])
+    assert results_settings(out)["settings"]["events"] == [100, 400]
+    capsys.readouterr()
+    assert main(argv) == 1 and "--overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0

@@ -18,12 +18,12 @@ examples:
   physkit finder search sr_data.h5 --reference sr_reference.h5 --features 'dataset:features' -o scratch/search.h5
   physkit finder search sr_data.h5 --reference sr_reference.h5 --features image:16 --folds 10 -o scratch/search.h5
   physkit finder search data.h5 --reference ref.h5 --features 'efp:d<=4' --efficiency 0.05 --param n_estimators=4 -o scratch/search.h5
-  physkit report scratch/search.h5 -o scratch/search_report/
 
 Events of the data files are class 1, those of the reference files class 0; a 'labels'
 dataset, where the files have one, is kept as truth (never used for training) and gives the
 report's ROC and SIC curves of signal vs background data events. A shape:RESULTS.h5 spec
-takes a 'physkit shape' run over the data files then the reference files, in that order."""
+takes a 'physkit shape' run over the data files then the reference files, in that order.
+See the result with: physkit report scratch/search.h5 -o scratch/search_report/"""
 
 
 def add_parser(sub) -> None:
