@@ -75,6 +75,13 @@ MAX_AUTO_ESTIMATORS = 10
 #: up to ``TREE_MAX_FEATURES`` features; with more features it takes "nystroem"
 LARGE_N_HEADS = ("hgb", "nystroem")
 TREE_MAX_FEATURES = 32
+#: heads with random parts of their own (hgb: the early-stopping validation split above
+#: 10 000 rows; nystroem: the landmarks; torch: the initial weights): their members differ
+#: even when the filter keeps everything, and averaging them bags the head
+STOCHASTIC_HEADS = ("hgb", "nystroem", "torch")
+#: ``n_estimators="auto"`` fits at least this many members with the "hgb" head (a tree
+#: ensemble's score varies from seed to seed much more than a filter's at large N)
+TREE_MEMBERS = 5
 
 #: ``reference_class=None`` takes the majority class only when the count difference exceeds
 #: this many binomial standard deviations (``sqrt(N)``), else ``classes_[0]``
@@ -216,9 +223,11 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     n_estimators : int or "auto", default="auto"
         ensemble members, each with its own random balanced split and cross-fitting folds;
         scores are averaged. When the chosen filter keeps everything (no truncation, every
-        direction) there is nothing random to average and one member is fitted. "auto": ``clip(round(min(2e4 / N, 2e6 / (N P))), 1, 10)`` for
-        ``N`` samples of ``P`` features (the cost stays bounded; at 10^5 rows one split
-        varies little from the next and a larger ensemble buys nothing).
+        direction) and the head is deterministic (svc, custom) there is nothing random to
+        average and one member is fitted. "auto": ``clip(round(min(2e4 / N, 2e6 / (N P))),
+        1, 10)`` for ``N`` samples of ``P`` features (the cost stays bounded; at 10^5 rows
+        one split varies little from the next), at least 5 with the "hgb" head (bagging
+        the trees' early-stopping splits).
     n_jobs : int or None
         members fitted in parallel threads (joblib; the linear algebra releases the GIL).
     cv, cv_repeats : int, default=3, 2
@@ -408,12 +417,13 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _resolve_M_A(spec, lam: torch.Tensor, n_features: int) -> int:
         return min(n_from_spec(spec, lam), max(n_features - 1, 0))
 
-    def _n_members(self, n: int, p: int) -> int:
+    def _n_members(self, n: int, p: int, head: str) -> int:
         if self.n_estimators != "auto":
             return int(self.n_estimators)
         n = max(n, 1)
-        return int(np.clip(round(min(ENSEMBLE_ROWS / n, ENSEMBLE_CELLS / (n * max(p, 1)))),
-                           1, MAX_AUTO_ESTIMATORS))
+        k = int(np.clip(round(min(ENSEMBLE_ROWS / n, ENSEMBLE_CELLS / (n * max(p, 1)))),
+                        1, MAX_AUTO_ESTIMATORS))
+        return max(k, TREE_MEMBERS) if head == "hgb" else k
 
     # ------------------------------------------------------------------ fit
     def _labels(self, y):
@@ -456,14 +466,15 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         n_head = len(y_idx) - n_cov if self.balanced_split else len(y_idx)
         setting = self._choose(Xt, y_idx, a, class_weight,
                                self._head_kinds(n_head, X.shape[1]), seed)
-        n_members = self._n_members(len(y_idx), X.shape[1])
+        n_members = self._n_members(len(y_idx), X.shape[1], setting[2])
 
         def one(i):
             return self._fit_member(Xt, y_idx, idx_A, idx_B, setting, class_weight,
                                     member_seed(seed, i))
 
         first = one(0)
-        if _unfiltered(first.n_components, torch.as_tensor(first.components)):
+        if _unfiltered(first.n_components, torch.as_tensor(first.components)) and \
+                setting[2] not in STOCHASTIC_HEADS:
             n_members = 1  # nothing random left: the members would all be this one
         if self.n_jobs not in (None, 1) and n_members > 1:
             from joblib import Parallel, delayed
