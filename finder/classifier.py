@@ -81,7 +81,7 @@ TREE_MAX_FEATURES = 32
 STOCHASTIC_HEADS = ("hgb", "nystroem", "torch")
 #: ``n_estimators="auto"`` fits at least this many members with the "hgb" head (a tree
 #: ensemble's score varies from seed to seed much more than a filter's at large N)
-TREE_MEMBERS = 5
+TREE_MEMBERS = 4
 
 #: ``reference_class=None`` takes the majority class only when the count difference exceeds
 #: this many binomial standard deviations (``sqrt(N)``), else ``classes_[0]``
@@ -226,7 +226,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         direction) and the head is deterministic (svc, custom) there is nothing random to
         average and one member is fitted. "auto": ``clip(round(min(2e4 / N, 2e6 / (N P))),
         1, 10)`` for ``N`` samples of ``P`` features (the cost stays bounded; at 10^5 rows
-        one split varies little from the next), at least 5 with the "hgb" head (bagging
+        one split varies little from the next), at least 4 with the "hgb" head (bagging
         the trees' early-stopping splits).
     n_jobs : int or None
         members fitted in parallel threads (joblib; the linear algebra releases the GIL).
