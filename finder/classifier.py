@@ -567,16 +567,19 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         mB = b_moments(Xt, B_tr, A)
         fam, _ = filter_family(Xt[cov], Xt[B_tr], sorted(set(count.values())), A, mB)
         t = (y_idx[clf_rows] == 1).astype(np.int64)
-        feats = sorted({(count[s], m) for s, m, _ in cands})
+        sel = {(count[s], m): self._select(fam[count[s]], m)[:2] for s, m, _ in cands}
+        # unfiltered settings train on the rows themselves: no cross-fitted features needed
+        feats = sorted(k for k, (_, W) in sel.items() if not _unfiltered(k[0], W))
         Z = crossfit_features(Xt, cov, B_tr, clf_rows, t, feats, fam, self._select,
-                              self.cross_fit, seed, A, mB)
+                              self.cross_fit, seed, A, mB) if feats else {}
         out = {}
         for s, m, kind in cands:
-            c, W, _ = self._select(fam[count[s]], m)
+            c, W = sel[count[s], m]
             head = self._make_head(kind, class_weight, seed)
-            Zs, ts = Z[count[s], m], t
             if _unfiltered(count[s], W):  # as in the final fit: every row trains the head
                 Zs, ts = ((Xt[r_tr] - c) @ W).cpu().numpy(), (y_idx[r_tr] == 1).astype(np.int64)
+            else:
+                Zs, ts = Z[count[s], m], t
             if kind == "svc":
                 head.fit(Zs, ts, calibrate=False)
             else:
