@@ -429,6 +429,23 @@ def test_ensemble_is_deterministic_and_steadier_under_label_noise():
     assert spread[6] < 0.7 * spread[1]
 
 
+def test_tree_head_is_bagged_even_without_filtering():
+    """With nothing filtered the members of a gradient-boosting head still differ (their
+    early-stopping splits above 10 000 rows): "auto" keeps TREE_MEMBERS of them, seeded."""
+    from finder.classifier import TREE_MEMBERS
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(12_000, 3))
+    y = (X[:, 0] + X[:, 1] ** 2 + rng.normal(size=12_000) > 1).astype(int)
+    kw = dict(n_components=0, classifier="hgb", random_state=2)
+    a, b = FINDER(**kw).fit(X, y), FINDER(**kw).fit(X, y)
+    assert len(a.members_) == TREE_MEMBERS >= 2
+    Xt = rng.normal(size=(500, 3))
+    np.testing.assert_array_equal(a.decision_function(Xt), b.decision_function(Xt))
+    p = [m.head.predict_proba1(m.features(torch.as_tensor(a._prep(Xt)))) for m in a.members_]
+    assert np.ptp(np.array(p), axis=0).max() > 1e-3  # the members are not copies
+
+
 def test_hgb_head_predicts_like_scikit_learn():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
