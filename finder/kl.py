@@ -60,16 +60,52 @@ def kl_basis(Xc: torch.Tensor, *, rtol: float = RTOL) -> tuple[torch.Tensor, tor
     denom = max(n - 1, 1)
     if n == 0 or p == 0:
         return Xc.new_zeros((p, 0)), Xc.new_zeros((0,))
-    if n >= p and p <= COV_MAX_FEATURES:
-        cov = (Xc.T @ Xc) / denom
-        vals, vecs = torch.linalg.eigh(cov)
-        vals, vecs = vals.flip(0), vecs.flip(1)
-    else:
-        _, s, vh = torch.linalg.svd(Xc, full_matrices=False)
-        vals, vecs = s.square() / denom, vh.T
+    if use_covariance(n, p):
+        return kl_basis_from_cov((Xc.T @ Xc) / denom, rtol=rtol)
+    _, s, vh = torch.linalg.svd(Xc, full_matrices=False)
+    return _nonzero(s.square() / denom, vh.T, rtol)
+
+
+def use_covariance(n: int, p: int) -> bool:
+    """Whether ``n`` samples of ``p`` features go through the ``P x P`` covariance."""
+    return n >= p and p <= COV_MAX_FEATURES
+
+
+def kl_basis_from_cov(cov: torch.Tensor, *, rtol: float = RTOL
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL basis ``(P, r)`` and variances ``(r,)`` (descending, non-zero) of a ``(P, P)``
+    covariance matrix."""
+    vals, vecs = torch.linalg.eigh(cov)
+    return _nonzero(vals.flip(0), vecs.flip(1), rtol)
+
+
+def _nonzero(vals, vecs, rtol):
     top = float(vals[0]) if vals.numel() else 0.0
     keep = vals > rtol * top if top > 0 else torch.zeros_like(vals, dtype=torch.bool)
     return vecs[:, keep].contiguous(), vals[keep].contiguous()
+
+
+class Moments:
+    """Count ``n``, sum ``s`` (P,) and Gram ``G`` (P, P) of rows taken about a fixed point
+    ``c0`` (P,): enough for their mean and covariance, and subtractable, so the covariance of
+    "all rows but a fold" costs no second pass over the data."""
+
+    def __init__(self, n: int, c0: torch.Tensor, s: torch.Tensor, G: torch.Tensor):
+        self.n, self.c0, self.s, self.G = int(n), c0, s, G
+
+    @classmethod
+    def of(cls, X: torch.Tensor, c0: torch.Tensor) -> "Moments":
+        Xc = X - c0
+        return cls(X.shape[0], c0, Xc.sum(0), Xc.T @ Xc)
+
+    def minus(self, other: "Moments") -> "Moments":
+        return Moments(self.n - other.n, self.c0, self.s - other.s, self.G - other.G)
+
+    def mean(self) -> torch.Tensor:
+        return self.c0 + self.s / max(self.n, 1)
+
+    def cov(self) -> torch.Tensor:
+        return (self.G - torch.outer(self.s, self.s) / max(self.n, 1)) / max(self.n - 1, 1)
 
 
 def n_from_spec(spec, vals: torch.Tensor, *, name: str = "n_components") -> int:

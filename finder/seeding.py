@@ -6,7 +6,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils import check_random_state
 
-__all__ = ["int_seed"]
+__all__ = ["int_seed", "member_seed"]
 
 
 def int_seed(random_state) -> int:
@@ -20,3 +20,13 @@ def int_seed(random_state) -> int:
     if isinstance(random_state, Integral) and not isinstance(random_state, bool):
         return int(random_state)
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def member_seed(seed: int, i: int) -> int:
+    """Seed of ensemble member ``i`` of a fit seeded ``seed``: member 0 uses ``seed`` itself
+    (a one-member ensemble is the plain fit), the others independent streams
+    (:class:`numpy.random.SeedSequence`)."""
+    if i == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed) % 2**32, int(i)]).generate_state(1)[0]
+               % (2**31 - 1))

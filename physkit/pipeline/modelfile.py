@@ -2,7 +2,7 @@
 
 Layout: file attribute ``physkit_model`` (format version, the integer :data:`MODEL_FORMAT`
 exactly), ``estimator`` (one of :data:`ESTIMATORS`), ``meta`` (the estimator's JSON
-metadata, whose ``format_version`` must be 1) and ``pipeline`` (JSON: the feature
+metadata, whose ``format_version`` must be one of :data:`STATE_FORMATS`) and ``pipeline`` (JSON: the feature
 specification and training summary); group ``arrays`` holds one numeric dataset per array
 of the estimator's state.
 
@@ -33,12 +33,15 @@ from ..io.physkit_file import integer_attr
 
 __all__ = ["MODEL_FORMAT", "ESTIMATORS", "ModelFileError", "save_model", "load_model",
            "read_model_state", "check_state", "is_model_file", "describe_model",
-           "fitted_lines", "model_summary", "MAX_ARRAY_BYTES"]
+           "fitted_lines", "model_summary", "MAX_ARRAY_BYTES", "STATE_FORMATS"]
 
 #: version written to (and required in) the ``physkit_model`` attribute
 MODEL_FORMAT = 1
-#: version of the estimators' state layout (``meta["format_version"]``) this physkit reads
-STATE_FORMAT = 1
+#: versions of each estimator's state layout (``meta["format_version"]``) this physkit
+#: reads (FINDER 1: one filter + head, before ensembles; 2: ``members``, arrays ``m{i}_*``)
+STATE_FORMATS = {"finder.FINDER": (1, 2), "finder.ResidualDetector": (1,)}
+#: most ensemble members a FINDER model file may declare
+MAX_MEMBERS = 1000
 #: most bytes of arrays a model file may hold
 MAX_ARRAY_BYTES = 4 << 30
 #: longest JSON attribute read
@@ -206,10 +209,7 @@ def _number(meta: Mapping, key: str, path, positive: bool = False) -> float:
     return float(v)
 
 
-def _finder_shapes(meta: Mapping, path) -> dict[str, tuple]:
-    """Expected array shapes of a FINDER state (str = a size shared by name)."""
-    P, m = _count(meta, "n_features_in", 1, path), _count(meta, "n_residual", 1, path)
-    _count(meta, "n_components", 0, path)
+def _check_classes(meta: Mapping, path) -> None:
     classes = meta.get("classes")
     if not isinstance(classes, list) or len(classes) != 2 or classes[0] == classes[1] or \
             meta.get("reference_class") not in classes or \
@@ -222,28 +222,97 @@ def _finder_shapes(meta: Mapping, path) -> dict[str, tuple]:
     except (TypeError, ValueError):
         raise _fail(path, f"metadata 'classes_dtype' {meta.get('classes_dtype')!r} does not "
                           f"hold the classes") from None
-    shapes = {"center": (P,), "components": (P, m), "explained_variance": ("r",),
-              "residual_variance": (m,)}
-    if (meta.get("params") or {}).get("standardize") == "feature":
-        shapes.update(feature_mean=(P,), feature_scale=(P,))
-    head = meta.get("head") if isinstance(meta.get("head"), dict) else {}
-    kind = head.get("kind")
+
+
+def _finder_members(meta: Mapping, path) -> list[tuple[str, Any, dict]]:
+    """``[(array prefix, residual size (int or a size name), head metadata)]`` per member:
+    version 1 has one unprefixed member described at the top level, version 2 a
+    ``members`` list whose arrays are ``m{i}_*``."""
+    if meta.get("format_version") == 1:
+        m = _count(meta, "n_residual", 1, path)
+        _count(meta, "n_components", 0, path)
+        head = meta.get("head")
+        return [("", m, head if isinstance(head, dict) else {})]
+    members = meta.get("members")
+    if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS or \
+            not all(isinstance(mm, dict) for mm in members):
+        raise _fail(path, f"metadata 'members' must be a list of 1 to {MAX_MEMBERS} objects")
+    out = []
+    for i, mm in enumerate(members):
+        _count(mm, "n_components", 0, path)
+        head = mm.get("head")
+        out.append((f"m{i}_", f"m{i}", head if isinstance(head, dict) else {}))
+    return out
+
+
+def _head_shapes(head: Mapping, pre: str, m, path) -> dict[str, tuple]:
+    """Expected arrays of one FINDER head (``m``: its input size) under prefix ``pre``."""
+    kind, h = head.get("kind"), f"{pre}head_"
     if kind == "svc":
-        shapes.update(head_support_vectors=("S", m), head_dual_coef=("S",))
+        shapes = {h + "support_vectors": (pre + "S", m), h + "dual_coef": (pre + "S",)}
         for k in ("intercept", "platt_a", "platt_b"):
             _number(head, k, path)
     elif kind == "nystroem":
-        shapes.update(head_components=("K", m), head_normalization=("K", "K"),
-                      head_coef=("K",))
+        shapes = {h + "components": (pre + "K", m), h + "normalization": (pre + "K", pre + "K"),
+                  h + "coef": (pre + "K",)}
         _number(head, "intercept", path)
     elif kind == "torch":
-        shapes.update(head_param_W1=(m, "h"), head_param_b1=("h",), head_param_w2=("h",),
-                      head_param_b2=(1,), head_mean=(m,), head_scale=(m,))
+        shapes = {h + "param_W1": (m, pre + "h"), h + "param_b1": (pre + "h",),
+                  h + "param_w2": (pre + "h",), h + "param_b2": (1,), h + "mean": (m,),
+                  h + "scale": (m,)}
+    elif kind == "hgb":
+        from finder.heads import HGBHead
+
+        shapes = {f"{h}node_{k}": (pre + "nodes",) for k in HGBHead.FIELDS}
+        shapes[h + "offsets"] = (pre + "trees",)
+        _number(head, "baseline", path)
     else:
-        raise _fail(path, f"unknown FINDER head kind {kind!r} (svc, nystroem, torch)")
+        raise _fail(path, f"unknown FINDER head kind {kind!r} (svc, nystroem, torch, hgb)")
     if kind in ("svc", "nystroem"):
         _number(head, "gamma", path, positive=True)
     return shapes
+
+
+def _finder_shapes(meta: Mapping, path) -> dict[str, tuple]:
+    """Expected array shapes of a FINDER state (str = a size shared by name)."""
+    P = _count(meta, "n_features_in", 1, path)
+    _check_classes(meta, path)
+    shapes = {}
+    for pre, m, head in _finder_members(meta, path):
+        shapes.update({pre + "center": (P,), pre + "components": (P, m),
+                       pre + "explained_variance": (pre + "r",),
+                       pre + "residual_variance": (m,)})
+        shapes.update(_head_shapes(head, pre, m, path))
+    if (meta.get("params") or {}).get("standardize") == "feature":
+        shapes.update(feature_mean=(P,), feature_scale=(P,))
+    return shapes
+
+
+def _check_trees(arrays: Mapping[str, np.ndarray], meta: Mapping, path) -> None:
+    """Gradient-boosting heads: every tree's inner nodes point to later nodes of the same
+    tree (so a walk ends) and to features of the head's input."""
+    for pre, _, head in _finder_members(meta, path):
+        if head.get("kind") != "hgb":
+            continue
+        h = f"{pre}head_"
+        off = np.asarray(arrays[h + "offsets"])
+        n = len(arrays[h + "node_value"])
+        p = np.shape(arrays[pre + "components"])[1]
+        if off.dtype.kind not in "iu" or (len(off) and (off[0] != 0 or off[-1] >= n)) or \
+                (np.diff(off) <= 0).any() or (not len(off) and n):
+            raise _fail(path, f"array '{h}offsets' does not split the nodes into trees")
+        leaf = np.asarray(arrays[h + "node_is_leaf"])
+        inner = np.flatnonzero(leaf == 0)
+        end = np.r_[off, n][np.searchsorted(off, inner, side="right")]
+        for k in ("left", "right"):
+            c = np.asarray(arrays[f"{h}node_{k}"])
+            if c.dtype.kind not in "iu" or ((c[inner] <= inner) | (c[inner] >= end)).any():
+                raise _fail(path, f"array '{h}node_{k}' points outside its tree")
+        f = np.asarray(arrays[h + "node_feature_idx"])
+        if not np.isin(leaf, (0, 1)).all() or f.dtype.kind not in "iu" or \
+                ((f[inner] < 0) | (f[inner] >= p)).any():
+            raise _fail(path, f"arrays '{h}node_is_leaf' / '{h}node_feature_idx' do not "
+                              f"describe trees over the head's {p} inputs")
 
 
 def _detector_shapes(meta: Mapping, path) -> dict[str, tuple]:
@@ -277,8 +346,8 @@ def _check_values(name: str, arrays: Mapping[str, np.ndarray], path) -> None:
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise _fail(path, f"array '{k}' holds NaN or inf")
     positive = ("feature_scale", "head_scale") if name == "finder.FINDER" else ()
-    for k in positive:
-        if k in arrays and not (arrays[k] > 0).all():
+    for k in arrays:
+        if k.endswith(positive) and not (arrays[k] > 0).all():
             raise _fail(path, f"array '{k}' must be positive")
     cal = arrays.get("calibration_scores") if name == "finder.ResidualDetector" else None
     if cal is not None and (np.diff(cal) < 0).any():
@@ -289,21 +358,24 @@ def check_state(name: str, arrays: Mapping[str, Any], meta: Mapping, *, path=Non
     """Check an estimator state against its metadata; raise :class:`ModelFileError`.
 
     ``arrays`` maps names to arrays, or to shapes only (checked before reading). The
-    metadata must carry ``format_version`` 1 and the sizes the arrays are checked
-    against (features, components, classes, head); arrays must be finite, scales
-    positive and detector calibration scores sorted.
+    metadata must carry a ``format_version`` of :data:`STATE_FORMATS` and the sizes the
+    arrays are checked against (features, components, classes, heads); arrays must be
+    finite, scales positive, detector calibration scores sorted and tree heads trees.
     """
-    version = meta.get("format_version")
-    if isinstance(version, bool) or version != STATE_FORMAT or not isinstance(version, int):
+    version, known = meta.get("format_version"), STATE_FORMATS.get(name, ())
+    if isinstance(version, bool) or not isinstance(version, int) or version not in known:
         raise _fail(path, f"estimator state format_version {version!r}; this physkit reads "
-                          f"version {STATE_FORMAT} only")
+                          f"version {' and '.join(map(str, known))} of {name}")
     if not isinstance(meta.get("params", {}), dict):
         raise _fail(path, "metadata 'params' must be a JSON object")
     expected = (_finder_shapes if name == "finder.FINDER" else _detector_shapes)(meta, path)
     shapes = {k: (tuple(v) if isinstance(v, tuple) else np.shape(v)) for k, v in arrays.items()}
     _match(expected, shapes, path)
     if not all(isinstance(v, tuple) for v in arrays.values()):
-        _check_values(name, {k: np.asarray(v) for k, v in arrays.items()}, path)
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        _check_values(name, arrays, path)
+        if name == "finder.FINDER":
+            _check_trees(arrays, meta, path)
 
 
 def load_model(path, *, return_pipeline: bool = False):
@@ -323,41 +395,57 @@ def is_model_file(path) -> bool:
     return has_root_attr(path, "physkit_model")
 
 
-def _head_text(head: Mapping, arrays: Mapping[str, np.ndarray]) -> str:
-    """One line on a FINDER head: its kind and fitted size."""
-    kind = head.get("kind")
+def _head_text(head: Mapping, arrays: Mapping[str, np.ndarray], pre: str = "") -> str:
+    """One line on a FINDER head (arrays under ``pre``): its kind and fitted size."""
+    kind, h = head.get("kind"), f"{pre}head_"
     if kind == "svc":
-        n = len(arrays.get("head_support_vectors", ()))
+        n = len(arrays.get(h + "support_vectors", ()))
         return f"svc (RBF kernel SVC, {n} support vectors, gamma {head.get('gamma', 0):.4g})"
     if kind == "nystroem":
-        n = len(arrays.get("head_components", ()))
+        n = len(arrays.get(h + "components", ()))
         return f"nystroem ({n} landmarks, gamma {head.get('gamma', 0):.4g}, logistic)"
     if kind == "torch":
-        n = np.shape(arrays.get("head_param_b1", ()))[0] if "head_param_b1" in arrays else 0
+        n = np.shape(arrays[h + "param_b1"])[0] if h + "param_b1" in arrays else 0
         return f"torch (one hidden layer of {n} tanh units, logistic)"
+    if kind == "hgb":
+        return f"hgb (gradient-boosted trees, {len(arrays.get(h + 'offsets', ()))} trees)"
     return str(kind)
+
+
+def _finder_lines(arrays: Mapping[str, np.ndarray], meta: Mapping) -> list[str]:
+    req = meta.get("params") or {}
+    if meta.get("format_version") == 1:
+        members, pre = [{"n_components": meta.get("n_components"), "head": meta.get("head")}], ""
+    else:
+        members, pre = meta.get("members") or [{}], "m0_"
+    first = members[0]
+    fitted = {"n_components": first.get("n_components"),
+              "n_residual": np.shape(arrays.get(pre + "components", ((),)))[1]}
+    lines = []
+    for k, v in fitted.items():
+        asked = f" (requested {req[k]})" if k in req and req[k] != v else ""
+        lines.append(f"{k}_: {v}{asked}")
+    if len(members) > 1:
+        lines.append(f"members: {len(members)} (scores averaged; values above: the first)")
+    lines.append(f"classes_: {meta.get('classes')} (reference class "
+                 f"{meta.get('reference_class')})")
+    lines.append("head_: " + _head_text(first.get("head") or {}, arrays, pre))
+    return lines
 
 
 def fitted_lines(name: str, arrays: Mapping[str, np.ndarray], meta: Mapping) -> list[str]:
     """What the fit chose (trailing-underscore values), one ``key: value`` line each, with
     the requested value beside it where the two differ."""
     req = meta.get("params") or {}
-    lines = []
     if name == "finder.FINDER":
-        for k in ("n_components", "n_residual"):
-            asked = f" (requested {req[k]})" if k in req and req[k] != meta.get(k) else ""
-            lines.append(f"{k}_: {meta.get(k)}{asked}")
-        lines.append(f"classes_: {meta.get('classes')} (reference class "
-                     f"{meta.get('reference_class')})")
-        lines.append("head_: " + _head_text(meta.get("head") or {}, arrays))
-    else:
-        asked = req.get("n_components")
-        lines.append(f"n_components_: {meta.get('n_components')}" +
-                     (f" (requested {asked})" if asked != meta.get("n_components") else ""))
-        q = np.shape(arrays["residual_components"])[1] if "residual_components" in arrays else 0
-        lines.append(f"residual dimensions: {q}")
-        lines.append(f"threshold_: {meta.get('threshold'):.6g} (contamination "
-                     f"{req.get('contamination')}); noise_floor_: {meta.get('noise_floor'):.3g}")
+        return _finder_lines(arrays, meta)
+    asked = req.get("n_components")
+    lines = [f"n_components_: {meta.get('n_components')}" +
+             (f" (requested {asked})" if asked != meta.get("n_components") else "")]
+    q = np.shape(arrays["residual_components"])[1] if "residual_components" in arrays else 0
+    lines.append(f"residual dimensions: {q}")
+    lines.append(f"threshold_: {meta.get('threshold'):.6g} (contamination "
+                 f"{req.get('contamination')}); noise_floor_: {meta.get('noise_floor'):.3g}")
     return lines
 
 

@@ -7,7 +7,8 @@ observable, the values in the title). Columns are the results' groups plus the r
 tau_{N+1}/tau_N of the N-subjettiness groups present (:func:`tau_ratios`). Classes are
 named by ``--label-names``, else by the ``labels_meaning`` attribute of the results or of
 their event files (``"1 = top, 0 = QCD"``). Rendering uses matplotlib's Agg backend (no
-display needed); ``style`` may name an mplhep style when mplhep is installed.
+display needed); ``style`` may name an mplhep style when mplhep is installed. For
+``physkit finder search`` results, the search's own plots (:func:`search_plots`).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["make_report", "check_events_file", "discriminant_auc", "roc_sic", "tau_ratios",
-           "parse_label_names", "class_names", "check_style"]
+           "parse_label_names", "class_names", "check_style", "max_sic", "search_plots"]
 
 
 def parse_label_names(text: str) -> dict[int, str]:
@@ -128,6 +129,68 @@ def roc_sic(values: np.ndarray, labels: np.ndarray, sign: int = 1):
     fpr, tpr, _ = roc_curve(labels[ok], sign * values[ok])
     keep = fpr > 0
     return fpr[keep], tpr[keep], tpr[keep] / np.sqrt(fpr[keep])
+
+
+def max_sic(values: np.ndarray, labels: np.ndarray, min_background: int = 50) -> float:
+    """Largest SIC ``eps_s / sqrt(eps_b)`` over thresholds on ``values`` (higher = signal)
+    that keep at least ``min_background`` background events (the statistics floor of an
+    analysis; without it SIC diverges on the last few events)."""
+    fpr, tpr, sic = roc_sic(values, labels)
+    n_b = int((labels[np.isfinite(values)] == 0).sum())
+    ok = fpr * n_b >= min_background - 1e-9
+    return float(sic[ok].max()) if ok.any() else float("nan")
+
+
+def search_plots(data: dict, out_dir: str, min_background: int = 50
+                 ) -> tuple[list[tuple[str, str]], list[tuple[str, float, float]]]:
+    """Plots of a ``physkit finder search`` results file (``data`` from
+    :func:`~physkit.pipeline.results.read_results`): the out-of-fold score of data and
+    reference events, and, where truth labels mark signal among the data events, the ROC
+    and SIC curves of signal vs background *data* events. Returns ``([(png, caption)],
+    [("score", auc, max SIC at >= min_background background events)])``."""
+    import matplotlib.pyplot as plt
+
+    v, is_data = data["score/value"], data["search/is_data"] == 1
+    ok = np.isfinite(v)
+    figs, table = [], []
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    bins = np.linspace(0.0, 1.0, 41)
+    for sel, lab in ((ok & ~is_data, "reference"), (ok & is_data, "data")):
+        ax.hist(v[sel], bins=bins, histtype="step", density=True, lw=1.5,
+                label=f"{lab} ({int(sel.sum())})")
+    ax.set_xlabel("out-of-fold reference quantile")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    fig.savefig(os.path.join(out_dir, "search_scores.png"), dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    figs.append(("search_scores.png", "search: out-of-fold scores of data and reference "
+                                      "events (flat for data without signal)"))
+    truth = data.get("labels")
+    sel = ok & is_data
+    if truth is None or len(np.unique(truth[sel])) != 2:
+        return figs, table
+    fpr, tpr, sic = roc_sic(v[sel], truth[sel])
+    auc, _ = discriminant_auc(v[sel], truth[sel])
+    n_b = int((truth[sel] == 0).sum())
+    floor = fpr * n_b >= min_background - 1e-9
+    best = max_sic(v[sel], truth[sel], min_background)
+    table.append(("score", auc, best))
+    fr, fs = plt.subplots(figsize=(5, 4)), plt.subplots(figsize=(5, 4))
+    lab = f"AUC {auc:.3f}"
+    fr[1].plot(tpr, 1.0 / fpr, label=lab)
+    fs[1].plot(tpr[floor], sic[floor], label=f"{lab}, max SIC {best:.2f}")
+    fr[1].set_yscale("log")
+    fr[1].set_ylabel("background rejection 1/eps_b")
+    fs[1].set_ylabel(f"SIC = eps_s / sqrt(eps_b) (>= {min_background} bkg events)")
+    for f, a, name in ((fr[0], fr[1], "search_roc.png"), (fs[0], fs[1], "search_sic.png")):
+        a.set_xlabel("signal efficiency among data events (truth labels)")
+        a.legend(fontsize=7)
+        a.grid(alpha=0.3)
+        f.savefig(os.path.join(out_dir, name), dpi=90, bbox_inches="tight")
+        plt.close(f)
+    figs += [("search_roc.png", "search: ROC of signal vs background data events"),
+             ("search_sic.png", "search: significance improvement")]
+    return figs, table
 
 
 def _safe(name: str) -> str:
@@ -368,6 +431,7 @@ def make_report(results_path, out_dir, *, n_displays: int = 4, events: str | Non
     columns.update(tau_ratios(data, groups, shaper_settings))
     two = labels is not None and {0, 1} <= set(np.unique(labels).tolist())
     figs, aucs = [], []
+    search = isinstance(settings, dict) and settings.get("command") == "search"
     with _style(style):
         for g, v in columns.items():
             ok = np.isfinite(v)
@@ -377,9 +441,14 @@ def make_report(results_path, out_dir, *, n_displays: int = 4, events: str | Non
             _histogram(v, ok, labels, names, g, os.path.join(out_dir, name))
             figs.append((name, f"{g}: distribution by class"))
             sel = ok & np.isin(labels, (0, 1)) if two else None
-            if two and len(np.unique(labels[sel])) == 2:
+            if two and not search and len(np.unique(labels[sel])) == 2:
                 aucs.append((g, *discriminant_auc(v[sel], labels[sel])))
-        if aucs:
+        if search:  # truth AUCs among the data events only (the reference rows are QCD)
+            search_figs, search_table = search_plots(data, out_dir)
+            figs += search_figs
+            aucs = [(f"{g} (data events: max SIC {sic:.2f})", auc, 1)
+                    for g, auc, sic in search_table]
+        elif aucs:
             _roc_sic(columns, aucs, labels, names, out_dir)
             figs += [("roc.png", "ROC curves"), ("sic.png", "significance improvement")]
         for name in _displays(data, groups, settings, results_path, out_dir, n_displays,

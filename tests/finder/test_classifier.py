@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from finder import FINDER
-from finder.classifier import SKLEARN_EXPECTED_FAILED_CHECKS
+from finder.classifier import AUTO_RESIDUAL_COUNTS, SKLEARN_EXPECTED_FAILED_CHECKS
 from finder.kl import kl_basis
 
 P = 20
@@ -37,14 +37,20 @@ def two_classes(shift_dir, shift, n_a=300, n_b=200, seed=0):
 def test_aca_s_separates_low_variance_difference():
     X, y = two_classes(P - 1, 0.5)
     Xt, yt = two_classes(P - 1, 0.5, 400, 400, seed=1)
-    s = FINDER(n_components=5, n_residual=2, variant="aca-s", random_state=0).fit(X, y)
-    l = FINDER(n_components=5, n_residual=2, variant="aca-l", random_state=0).fit(X, y)
+    kw = dict(n_components=5, n_residual=2, mean_direction=False, standardize=None,
+              random_state=0)
+    s = FINDER(variant="aca-s", **kw).fit(X, y)
+    l = FINDER(variant="aca-l", **kw).fit(X, y)
     assert s.reference_class_ == 0  # majority class
     assert s.score(Xt, yt) > 0.9
-    # the largest-variance residual directions do not carry the difference
+    # the largest-variance residual directions do not carry the difference ...
     assert l.score(Xt, yt) < 0.65
     # the kept filter points along the quiet direction e_{P-1}
     assert np.abs(s.components_[P - 1]).max() > 0.9
+    # ... but the class-mean direction does: kept by default, it rescues ACA-L
+    m = FINDER(variant="aca-l", n_components=5, n_residual=2, random_state=0).fit(X, y)
+    assert m.n_residual_ == 3 and m.residual_variance_[-1] == 0.0
+    assert m.score(Xt, yt) > 0.9
 
 
 def test_difference_inside_top_space_is_discarded():
@@ -54,7 +60,7 @@ def test_difference_inside_top_space_is_discarded():
     assert SVC().fit(X, y).score(Xt, yt) > 0.8
     # ... but the difference lives in A's top KL space, which FINDER discards
     f = FINDER(n_components=5, n_residual=5, variant="aca-s", balanced_split=False,
-               random_state=0).fit(X, y)
+               mean_direction=False, standardize=None, random_state=0).fit(X, y)
     auc = roc_auc_score(yt, f.decision_function(Xt))
     assert 0.35 < auc < 0.65
     assert np.abs(f.components_[0]).max() < 0.1
@@ -63,7 +69,8 @@ def test_difference_inside_top_space_is_discarded():
 def test_transform_is_residual_b_eigenbasis_coordinates():
     """Independent numpy construction of the features (up to per-column sign)."""
     X, y = two_classes(P - 1, 0.5)
-    f = FINDER(n_components=4, n_residual=3, variant="aca-s", balanced_split=False).fit(X, y)
+    f = FINDER(n_components=4, n_residual=3, variant="aca-s", balanced_split=False,
+               standardize=None, mean_direction=False, n_estimators=1).fit(X, y)
     XA, XB = X[y == 0], X[y == 1]
     mu = XA.mean(0)
     _, _, vt = np.linalg.svd(XA - mu, full_matrices=False)
@@ -85,45 +92,69 @@ def test_check_estimator():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        check_estimator(FINDER(random_state=0),
+        # the default structure (inner CV, ensemble) with a smaller ensemble and one repeat
+        check_estimator(FINDER(n_estimators=2, cv_repeats=1, random_state=0),
                         expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)
+
+
+def test_selection_prefers_the_first_candidate_unless_clearly_beaten():
+    from finder.selection import select
+
+    folds = [(None, None)] * 6
+    noise = np.array([0.01, -0.01, 0.02, -0.02, 0.0, 0.01])
+    it = iter(range(6))
+
+    def tie(tr, te):  # candidate "b" ahead by noise only
+        k = next(it)
+        return {"a": 0.70, "b": 0.70 + noise[k] + 0.002}
+
+    assert select(["a", "b"], folds, tie)[0] == "a"
+    it2 = iter(range(6))
+
+    def clear(tr, te):  # "b" ahead by far more than the fold-to-fold noise
+        k = next(it2)
+        return {"a": 0.70, "b": 0.75 + noise[k]}
+
+    choice, res = select(["a", "b"], folds, clear)
+    assert choice == "b" and res["chosen"] == "b" and res["mean_auc"][1] > 0.74
 
 
 def test_pipeline_gridsearch_cross_val():
     X, y = two_classes(P - 1, 0.8, 150, 150)
-    pipe = make_pipeline(StandardScaler(), FINDER(variant="aca-s", random_state=0))
+    pipe = make_pipeline(StandardScaler(), FINDER(variant="aca-s", n_estimators=2,
+                                                  random_state=0))
     gs = GridSearchCV(pipe, {"finder__n_components": [2, 5], "finder__n_residual": [1, 3]},
                       cv=3, scoring="roc_auc").fit(X, y)
     assert gs.best_score_ > 0.7
     assert cross_val_score(FINDER(n_components=5, n_residual=2, variant="aca-s",
-                                  random_state=0), X, y,
+                                  n_estimators=2, random_state=0), X, y,
                            cv=3).mean() > 0.7
 
 
-def test_auto_uses_inner_cv_and_one_se_rule():
+def test_auto_takes_the_best_mean_of_repeated_inner_folds():
     X, y = two_classes(P - 1, 0.7, 200, 200)
     rng = np.random.default_rng(3)
     flip = rng.random(len(y)) < 0.2  # 20% label noise
     yn = np.where(flip, 1 - y, y)
-    f = FINDER(n_components="auto", n_residual="auto", random_state=0).fit(X, yn)
+    f = FINDER(n_components="auto", n_residual=list(AUTO_RESIDUAL_COUNTS), cv=3, cv_repeats=2,
+               random_state=0).fit(X, yn)
     r = f.cv_results_
-    i = r["n_components"].index(r["chosen"][0])
-    j = r["n_residual"].index(r["chosen"][1])
-    bi = r["n_components"].index(r["best"][0])
-    bj = r["n_residual"].index(r["best"][1])
-    assert r["mean_auc"][i, j] >= r["mean_auc"][bi, bj] - r["se_auc"][bi, bj]
-    assert r["chosen"][1] <= r["best"][1]
+    assert len(r["candidates"]) == len(r["mean_auc"]) == 2 * 7  # M_A in {0, 5} x M_res grid
+    i = r["candidates"].index(r["chosen"])
+    assert r["mean_auc"][i] >= r["mean_auc"].max() - 3 * r["se_auc"].max()
+    assert (f.n_components_, f.head_kind_) == (r["chosen"][0], r["chosen"][2])
     Xt, yt = two_classes(P - 1, 0.7, 400, 400, seed=1)
     assert f.score(Xt, yt) > 0.7
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(classifier="nystroem"),
-                                dict(classifier="torch"), dict(standardize="feature"),
-                                dict(standardize="sample", balanced_split=True)])
+@pytest.mark.parametrize("kw", [dict(), dict(classifier="nystroem"), dict(classifier="hgb"),
+                                dict(classifier="torch"), dict(standardize=None),
+                                dict(standardize="sample", mean_direction=False)])
 def test_model_state_round_trip(kw):
     X, y = two_classes(P - 1, 0.8, 200, 120)
     labels = np.array(["qcd", "top"])[y]
-    f = FINDER(n_components=5, n_residual=3, random_state=0, **kw).fit(X, labels)
+    f = FINDER(n_components=5, n_residual=3, n_estimators=2, random_state=0,
+               **kw).fit(X, labels)
     arrays, meta = f.get_model_state()
     assert all(isinstance(v, np.ndarray) for v in arrays.values())
     meta = json.loads(json.dumps(meta))
@@ -138,10 +169,11 @@ def test_model_state_round_trip(kw):
 def test_svc_head_matches_libsvm_and_probabilities_are_sane():
     X, y = two_classes(P - 1, 0.8, 200, 120)
     f = FINDER(n_components=5, n_residual=3, C=2.0, cross_fit=0, balanced_split=False,
-               random_state=0).fit(X, y)
+               n_estimators=1, random_state=0).fit(X, y)
     Z = f.transform(X)
     ref = SVC(C=2.0, gamma=f.head_.gamma_).fit(Z, y)
-    np.testing.assert_allclose(f.decision_function(X), ref.decision_function(Z), atol=1e-8)
+    np.testing.assert_allclose(f.head_.decision_function(Z), ref.decision_function(Z),
+                               atol=1e-8)
     p = f.predict_proba(X)
     np.testing.assert_allclose(p.sum(1), 1.0)
     # Platt's sigmoid is increasing in the decision value
@@ -182,10 +214,13 @@ def test_weakly_supervised_one_percent_signal():
     sig = rng.normal(size=(2000, 10)) * sd
     sig[:, 9] += 4.0
     truth = np.r_[np.zeros(2000), np.ones(2000)]
-    f = FINDER(n_components=4, n_residual=2, variant="aca-l", random_state=0).fit(X, y)
+    kw = dict(n_components=4, n_residual=2, standardize=None, classifier="nystroem",
+              random_state=0)
+    f = FINDER(variant="aca-l", **kw).fit(X, y)
     assert roc_auc_score(truth, f.decision_function(np.vstack([bkg, sig]))) > 0.8
-    # the quiet-direction variant misses the signal's variance: the test can fail
-    s = FINDER(n_components=4, n_residual=2, variant="aca-s", random_state=0).fit(X, y)
+    # the quiet-direction variant misses the signal's variance (the class-mean direction,
+    # kept by default, would partly rescue it): the test can fail
+    s = FINDER(variant="aca-s", mean_direction=False, **kw).fit(X, y)
     assert roc_auc_score(truth, s.decision_function(np.vstack([bkg, sig]))) < 0.65
 
 
@@ -196,7 +231,8 @@ def test_large_sample_uses_scalable_head():
     X[:, :2] *= 3.0  # A's top-2 KL space (discarded) is e_0, e_1 for sure
     X[10000:, 3] *= 1.5
     f = FINDER(n_components=2, n_residual=2, variant="aca-l", random_state=0).fit(X, y)
-    assert f.head_kind_ == "nystroem"
+    assert f.head_kind_ in ("hgb", "nystroem")  # chosen by inner CV between the two
+    assert {c[2] for c in f.cv_results_["candidates"]} == {"hgb", "nystroem"}
     assert roc_auc_score(y, f.decision_function(X)) > 0.55
 
 
@@ -289,15 +325,17 @@ def test_platt_slope_is_never_negative():
     assert a > 1.0
 
 
-def test_defaults_follow_reference_implementation():
-    """M_A = 8, M_res = 140, ACA-L, balanced split (InitializeParameters.m of the authors'
-    code); with the balanced split class A's basis is estimated on a subset of its rows."""
+def test_defaults_and_balanced_split():
+    """Defaults: M_A by inner CV, M_res = 140, ACA-L, balanced split (the authors' code's
+    InitializeParameters.m except M_A); with the balanced split class A's basis is estimated
+    on a subset of its rows."""
     f = FINDER()
-    assert (f.n_components, f.n_residual, f.variant, f.balanced_split) == (8, 140, "aca-l",
-                                                                          True)
+    assert (f.n_components, f.n_residual, f.variant, f.balanced_split) == ("auto", "auto",
+                                                                          "aca-l", True)
     X, y = two_classes(P - 1, 0.5, 300, 200)
-    full = FINDER(balanced_split=False, random_state=0).fit(X, y)
-    split = FINDER(random_state=0).fit(X, y)
+    kw = dict(n_components=8, standardize=None, n_estimators=1, random_state=0)
+    full = FINDER(balanced_split=False, **kw).fit(X, y)
+    split = FINDER(**kw).fit(X, y)
     lam_all = np.linalg.eigvalsh(np.cov(X[y == 0].T))[::-1]
     np.testing.assert_allclose(full.explained_variance_, lam_all, rtol=1e-8)
     assert not np.allclose(split.explained_variance_, lam_all, rtol=1e-3)
@@ -321,3 +359,106 @@ def test_random_state_object_is_honoured():
     np.random.seed(11)
     b = FINDER(n_components=2, n_residual=2).fit(X, y).decision_function(X)
     np.testing.assert_array_equal(a, b)
+
+
+def _leading_direction_problem(n, seed):
+    """4 features; class A's largest-variance direction (feature 0) carries the class
+    difference: B's mean is shifted along it by 1.5 of its 3 sd."""
+    rng = np.random.default_rng(seed)
+    sd = np.array([3.0, 1.0, 1.0, 1.0])
+    XA = rng.normal(size=(n, 4)) * sd
+    XB = rng.normal(size=(n, 4)) * sd
+    XB[:, 0] += 4.5
+    return np.vstack([XA, XB]), np.r_[np.zeros(n, int), np.ones(n, int)]
+
+
+def test_signal_in_the_leading_direction_is_kept_at_defaults():
+    """Few features, signal along A's top KL direction: the previous default M_A = 8 (clipped
+    to P - 1 = 3) kept only A's least-variance direction and the score collapsed to chance;
+    the default must do as well as its own head on the standardised raw features."""
+    X, y = _leading_direction_problem(300, 0)
+    Xt, yt = _leading_direction_problem(1000, 1)
+    auc = roc_auc_score(yt, FINDER(random_state=0).fit(X, y).decision_function(Xt))
+    head = make_pipeline(StandardScaler(), SVC()).fit(X, y)
+    ref = roc_auc_score(yt, head.decision_function(Xt))
+    old = FINDER(n_components=3, n_residual=140, mean_direction=False, standardize=None,
+                 random_state=0).fit(X, y)
+    assert roc_auc_score(yt, old.decision_function(Xt)) < 0.6  # what the old default did
+    assert ref > 0.8 and auc > ref - 0.02
+
+
+def _wide_mean_shift(n, seed, p=2000, k=10, shift=3.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(2 * n, p))
+    X[n:, :k] += shift
+    return X, np.r_[np.zeros(n, int), np.ones(n, int)]
+
+
+def test_mean_shift_in_wide_data_is_seen():
+    """P >> N, the classes differ by a mean shift in 10 of 2000 features: B's eigenbasis of
+    its centred residuals does not contain the shift, the class-mean direction does."""
+    X, y = _wide_mean_shift(20, 0)
+    Xt, yt = _wide_mean_shift(200, 1)
+    f = FINDER(n_estimators=2, random_state=0).fit(X, y)
+    assert roc_auc_score(yt, f.decision_function(Xt)) > 0.9
+    no_mean = FINDER(n_components=0, n_residual=140, mean_direction=False, n_estimators=2,
+                     random_state=0).fit(X, y)
+    assert roc_auc_score(yt, no_mean.decision_function(Xt)) < 0.75
+
+
+def test_ensemble_is_deterministic_and_steadier_under_label_noise():
+    """Members differ by their random splits of class A and their folds: the same seed
+    gives the same model; with noisy labels the ensemble's test scores vary less from seed
+    to seed (the method's own randomness) than one filter's."""
+    from scipy.stats import rankdata
+
+    X, y = two_classes(P - 1, 0.7, 150, 150)
+    Xt, _ = two_classes(P - 1, 0.7, 200, 200, seed=1)
+    yn = np.where(np.random.default_rng(100).random(len(y)) < 0.2, 1 - y, y)
+    a = FINDER(n_components=5, n_estimators=6, random_state=3).fit(X, yn)
+    b = FINDER(n_components=5, n_estimators=6, random_state=3).fit(X, yn)
+    assert len(a.members_) == 6
+    # with nothing filtered there is nothing random: one member
+    assert len(FINDER(n_components=0, n_estimators=6).fit(X, yn).members_) == 1
+    np.testing.assert_array_equal(a.decision_function(Xt), b.decision_function(Xt))
+    spread = {}
+    for n_est in (1, 6):
+        s = [rankdata(FINDER(n_components=5, n_estimators=n_est, random_state=seed)
+                      .fit(X, yn).decision_function(Xt)) / len(Xt) for seed in range(5)]
+        spread[n_est] = np.median(np.std(s, axis=0))
+    assert spread[6] < 0.7 * spread[1]
+
+
+def test_tree_head_is_bagged_even_without_filtering():
+    """With nothing filtered the members of a gradient-boosting head still differ (their
+    early-stopping splits above 10 000 rows): "auto" keeps TREE_MEMBERS of them, seeded."""
+    from finder.classifier import TREE_MEMBERS
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(12_000, 3))
+    y = (X[:, 0] + X[:, 1] ** 2 + rng.normal(size=12_000) > 1).astype(int)
+    kw = dict(n_components=0, classifier="hgb", random_state=2)
+    a, b = FINDER(**kw).fit(X, y), FINDER(**kw).fit(X, y)
+    assert len(a.members_) == TREE_MEMBERS >= 2
+    Xt = rng.normal(size=(500, 3))
+    np.testing.assert_array_equal(a.decision_function(Xt), b.decision_function(Xt))
+    p = [m.head.predict_proba1(m.features(torch.as_tensor(a._prep(Xt)))) for m in a.members_]
+    assert np.ptp(np.array(p), axis=0).max() > 1e-3  # the members are not copies
+
+
+def test_hgb_head_predicts_like_scikit_learn():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from finder.heads import HGBHead
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(1500, 3))
+    t = (Z[:, 0] + Z[:, 1] ** 2 + rng.normal(size=1500) > 1).astype(int)
+    h = HGBHead(random_state=4).fit(Z, t)
+    ref = HistGradientBoostingClassifier(max_iter=100, random_state=4).fit(Z, t)
+    Zt = rng.normal(size=(500, 3))
+    np.testing.assert_allclose(h.decision_function(Zt), ref.decision_function(Zt), atol=1e-12)
+    hb = HGBHead(class_weight="balanced", random_state=4).fit(Z, t)  # prior shift only
+    n1 = t.mean()
+    np.testing.assert_allclose(hb.decision_function(Zt) - h.decision_function(Zt),
+                               np.log((1 - n1) / n1), atol=1e-12)

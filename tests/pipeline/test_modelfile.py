@@ -134,3 +134,46 @@ def test_not_a_model_and_missing(tmp_path):
         read_model_state(p)
     with pytest.raises(FileNotFoundError):
         read_model_state(str(tmp_path / "none.h5"))
+
+
+@pytest.mark.parametrize("kw", [dict(n_estimators=3, classifier="hgb", n_components=2),
+                                dict(n_estimators=2, standardize="sample",
+                                     mean_direction=False, n_components=[0, 2])])
+def test_finder_ensembles_and_new_options_round_trip(tmp_path, data, kw):
+    """Every member's filter and head, the within-class standardisation and the class-mean
+    direction survive the model file; predictions are identical."""
+    from finder import FINDER
+
+    X, y = data
+    clf = FINDER(random_state=0, **kw).fit(X, y)
+    back = load_model(save_model(tmp_path / "e.h5", clf))
+    assert len(back.members_) == len(clf.members_) == kw["n_estimators"]
+    np.testing.assert_array_equal(back.decision_function(X), clf.decision_function(X))
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    assert back.get_params() == clf.get_params()
+    name, arrays, meta, _ = read_model_state(tmp_path / "e.h5")
+    assert meta["format_version"] == 2 and "m1_components" in arrays
+
+
+def test_finder_state_version_1_still_loads(tmp_path, data):
+    """A model file written before ensembles (one member, arrays without the m0_ prefix,
+    no standardize/mean_direction parameters) loads and predicts as it did."""
+    from finder import FINDER
+
+    X, y = data
+    clf = FINDER(n_components=2, n_residual=2, standardize=None, mean_direction=False,
+                 n_estimators=1, random_state=0).fit(X, y)
+    arrays, meta = clf.get_model_state()
+    old_arrays = {k[3:]: v for k, v in arrays.items()}  # drop "m0_"
+    params = {k: v for k, v in meta["params"].items()
+              if k not in ("standardize", "mean_direction", "n_estimators", "n_jobs",
+                           "cv_repeats")}
+    old_meta = {"estimator": "finder.FINDER", "format_version": 1, "params": params,
+                "classes": meta["classes"], "classes_dtype": meta["classes_dtype"],
+                "reference_class": meta["reference_class"],
+                "n_features_in": meta["n_features_in"], "n_components": 2,
+                "n_residual": int(arrays["m0_components"].shape[1]),
+                "head": meta["members"][0]["head"]}
+    back = FINDER.from_model_state(old_arrays, old_meta)
+    np.testing.assert_array_equal(back.decision_function(X), clf.decision_function(X))
+    assert back.standardize is None and back.mean_direction is False

@@ -71,12 +71,14 @@ def test_saved_models_load_and_predict(models):
     ("det", _array("calibration_scores", np.array([3.0, 1.0, 2.0])), ("sorted",)),
     ("det", _array("mean", np.zeros(1)), ("'mean'", "shape (1,)")),
     ("det", _array("mean", np.float64(0.5)), ("'mean'", "shape ()")),
-    ("clf", _array("center", np.zeros(1)), ("'center'", "(1,)")),
-    ("clf", _array("center", np.float64(0.0)), ("'center'",)),
-    ("clf", _array("center", np.zeros(4, np.complex128)), ("not a numeric array",)),
-    ("clf", lambda f: _meta(f, lambda m: m["head"].update(gamma=float("nan"))), ("gamma",)),
+    ("clf", _array("m0_center", np.zeros(1)), ("'m0_center'", "(1,)")),
+    ("clf", _array("m0_center", np.float64(0.0)), ("'m0_center'",)),
+    ("clf", _array("m0_center", np.zeros(4, np.complex128)), ("not a numeric array",)),
+    ("clf", lambda f: _meta(f, lambda m: m["members"][0]["head"].update(gamma=float("nan"))),
+     ("gamma",)),
+    ("clf", lambda f: _meta(f, lambda m: m.update(members=[])), ("members",)),
     ("clf", lambda f: _meta(f, lambda m: m.update(classes=[0, 1, 2])), ("classes",)),
-    ("clf", lambda f: _meta(f, lambda m: m.update(n_features_in=7)), ("'center'",)),
+    ("clf", lambda f: _meta(f, lambda m: m.update(n_features_in=7)), ("'m0_center'",)),
     ("clf", lambda f: _meta(f, lambda m: m.update(format_version=99)), ("format_version 99",)),
     ("det", lambda f: _meta(f, lambda m: m.update(threshold="x")), ("threshold",)),
 ])
@@ -84,6 +86,26 @@ def test_model_arrays_are_checked_against_metadata(models, tmp_path, which, edit
     d, clf, det, X = models
     p = _variant(clf if which == "clf" else det, tmp_path / "m.h5", edit)
     _refused(p, *words)
+
+
+def test_tree_head_that_loops_is_refused(tmp_path):
+    """A gradient-boosting head whose node points back to an earlier node would walk
+    forever at predict time: refused when the file is read."""
+    from finder import FINDER
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(400, 3)), np.arange(400) % 2
+    X[y == 1, 0] += 1
+    src = save_model(tmp_path / "hgb.h5", FINDER(classifier="hgb", n_estimators=1,
+                                                 random_state=0).fit(X, y))
+    assert np.isfinite(load_model(src).predict_proba(X)).all()
+
+    def loop(f):
+        left = f["arrays"]["m0_head_node_left"][...]
+        leaf = f["arrays"]["m0_head_node_is_leaf"][...]
+        left[np.flatnonzero(leaf == 0)[1]] = 0
+        _array("m0_head_node_left", left)(f)
+    _refused(_variant(src, tmp_path / "loop.h5", loop), "m0_head_node_left", "outside")
 
 
 @pytest.mark.parametrize("version", [1.5, "1", 2, True, np.array([1, 1])])

@@ -30,11 +30,20 @@ order and same --start/--stop. --param keys are the estimator's parameters (find
 finder.ResidualDetector); a wrong key is refused, with the valid ones, before any work."""
 
 
+def finder_actions(sub):
+    """The subparsers of ``physkit finder`` (``fit``, ``search``), created on first use."""
+    if "finder" not in sub.choices:
+        f = sub.add_parser("finder", help="FINDER models (finder fit | finder search)",
+                           description="FINDER models: 'physkit finder fit --help', "
+                                       "'physkit finder search --help'.")
+        fsub = f.add_subparsers(dest="finder_command", metavar="ACTION")
+        fsub.required = True
+        f.set_defaults(_finder_actions=fsub)
+    return sub.choices["finder"].get_default("_finder_actions")
+
+
 def add_parser(sub) -> None:
-    f = sub.add_parser("finder", help="FINDER models (finder fit ...)",
-                       description="FINDER models: 'physkit finder fit --help'.")
-    fsub = f.add_subparsers(dest="finder_command", metavar="ACTION")
-    fsub.required = True
+    fsub = finder_actions(sub)
     ff = fsub.add_parser("fit", help="fit a FINDER classifier or residual detector -> model file",
                          description="Fit FINDER on per-event features of the training files "
                                      "and save the model\n(arrays + JSON, no pickles).",
@@ -206,6 +215,7 @@ def _chunk_features(args, inputs, counts, chunk_specs, reader: dict,
 
     from ...parallel import ChunkFailure, iter_chunks, open_scheduler, plan_chunks
     from ..features import feature_chunk
+    from ..results import NO_LABEL
 
     unit = functools.partial(feature_chunk, specs=chunk_specs, skip_bad=args.skip_bad_events,
                              device=args.device, reader=reader, clustering=clustering)
@@ -228,13 +238,20 @@ def _chunk_features(args, inputs, counts, chunk_specs, reader: dict,
            if all(k in p for p in parts)}
     cat["unlabelled"] = sorted({inputs[int(p["file_index"][0])] for p in parts
                                 if "labels" not in p and len(p["file_index"])})
+    cat["known_labels"] = np.concatenate([  # NO_LABEL on the rows of unlabelled files
+        p["labels"] if "labels" in p else np.full(len(p["file_index"]), NO_LABEL)
+        for p in parts])
     return cat
 
 
 def training_matrix(args, inputs: Sequence[str], reader: dict | None = None,
-                    clustering: dict | None = None):
+                    clustering: dict | None = None, rows: dict | None = None):
     """``(resolved specs, X (N, F), y (N,), good (N,) bool, feature names)`` of the inputs
-    (of their jets with ``clustering``; ``reader``: reader options)."""
+    (of their jets with ``clustering``; ``reader``: reader options).
+
+    ``rows``: if given, filled with the per-row information (``file_index``,
+    ``source_index``, ``jet_index`` with clustering, ``event_problem``, ``labels`` where
+    every file has them, ``known_labels``: labels with NO_LABEL for unlabelled files)."""
     from ...io import count_events
     from ..features import parse_feature_spec
 
@@ -269,6 +286,10 @@ def training_matrix(args, inputs: Sequence[str], reader: dict | None = None,
             j += 1
     X = np.concatenate(blocks, axis=1)
     good &= np.isfinite(X).all(axis=1)
+    if rows is not None:
+        rows.update({k: cat[k] for k in ("file_index", "source_index", "jet_index",
+                                         "event_problem", "labels") if k in cat})
+        rows["known_labels"] = cat["known_labels"]
     if args.label_from == "labels":
         if cat["unlabelled"] or "labels" not in cat:
             raise CommandError(f"{(cat['unlabelled'] or inputs)[0]}: dataset 'labels': "
