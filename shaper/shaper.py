@@ -57,7 +57,7 @@ import torch
 from physkit.angles import wrap_yphi
 from physkit.cores import n_workers
 from physkit.events import Events
-from physkit.flow import Status
+from physkit.flow import Koopman, Status
 
 from .batching import (fixed_width_frame, pad_to, padded_width, pinned_torch_threads, real_first,
                        thread_map, width_groups)
@@ -71,6 +71,19 @@ from .results import ObservableResult, Results
 __all__ = ["Shaper", "padded_width"]
 
 ObservableLike = Union[str, Observable]
+
+#: the general path's flows and the defaults of the options left at None for each
+#: (chosen on held-out sample jets: ``bench/shaper_settings.py``, bench/RESULTS.md)
+FLOW_DEFAULTS = {
+    "exact": dict(n_samples=16, steps=80, lr=0.08, patience=2, starts=("kt", "wide"),
+                  polish_steps=0, screen_steps=6),
+    "sinkhorn": dict(n_samples=15, steps=100, lr=0.04, patience=15, starts=(), polish_steps=0,
+                     screen_steps=0),
+}
+#: ``coarse_points="auto"`` for beta >= 1 per flow (None below)
+FLOW_COARSE_POINTS = {"exact": 32, "sinkhorn": 32}
+#: names of the further starts of the general path (:meth:`shaper.general.GeneralPath.starts`)
+START_KINDS = ("kt", "wide")
 #: one group's report of one observable: (params (numpy, input frame), value, status, grads)
 Report = Tuple[Dict[str, np.ndarray], np.ndarray, np.ndarray, Optional[Dict[str, torch.Tensor]]]
 
@@ -132,18 +145,21 @@ class Shaper:
     """
 
     def __init__(self, observables: Union[ObservableLike, Sequence[ObservableLike]], R: float = 0.8,
-                 beta: float = 1.0, device=None, *, eps: float = 0.05, n_samples: int = 15,
-                 n_eval_samples: int = 96, steps: int = 100, lr: float = 0.04, tol: float = 1e-4,
-                 patience: int = 15, scaling: float = 0.5, sinkhorn_iter: Optional[int] = None,
-                 sinkhorn_warmup: int = 300, sinkhorn_tol: float = 1e-2,
-                 exact_points: bool = True, lloyd_iter: int = 200,
+                 beta: float = 1.0, device=None, *, eps: float = 0.05,
+                 n_samples: Optional[int] = None, n_eval_samples: int = 96,
+                 steps: Optional[int] = None, lr: Optional[float] = None, tol: float = 1e-4,
+                 patience: Optional[int] = None, scaling: float = 0.5,
+                 sinkhorn_iter: Optional[int] = None, sinkhorn_warmup: int = 300,
+                 sinkhorn_tol: float = 1e-2, exact_points: bool = True, lloyd_iter: int = 200,
                  chunk_size: int = 2000, bucket_size: Optional[int] = None,
                  progress: Optional[bool] = None,
                  dtype: torch.dtype = torch.float32, n_jobs: Optional[int] = None,
                  torch_threads: Optional[int] = 1, nested: bool = False,
                  refine_seeds: bool = True, schedule=None, seed: int = 0,
                  coarse_points: Union[int, str, None] = "auto", coarse_iter: int = 5,
-                 polish_steps: int = 0):
+                 polish_steps: Optional[int] = None, flow: str = "exact",
+                 starts: Optional[Sequence[str]] = None, screen_steps: Optional[int] = None,
+                 koopman: Optional[Koopman] = None):
         if isinstance(observables, (str, Observable)):
             observables = [observables]
         self.observables: List[Observable] = [o if isinstance(o, Observable) else from_name(o)
@@ -160,6 +176,8 @@ class Shaper:
         self.nested, self.refine_seeds, self.schedule = nested, refine_seeds, schedule
         self.coarse_points, self.coarse_iter, self.polish_steps = (coarse_points, coarse_iter,
                                                                    polish_steps)
+        self.flow, self.starts, self.koopman = flow, starts, koopman
+        self.screen_steps = screen_steps
         self._check_params()
 
     def _check_params(self) -> None:
@@ -173,6 +191,7 @@ class Shaper:
         self.beta = _real("beta", self.beta, "> 0", lambda v: v > 0)
         self.device = torch.device(self.device) if self.device is not None else torch.device("cpu")
         self.eps = _real("eps", self.eps, "> 0", lambda v: v > 0)
+        self._resolve_flow_defaults()
         self.n_samples = _integer("n_samples", self.n_samples, 1)
         self.n_eval_samples = _integer("n_eval_samples", self.n_eval_samples, 1)
         self.steps = _integer("steps", self.steps, 0)
@@ -203,10 +222,33 @@ class Shaper:
         self.coarse_points = self._resolve_coarse_points(self.coarse_points)
         self.coarse_iter = _integer("coarse_iter", self.coarse_iter, 0)
         self.polish_steps = _integer("polish_steps", self.polish_steps, 0)
+        self.screen_steps = _integer("screen_steps", self.screen_steps, 0)
+        if self.koopman is not None and not isinstance(self.koopman, Koopman):
+            raise ValueError(f"koopman must be None or a physkit.flow.Koopman, got "
+                             f"{self.koopman!r}")
+
+    def _resolve_flow_defaults(self) -> None:
+        """Check ``flow`` and ``starts``; fill the options left at None with ``flow``'s
+        defaults (:data:`FLOW_DEFAULTS`)."""
+        if self.flow not in FLOW_DEFAULTS:
+            raise ValueError(f"flow must be one of {sorted(FLOW_DEFAULTS)}, got {self.flow!r}")
+        for k, v in FLOW_DEFAULTS[self.flow].items():
+            if getattr(self, k) is None:
+                setattr(self, k, v)
+        starts = (self.starts,) if isinstance(self.starts, str) else self.starts
+        try:
+            starts = tuple(starts)
+            ok = all(isinstance(x, str) and x in START_KINDS for x in starts)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"starts must be None or a sequence of names from {START_KINDS}, "
+                             f"got {self.starts!r}")
+        self.starts = starts
 
     def _resolve_coarse_points(self, value) -> Optional[int]:
         if isinstance(value, str) and value == "auto":
-            return 32 if self.beta >= 1 else None
+            return FLOW_COARSE_POINTS[self.flow] if self.beta >= 1 else None
         return _integer("coarse_points", value, 32, none=True, multiple=32,
                         requirement="a positive multiple of 32, None or 'auto'")
 
@@ -215,7 +257,9 @@ class Shaper:
         return {"R": self.R, "beta": self.beta, "eps": self.eps, "n_samples": self.n_samples,
                 "n_eval_samples": self.n_eval_samples, "steps": self.steps, "lr": self.lr,
                 "tol": self.tol, "patience": self.patience, "exact_points": self.exact_points,
-                "coarse_points": self.coarse_points,
+                "coarse_points": self.coarse_points, "flow": self.flow,
+                "starts": list(self.starts), "polish_steps": self.polish_steps,
+                "koopman": None if self.koopman is None else repr(self.koopman),
                 "observables": [o.name for o in self.observables]}
 
     # ------------------------------------------------------------------ public
