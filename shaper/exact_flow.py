@@ -21,8 +21,9 @@ mean; ``beta = 1``: one Weiszfeld step). Each iteration therefore
   potentials; nodes without mass are priced by their tightest feasible potential);
 - keeps a step only if the exact value did not rise; otherwise the next proposal goes back to
   the last kept point with a quarter of the weight step (once that is negligible, a quarter of
-  the positional step), so a row's value never rises for long and its steps shrink to nothing
-  where no descent is left (the flow's stall rule then ends it at CONVERGED).
+  the positional step); kept steps double their scale back up to 1. A row's value never rises
+  for long and its steps shrink to nothing where no descent is left (the flow's stall rule
+  then ends it at CONVERGED).
 
 :class:`ExactSteps` is the ``loss_fn`` of :func:`physkit.flow.minimize` (optimizer ``"gd"``,
 ``lr=1``): it returns the exact EMD at the parameters, built so that its autograd gradient is
@@ -49,8 +50,8 @@ _THETA_FLOOR = 1e-9
 _B1, _B2, _ADAM_EPS = 0.9, 0.999, 1e-8
 #: Gauss-Newton damping relative to the diagonal, and absolute floor relative to the trace
 _DAMP, _FLOOR = 1e-9, 1e-12
-#: a rejected step is retried at this fraction of its length
-_SHRINK = 0.25
+#: a rejected step is retried at this fraction of its length; a kept one grows by _GROW
+_SHRINK, _GROW = 0.25, 2.0
 #: below this scale of a rejected row's weight step, its positional step shrinks instead
 _MIN_WEIGHT_SCALE = 1e-3
 
@@ -146,13 +147,15 @@ class ExactSteps:
 
     def _scales(self, idx: torch.Tensor, keep: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Step scales ``(b,)`` of the weight and positional parameters: 1 on kept rows; on a
-        rejected row the weight step shrinks first (it is the one that can raise the value),
-        then, once it is negligible, the positional one."""
+        """Step scales ``(b,)`` of the weight and positional parameters: on a rejected row the
+        weight step shrinks first (it is the one that can raise the value), then, once it is
+        negligible, the positional one; on a kept row both grow back towards 1."""
         w, x = self.scale_w[idx], self.scale_x[idx]
         weights_first = (w > _MIN_WEIGHT_SCALE) & bool(self.weights)
-        w = torch.where(keep, torch.ones_like(w), torch.where(weights_first, w * _SHRINK, w))
-        x = torch.where(keep, torch.ones_like(x), torch.where(weights_first, x, x * _SHRINK))
+        w = torch.where(keep, (w * _GROW).clamp_max(1.0),
+                        torch.where(weights_first, w * _SHRINK, w))
+        x = torch.where(keep, (x * _GROW).clamp_max(1.0),
+                        torch.where(weights_first, x, x * _SHRINK))
         self.scale_w[idx], self.scale_x[idx] = w, x
         return w, x
 

@@ -297,21 +297,25 @@ class GeneralPath:
                      ms: torch.Tensor, p0: Params, layout: List[Tuple[int, int]],
                      workers: int) -> FlowResult:
         """Flow every start (rows ``(n, ...)``: per group of ``layout`` ``(S, B)``, ``S * B``
-        rows start-major) for ``screen_steps`` steps, then only each jet's best start (by the
-        flow's value; ties to the first) for the remaining ``steps - screen_steps``; the others
-        keep their screened end points. ``screen_steps = 0`` or ``>= steps``: every start
-        flows ``steps`` steps."""
+        rows start-major) for ``screen_steps`` steps, then only each jet's first start and its
+        best one (by the flow's value; ties to the first) for the remaining
+        ``steps - screen_steps``; the others keep their screened end points. The first start
+        follows the same two legs whether it flows alone or among others, so the single-start
+        fit's end point is among the multi-start candidates. ``screen_steps = 0`` or
+        ``>= steps``: every start flows ``steps`` steps in one leg."""
         s = self.s
         order = torch.argsort(ms.sum(1), stable=True)  # similar multiplicities share buckets
-        if not 0 < s.screen_steps < s.steps or all(S == 1 for S, _ in layout):
+        if not 0 < s.screen_steps < s.steps:
             return self._run_buckets(obs, xs, zs, ms, p0, s.steps, workers, order)
         res = self._run_buckets(obs, xs, zs, ms, p0, s.screen_steps, workers, order)
-        best, lo = [], 0
+        keep, lo = [], 0
         for S, B in layout:
             first = res.loss[lo:lo + S * B].reshape(S, B).argmin(dim=0)
-            best.append(lo + first * B + torch.arange(B, device=xs.device))
+            jets = torch.arange(B, device=xs.device)
+            keep.append(lo + jets)  # the first start
+            keep.append((lo + first * B + jets)[first != 0])  # the best one, when another
             lo += S * B
-        rows = torch.cat(best)
+        rows = torch.sort(torch.cat(keep)).values
         more = self._run_buckets(obs, xs[rows], zs[rows], ms[rows],
                                  {k: v[rows] for k, v in res.params.items()},
                                  s.steps - s.screen_steps, workers,
