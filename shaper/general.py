@@ -50,6 +50,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .shaper import Shaper
 
 
+#: weight learning rate of the polish steps: none to speak of (the Gauss-Newton steps of the
+#: positional parameters cannot raise the value; a weight step at full rate mostly would)
+_POLISH_WEIGHT_LR = 1e-12
+
+
 class Flowed(NamedTuple):
     """The flow of one group: ``starts`` (``S`` parameter sets ``(B, ...)``), the flowed
     parameters ``params`` ``(S * B, ...)`` (start-major), their flow status and the flow's own
@@ -160,12 +165,13 @@ class GeneralPath:
     def _first_value(self, obs: Observable, group: JetGroup, params: Params
                      ) -> Tuple[Params, torch.Tensor]:
         """Exact value of the first candidate, after ``polish_steps`` exact steps on the full
-        jets at the reported resolution (exact flow) when asked."""
+        jets at the reported resolution (exact flow, ``steps > 0``) when asked."""
         s = self.s
-        if s.flow == "exact" and s.polish_steps > 0:
+        if s.flow == "exact" and s.polish_steps > 0 and s.steps > 0:  # positions only
             res = flow_exact(obs, group.x, group.z, params, steps=s.polish_steps,
-                             n_samples=s.n_eval_samples, R=s.R, beta=s.beta, weight_lr=s.lr,
-                             tol=s.tol, patience=s.patience, n_jobs=group.workers)
+                             n_samples=s.n_eval_samples, R=s.R, beta=s.beta,
+                             weight_lr=_POLISH_WEIGHT_LR, tol=s.tol, patience=s.patience,
+                             n_jobs=group.workers)
             return {k: v.to(torch.float64) for k, v in res.params.items()}, res.loss
         return params, self.exact(obs, params, group.x, group.z, group.workers)
 
