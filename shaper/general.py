@@ -95,6 +95,14 @@ class GeneralPath:
             y, b = obs.sample(p, self.s.n_eval_samples, self.s.R, batch=z)
         return y, b.clamp_min(0)
 
+    def _pot_jobs(self, group: Optional[JetGroup] = None) -> Optional[int]:
+        """Threads of the exact (POT) solves: on CPU the group's (width groups and flow buckets
+        already run in parallel threads), on other devices ``n_jobs`` (the solves are CPU work
+        while the device waits; None: every core)."""
+        if self.s.device.type == "cpu":
+            return 1 if group is None else group.workers
+        return self.s.n_jobs
+
     def grads(self, obs: Observable, params: Params, group: JetGroup) -> Dict[str, torch.Tensor]:
         """d value / d pT ``(B, M)`` and d value / d(y, phi) ``(B, M, 2)`` of the particles at
         fixed fitted shape (the derivative of the observable where the fit is a local optimum:
@@ -103,7 +111,8 @@ class GeneralPath:
         s = self.s
         y, b = self._eval_nodes(obs, params, group.z)
         pt = group.z * group.pt_sum[:, None]
-        _, gp, gx = emd_batch_grads(group.x, pt, y, b, R=s.R, beta=s.beta, n_jobs=group.workers)
+        _, gp, gx = emd_batch_grads(group.x, pt, y, b, R=s.R, beta=s.beta,
+                                    n_jobs=self._pot_jobs(group))
         dev = group.z.device
         m = group.mask
         gp = torch.as_tensor(gp, dtype=torch.float64, device=dev)
@@ -118,7 +127,7 @@ class GeneralPath:
         :meth:`shared_flow`), then keep the start or end point of least exact EMD."""
         B = len(group)
         if not obs.specs:  # nothing to fit (isotropy)
-            v = self.exact(obs, {}, group.x, group.z, group.workers)
+            v = self.exact(obs, {}, group.x, group.z, self._pot_jobs(group))
             grads = self.grads(obs, {}, group) if return_grads else None
             return GroupFit({}, v, torch.zeros(B, dtype=torch.int8, device=group.x.device), grads)
         fl = shared if shared is not None else self._flow_group(obs, group)
@@ -171,9 +180,9 @@ class GeneralPath:
             res = flow_exact(obs, group.x, group.z, params, steps=s.polish_steps,
                              n_samples=s.n_eval_samples, R=s.R, beta=s.beta,
                              weight_lr=_POLISH_WEIGHT_LR, tol=s.tol, patience=s.patience,
-                             n_jobs=group.workers)
+                             n_jobs=self._pot_jobs(group))
             return {k: v.to(torch.float64) for k, v in res.params.items()}, res.loss
-        return params, self.exact(obs, params, group.x, group.z, group.workers)
+        return params, self.exact(obs, params, group.x, group.z, self._pot_jobs(group))
 
     def _challenge(self, obs: Observable, group: JetGroup, best: Params, value: torch.Tensor,
                    best_status: torch.Tensor, cand: Params, cand_status: torch.Tensor,
@@ -193,7 +202,8 @@ class GeneralPath:
         idx, x, z, y, b = (t[keep] for t in (idx, x, z, y, b))
         if idx.numel() == 0:
             return best, value, best_status
-        v = torch.as_tensor(emd_batch(x, z, y, b, R=s.R, beta=s.beta, n_jobs=group.workers),
+        v = torch.as_tensor(emd_batch(x, z, y, b, R=s.R, beta=s.beta,
+                                      n_jobs=self._pot_jobs(group)),
                             dtype=torch.float64, device=value.device)
         win = torch.zeros_like(value, dtype=torch.bool)
         win[idx] = torch.isfinite(v) & (v < value[idx])
@@ -371,7 +381,7 @@ class GeneralPath:
         if s.flow == "exact":
             return flow_exact(obs, xs, zs, p0, steps=steps, n_samples=s.n_samples, R=s.R,
                               beta=s.beta, weight_lr=s.lr, tol=s.tol, patience=s.patience,
-                              koopman=s.koopman)
+                              n_jobs=self._pot_jobs(), koopman=s.koopman)
         return flow_sinkhorn(obs, xs, zs, ms, p0, steps, s, koopman=s.koopman)
 
 
