@@ -1,13 +1,16 @@
 # physkit: two commands do all set-up on a fresh machine.
 #   make run   - create .venv, install, run the demo on data/jets_sample.h5
 #   make test  - create .venv, install, run the default (fast) test suite
+#   make test-browser - install Debian's chromium (apt) and playwright (pip), check the
+#                       report in that browser
+#   make screenshots  - the same browser set-up, then remake docs/*.png
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow bench clean
+.PHONY: install run test test-slow test-browser browser screenshots bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install numpy scipy cython
 	# energyflow's `wasserstein` ships numpy-1 wheels only: build it against numpy 2
 	$(PIP) install --no-cache-dir --no-build-isolation --no-binary wasserstein wasserstein
-	$(PIP) install -e '.[test,energyflow]'
+	$(PIP) install -e '.[test,energyflow,root]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,5 +35,17 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# a real browser for the report check: Debian's chromium, driven by playwright's Python API
+# (playwright's own browser download is not used: executable_path=/usr/bin/chromium)
+browser: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(PIP) install playwright
+
+test-browser: browser
+	PHYSKIT_BROWSER_TEST=1 $(PY) -m pytest -q tests/pipeline/test_report_browser.py
+
+screenshots: browser
+	$(PY) docs/make_screenshots.py
+
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out scratch .pytest_cache

@@ -50,7 +50,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .heads import HEADS, NystroemHead, SVCHead, TorchHead
-from .kl import as_tensor, kl_basis, n_from_spec, residual
+from .kl import as_tensor, check_scale, kl_basis, n_from_spec, residual
 from .seeding import int_seed
 
 #: explained-variance fractions tried for ``n_components="auto"`` (plus 0 = no truncation
@@ -412,6 +412,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         self._check_params()
         X, y = _to_numpy(X), _to_numpy(y)
         X, y = validate_data(self, X, y, dtype=np.float64)
+        check_scale(X)
         check_classification_targets(y)
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) != 2:
@@ -554,7 +555,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _check_X(self, X):
         check_is_fitted(self, "components_")
         X = validate_data(self, _to_numpy(X), dtype=np.float64, reset=False)
-        return self._prep(X)
+        return self._prep(check_scale(X))
 
     def transform(self, X) -> np.ndarray:
         """Residual features ``(N, n_residual_)``: B-eigenbasis coordinates of the

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .classifier import _jsonable, _to_numpy
-from .kl import as_tensor, kl_basis, n_from_spec, residual
+from .kl import as_tensor, check_scale, kl_basis, n_from_spec, residual
 from .seeding import int_seed
 
 
@@ -66,7 +66,7 @@ class ResidualDetector(OutlierMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Fit on reference data ``X`` ``(N, P)``; ``y`` is ignored."""
-        X = validate_data(self, _to_numpy(X), dtype=np.float64)
+        X = check_scale(validate_data(self, _to_numpy(X), dtype=np.float64))
         if not (0.0 < float(self.contamination) <= 0.5):
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
         if not (0.0 <= float(self.calibration_fraction) < 1.0):
@@ -123,7 +123,7 @@ class ResidualDetector(OutlierMixin, BaseEstimator):
     def anomaly_score(self, X) -> np.ndarray:
         """Residual energy ``(N,)`` (higher = more anomalous)."""
         check_is_fitted(self, "components_")
-        X = validate_data(self, _to_numpy(X), dtype=np.float64, reset=False)
+        X = check_scale(validate_data(self, _to_numpy(X), dtype=np.float64, reset=False))
         return self._score_t(as_tensor(X, device=self.device))
 
     def score_samples(self, X) -> np.ndarray:

@@ -17,6 +17,21 @@ RTOL = 1e-9
 #: up to this many features a ``P x P`` covariance + ``eigh`` is used when ``N >= P``
 COV_MAX_FEATURES = 4096
 
+#: largest feature magnitude accepted: squares and sums of larger values overflow float64
+#: in the covariance / SVD
+MAX_ABS_FEATURE = 1e100
+
+
+def check_scale(X: np.ndarray) -> np.ndarray:
+    """``X`` ``(N, P)`` itself, after refusing values beyond :data:`MAX_ABS_FEATURE`
+    (``ValueError`` saying how large they are and what to do)."""
+    top = float(np.abs(X).max()) if X.size else 0.0
+    if top > MAX_ABS_FEATURE:
+        raise ValueError(f"features reach |x| = {top:.3g}, beyond {MAX_ABS_FEATURE:.0e}: "
+                         f"their squares overflow float64 in the eigen-decomposition; "
+                         f"rescale them (e.g. divide each feature by a typical value)")
+    return X
+
 
 def as_tensor(X, *, device=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Any array-like (numpy, torch, list) as a torch tensor on ``device``."""

@@ -9,17 +9,46 @@ import torch
 TWO_PI = 2.0 * math.pi
 
 
-def wrap_angle(x, period: float = TWO_PI):
+def _into_half_open(w, bound: float, period: float, where):
+    """``w`` in ``[-period, period]`` moved into ``(-bound, bound]`` (one shift at most)."""
+    return where(w > bound, w - period, where(w <= -bound, w + period, w))
+
+
+def _exact(x64, period: float, bound: float, where, fmod):
+    """float64 ``x64`` reduced by ``fmod`` (exact) into ``(-bound, bound]``."""
+    return _into_half_open(fmod(x64, period), bound, period, where)
+
+
+def wrap_angle(x, period: float = TWO_PI, *, exact: bool = False):
     """Wrap ``x`` into ``(-period/2, period/2]``.
 
-    Works on torch tensors and numpy arrays (returns the same kind). An angle that is
-    already in range is returned bit-for-bit unchanged (the shift is an exact ``0 * period``).
+    Works on torch tensors and numpy arrays (returns the same kind and dtype). An angle
+    that is already in range is returned bit-for-bit unchanged.
+
+    Numpy arrays, and tensors with ``exact=True``, are reduced exactly: ``fmod`` in
+    float64 whatever their dtype, so a float32 azimuth of any size is wrapped exactly up
+    to the float32 rounding of the result (which lies in ``(-p, p]``, ``p`` the float32
+    value of ``period/2``), a float64 one exactly with respect to the float64 ``period``.
+    That is how data enter (:mod:`physkit.io`, :meth:`physkit.events.Events.from_padded`).
+    Tensors otherwise take the in-dtype formula ``x - period * ceil((x - period/2) /
+    period)`` (what the flows use, on values a few turns at most from the range).
     """
     half = 0.5 * period
     if isinstance(x, torch.Tensor):
-        return x - period * torch.ceil((x - half) / period)
+        if not exact:
+            return x - period * torch.ceil((x - half) / period)
+        if x.dtype == torch.float64:
+            return _exact(x, period, half, torch.where, torch.fmod)
+        bound = float(torch.tensor(half, dtype=x.dtype))
+        w = _exact(x.double(), period, bound, torch.where, torch.fmod).to(x.dtype)
+        lo, p = torch.tensor(-bound, dtype=x.dtype), torch.tensor(period, dtype=x.dtype)
+        return torch.where(w <= lo, w + p, w)  # rounding may land on the low end
     x = np.asarray(x)
-    return x - period * np.ceil((x - half) / period)
+    if x.dtype.kind != "f" or x.dtype.itemsize >= 8:
+        return _exact(x, period, half, np.where, np.fmod)
+    bound = float(x.dtype.type(half))
+    w = _exact(x.astype(np.float64), period, bound, np.where, np.fmod).astype(x.dtype)
+    return np.where(w <= x.dtype.type(-bound), w + x.dtype.type(period), w).astype(x.dtype)
 
 
 def wrap_yphi(d: torch.Tensor) -> torch.Tensor:

@@ -7,16 +7,25 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def atomic_h5(path, *, track_order: bool = False):
+def atomic_h5(path, *, track_order: bool = False, in_memory: bool = False):
     """Yield an ``h5py.File`` open for writing on a temporary file next to ``path``.
 
     On a clean exit the file is closed and renamed to ``path`` (atomic on one file system;
     an existing ``path`` is replaced only then); on any error the temporary file is
     removed and ``path`` is left as it was. The file gets the usual permissions
     (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
+
+    ``in_memory=True`` (for small files) builds the file in memory and writes its bytes
+    with plain file I/O, so a full disk or a file-size limit is an ``OSError`` of that
+    write; HDF5 itself never meets a failing write (after which it can crash the process
+    at exit).
     """
     import h5py
 
+    if in_memory:
+        with _in_memory(path, track_order) as f:
+            yield f
+        return
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
@@ -28,6 +37,40 @@ def atomic_h5(path, *, track_order: bool = False):
         os.chmod(tmp, 0o666 & ~umask)
         with h5py.File(tmp, "w", track_order=track_order) as f:
             yield f
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def _in_memory(path, track_order: bool):
+    import io
+
+    import h5py
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", track_order=track_order) as f:
+        yield f
+    with atomic_bytes(path) as fh:
+        fh.write(buf.getbuffer())
+
+
+@contextmanager
+def atomic_bytes(path):
+    """Yield a binary file open on a temporary file next to ``path``, renamed to ``path``
+    on a clean exit and removed on any error (usual permissions, as :func:`atomic_h5`)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.chmod(tmp, 0o666 & ~umask)
+            yield fh
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rapidity", "ptyphi_from_epxpypz"]
+__all__ = ["rapidity", "rapidity_from_pt_eta_mass", "ptyphi_from_epxpypz"]
 
 
 def rapidity(e, pz, *, floor=None):
@@ -17,6 +17,14 @@ def rapidity(e, pz, *, floor=None):
         e = np.maximum(e, floor)
     with np.errstate(divide="ignore", invalid="ignore"):
         return 0.5 * np.log((e + pz) / (e - pz))
+
+
+def rapidity_from_pt_eta_mass(pt, eta, mass):
+    """Rapidity of a particle given as (pT, eta, mass), numpy arrays, elementwise:
+    ``y = asinh(pz / mT) = asinh(pT sinh(eta) / sqrt(pT^2 + m^2))`` (``y = eta`` when
+    ``m = 0``; stable for large |eta|). Zero pT and mass give 0/0 -> NaN without a warning."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.arcsinh(pt * np.sinh(eta) / np.hypot(pt, mass))
 
 
 def ptyphi_from_epxpypz(e, px, py, pz) -> np.ndarray:

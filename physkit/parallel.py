@@ -63,19 +63,26 @@ def chunk_ranges(n: int, chunk_size: int) -> list[tuple[int, int]]:
 
 
 def plan_chunks(paths: Sequence, chunk_size: int,
-                counts: Sequence[int] | None = None) -> list[Chunk]:
+                counts: Sequence[int] | None = None, *, start: int = 0,
+                stop: int | None = None) -> list[Chunk]:
     """Chunks of every file in ``paths``, in file then event order.
 
     ``counts`` gives the number of events per file; by default it is read with
-    :func:`physkit.io.count_events` (metadata only).
+    :func:`physkit.io.count_events` (metadata only). ``start``/``stop``: only events
+    ``[start, stop)`` of each file (clipped to its size; ``stop=None``: to its end).
     """
+    if start < 0 or (stop is not None and stop < start):
+        raise ValueError(f"bad event range start={start}, stop={stop}: need "
+                         f"0 <= start <= stop")
     if counts is None:
         from .io import count_events
 
         counts = [count_events(p) for p in paths]
     out = []
     for i, (p, n) in enumerate(zip(paths, counts)):
-        out += [Chunk(i, os.fspath(p), s, e) for s, e in chunk_ranges(int(n), chunk_size)]
+        first, last = min(start, int(n)), min(int(n), int(n) if stop is None else stop)
+        out += [Chunk(i, os.fspath(p), first + s, first + e)
+                for s, e in chunk_ranges(last - first, chunk_size)]
     return out
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["Status", "EventProblem", "EVENT_PROBLEMS", "STATUS_MEANING"]
+__all__ = ["Status", "EventProblem", "EVENT_PROBLEMS", "STATUS_MEANING",
+           "MAX_ABS_RAPIDITY", "MAX_ABS_PHI"]
 
 
 class Status(IntEnum):
@@ -37,10 +38,15 @@ class EventProblem(IntEnum):
     LARGE_RAPIDITY = 3
     EMPTY = 4
     UNREADABLE = 5  # rows that could not be read at all (corrupt or truncated file)
+    LARGE_AZIMUTH = 6  # |phi| beyond MAX_ABS_PHI on a real particle (checked before EMPTY)
 
 
 #: largest |rapidity| accepted in an event (beyond it the input is almost surely garbage)
 MAX_ABS_RAPIDITY = 10.0
+
+#: largest |phi| (radians) accepted on a particle: azimuths are wrapped into (-pi, pi] when
+#: read, exactly up to this size; beyond it a value is garbage (or not in radians)
+MAX_ABS_PHI = 100.0
 
 #: message of each :class:`EventProblem`
 EVENT_PROBLEMS = {
@@ -50,4 +56,5 @@ EVENT_PROBLEMS = {
     EventProblem.LARGE_RAPIDITY: f"|y| > {MAX_ABS_RAPIDITY:g}",
     EventProblem.EMPTY: "event has no particles",
     EventProblem.UNREADABLE: "unreadable rows (corrupt or truncated file)",
+    EventProblem.LARGE_AZIMUTH: f"|phi| > {MAX_ABS_PHI:g}",
 }

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
@@ -563,11 +564,30 @@ def _one(part: str) -> Observable:
     return from_family(family)
 
 
+#: the paper's spellings of the point+shape kinds, e.g. "2-(point+disk)iness"
+_PAPER_KINDS = re.compile(r"\((?:point\+(ring|disk|ellipse)|(ring|disk|ellipse)\+point)\)iness")
+_SHAPE_KINDS = {"ring": "ringiness", "disk": "diskiness", "ellipse": "ellipsiness"}
+
+
+def canonical_name(name: str) -> str:
+    """The spelling :func:`from_name` parses: lower case, no whitespace, the paper's
+    ``"n-(point+disk)iness"`` / ``"n-(disk+point)iness"`` as ``"n-point-diskiness"``,
+    ``"-plus-pileup"`` as ``"+pileup"``. pyshaper's names (``"3-Subjettiness"``,
+    ``"2-Point-Diskiness"``, ``"Isotropy"``) become physkit's."""
+    s = "".join(str(name).split()).lower().replace("-plus-pileup", "+pileup")
+    return _PAPER_KINDS.sub(lambda m: "point-" + _SHAPE_KINDS[m.group(1) or m.group(2)], s)
+
+
 def from_name(name: str) -> Observable:
     """Observable from its name: ``"3-subjettiness"``, ``"2-ringiness"``, ``"2-diskiness"``,
     ``"1-ellipsiness"``, ``"2-point-ringiness"``, ``"2-point-diskiness"``,
-    ``"2-point-ellipsiness"``, ``"isotropy"``, mixtures ``"a+b"`` and ``"<any>+pileup"``."""
-    parts = [p.strip() for p in name.strip().split("+")]
+    ``"2-point-ellipsiness"``, ``"isotropy"``, mixtures ``"a+b"`` and ``"<any>+pileup"``.
+
+    Case-insensitive; pyshaper's and the paper's spellings are accepted
+    (:func:`canonical_name`). The observable keeps ``name`` as given (less surrounding
+    whitespace), so results are keyed by the caller's spelling."""
+    canon = canonical_name(name)
+    parts = [p.strip() for p in canon.split("+")]
     pileup = parts[-1] == "pileup"
     if pileup:
         parts = parts[:-1]
@@ -576,4 +596,6 @@ def from_name(name: str) -> Observable:
     obs = _one(parts[0])
     for p in parts[1:]:
         obs = obs + _one(p)
-    return with_pileup(obs) if pileup else obs
+    obs = with_pileup(obs) if pileup else obs
+    obs.name = str(name).strip()
+    return obs

@@ -16,7 +16,8 @@ class ObservableResult:
     params : name -> ``(N, ...)`` numpy array, named as the observable's parameters;
         positions (e.g. ``centers``) in the input events' own (y, phi), phi in (-pi, pi].
     status : ``(N,)`` int8 -- :class:`physkit.flow.Status` (0 converged, 1 max steps,
-        2 non-finite, 3 bad input: an empty jet, whose value is reported as 0).
+        2 non-finite, 3 bad input: an empty jet, whose value and parameters are NaN, as
+        in the command line's results files).
     grads : optional, ``{"pt": (N, M), "points": (N, M, 2)}`` -- d value / d pT_i (per GeV when
         pT is in GeV) and d value / d(y_i, phi_i) at the fitted shape, padded like the input:
         exact (sub)gradients of the reported EMD with the shape held fixed -- the derivative of

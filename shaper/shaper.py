@@ -427,26 +427,30 @@ class Shaper:
 
     def _report(self, obs: Observable, fit: GroupFit, group: JetGroup) -> Report:
         """One group's fit in the input frame (numpy): empty jets flagged BAD_INPUT with value
-        0, non-finite values flagged NONFINITE with value 0."""
+        and parameters NaN (as the command line writes rows it could not fit), non-finite
+        values of a fit flagged NONFINITE with value 0."""
         status = torch.where(group.empty, torch.full_like(fit.status, int(Status.BAD_INPUT)),
                              fit.status)
-        value = torch.where(group.empty, torch.zeros_like(fit.value), fit.value)
         rep = {}
         for k, v in fit.params.items():
             v = v.detach().to(torch.float64)
             if obs.specs[k].kind == "position":
                 v = wrap_yphi(v + group.axis.reshape([v.shape[0]] + [1] * (v.dim() - 2) + [2]))
-            rep[k] = v.cpu().numpy()
+            rep[k] = v.cpu().numpy().copy()  # NaN for empty jets below: not the fit's tensors
         g = None
         if fit.grads is not None:
             g = {"pt": fit.grads["pt"].detach().to(torch.float64),
                  "points": fit.grads["points"].detach().to(torch.float64)}
-        val = value.detach().to(torch.float64).cpu().numpy()
+        val = fit.value.detach().to(torch.float64).cpu().numpy().copy()
         st = status.to(torch.int8).cpu().numpy()
-        bad = ~np.isfinite(val)
-        if bad.any():  # never report NaN: flag the row instead
+        empty = group.empty.cpu().numpy()
+        bad = ~np.isfinite(val) & ~empty
+        if bad.any():  # a fit never reports NaN: flag the row instead
             val[bad] = 0.0
             st[bad] = int(Status.NONFINITE)
+        val[empty] = np.nan
+        for v in rep.values():
+            v[empty] = np.nan
         return rep, val, st, g
 
 
@@ -480,15 +484,7 @@ def _assemble(rows: List[torch.Tensor], reports: List[Report], B: int, m_in: int
 
 
 def _as_events(events) -> Events:
-    if isinstance(events, Events):
-        return events
-    if isinstance(events, torch.Tensor) or isinstance(events, np.ndarray):
-        return Events.from_padded(events, dtype=torch.float64, empty="zero")
-    try:  # awkward
-        return Events.from_awkward(events, dtype=torch.float64, empty="zero")
-    except Exception as exc:  # pragma: no cover - message only
-        raise TypeError("events must be physkit Events, a padded (N, M, 3) (pT, y, phi) array "
-                        f"or an awkward array of particles; got {type(events).__name__}") from exc
+    return Events.as_jets(events, dtype=torch.float64, empty="zero")
 
 
 # ------------------------------------------------------------------ option checks

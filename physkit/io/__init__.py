@@ -1,4 +1,4 @@
-"""Event files: read (five layouts, auto-detected) and write (the physkit format).
+"""Event files: read (six layouts, auto-detected) and write (the physkit format).
 
 Layouts read, by :func:`detect_format` name (one reader class and module each; the
 table is :data:`READERS`):
@@ -21,12 +21,21 @@ table is :data:`READERS`):
 ``"lhco"`` (:class:`LHCOReader`, :mod:`.lhco`)
     LHC Olympics 2020 R&D: pandas HDF5 (key ``df``, integer column names) of
     ``N x 2101`` values: (pT, eta, phi) for 700 particles, then the label; eta is used
-    as y. Either pandas storage format ("fixed" or "table") is read.
+    as y. Either pandas storage format ("fixed" or "table") is read. Rows are whole
+    events (``event_level``).
+``"root"`` (:class:`RootReader`, :mod:`.root`)
+    ROOT TTrees through uproot (the ``root`` extra): a particle collection of list
+    branches (``PFCands_pt, _eta, _phi[, _mass]``, ``px, py, pz, E``, ...); options
+    ``tree``, ``particles``, ``labels``, ``level`` (default ``"event"``: whole events).
 
 Every reader takes ``start``/``stop`` (Python slice semantics, step 1) and reads only
 those rows. Each call opens the file once; :func:`open_events` gives the reader itself
 for several reads on one open file. Pandas files are read with h5py alone. Bad input
-raises :class:`~physkit.errors.EventFileError` naming the file, dataset and event.
+raises :class:`~physkit.errors.EventFileError` naming the file, dataset and event: the
+problems of a whole file (dtypes that are not real numbers, shapes, versions, labels not
+one integer per event, declared sizes the stored bytes cannot hold) when its reader is
+built (:meth:`EventReader.check`, metadata only), bad events when rows are validated,
+unreadable rows (:class:`~physkit.errors.UnreadableRowsError`) when they are read.
 
 Modules: :mod:`.reader` (the reader interface, :class:`EventBlock`), :mod:`.formats`
 (the table and detection), :mod:`.read` (the functions below), :mod:`.write`
@@ -44,11 +53,12 @@ from .physkit_jagged import PhyskitJaggedReader
 from .read import (count_events, read_block, read_constituents, read_dataset, read_events,
                    read_labels)
 from .reader import EventBlock, EventReader
+from .root import RootReader
 from .top_tagging import TopTaggingReader
 from .write import write_events
 
 __all__ = ["FORMAT_VERSION", "FORMATS", "READERS", "EventBlock", "EventReader",
            "PhyskitDenseReader", "PhyskitJaggedReader", "EnergyflowReader",
-           "TopTaggingReader", "LHCOReader", "detect_format", "detect_reader", "open_events",
+           "TopTaggingReader", "LHCOReader", "RootReader", "detect_format", "detect_reader", "open_events",
            "count_events", "read_block", "read_events", "read_constituents", "read_labels",
            "read_dataset", "write_events"]

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import EventFileError
+from ..events import check_real
 from .containers import NPZ
 from .npz import NpzArchive
-from .reader import EventBlock, EventReader, as_labels, event_range
+from .reader import EventBlock, EventReader, as_labels, check_labels, event_range
 
 __all__ = ["EnergyflowReader"]
 
@@ -34,19 +35,26 @@ class EnergyflowReader(EventReader):
     def archive(self) -> NpzArchive:
         return self.source
 
-    @property
-    def n_events(self) -> int:
+    def check(self) -> None:
+        """``X`` ``(N, M, >=3)`` of real numbers; labels ``y``, if any, one number per event."""
         with self.archive.member("X") as m:
-            return len(m)
-
-    def read_block(self, start: int | None = None, stop: int | None = None) -> EventBlock:
-        with self.archive.member("X") as m:
-            n = len(m)
-            s, e = event_range(start, stop, n)
             if len(m.shape) != 3 or m.shape[2] < 3:
                 raise EventFileError(f"expected shape (N, M, >=3) for (pT, y, phi, ...), got "
                                      f"{m.shape}", self.path, "X")
-            return EventBlock(m.read(s, e)[..., :3], "X", n)
+            check_real(m.dtype, self.path, "X")
+            self._n = len(m)
+        if "y" in self.archive.names:
+            with self.archive.member("y") as m:
+                check_labels(m.shape, m.dtype, self._n, self.path, "y")
+
+    @property
+    def n_events(self) -> int:
+        return self._n
+
+    def read_block(self, start: int | None = None, stop: int | None = None) -> EventBlock:
+        with self.archive.member("X") as m:
+            s, e = event_range(start, stop, self._n)
+            return EventBlock(m.read(s, e)[..., :3], "X", self._n)
 
     def read_labels(self, start: int | None = None,
                     stop: int | None = None) -> np.ndarray | None:
@@ -61,6 +69,9 @@ class EnergyflowReader(EventReader):
         if name not in self.archive.names:
             raise EventFileError("missing dataset", self.path, name)
         with self.archive.member(name) as m:
+            if len(m.shape) == 0 or m.shape[0] != self._n:
+                raise EventFileError(f"shape {m.shape}: not one row per event ({self._n} "
+                                     f"events)", self.path, name)
             s, e = event_range(start, stop, len(m))
             return m.read(s, e)
 

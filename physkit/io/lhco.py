@@ -4,7 +4,8 @@ Key ``df``, integer column names ``0 .. 2100``: (pT, eta, phi) for 700 particles
 (GeV; zero-padded), then the label (1 = signal). Either pandas storage format
 ("fixed" or "table") is read. Columns are taken in the frame's stored order; eta is
 used as y (massless particles), phi is wrapped into (-pi, pi] (zero for padding).
-The block is float64.
+The block is float64. Rows are whole events (:attr:`LHCOReader.event_level`): cluster them
+into jets (:func:`physkit.jets.cluster`) before any jet observable.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class LHCOReader(PandasEventReader):
     """Reads ``lhco`` files: (pT, eta, phi) x 700 columns, then the label."""
 
     format_name = "lhco"
+    event_level = True  # rows are whole events (up to 700 particles), not jets
 
     @classmethod
     def frame_matches(cls, frame: PandasFrame) -> bool:

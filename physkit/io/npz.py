@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
-from ..errors import EventFileError
+from ..errors import EventFileError, UnreadableRowsError
 from .reader import PathLike
 
 __all__ = ["NpzArchive", "NpzMember", "npz_names"]
@@ -66,12 +67,29 @@ class NpzMember:
             reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                       else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = reader(self._f)
-        except (KeyError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        except (KeyError, zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
             raise EventFileError(f"cannot read .npz member ({exc})", path, name) from None
         if fortran or dtype.hasobject:
             raise EventFileError("Fortran-ordered or object arrays are not supported", path, name)
         self.shape, self.dtype = tuple(shape), dtype
         self._data_start = self._f.tell()
+        self._check_size(self._zip.getinfo(name + ".npy"))
+
+    def _check_size(self, info: zipfile.ZipInfo) -> None:
+        """The header's shape must fit the member's size, and that size its compressed
+        bytes (so no read allocates for a claim)."""
+        from .hdf5 import CLAIM_CHECK_BYTES, MAX_EXPANSION
+
+        need = self._data_start + np.prod(self.shape, dtype=np.float64) * self.dtype.itemsize
+        if need > info.file_size:
+            self.close()
+            raise EventFileError(f"header declares shape {self.shape} but the member holds "
+                                 f"{info.file_size} bytes", self.path, self.name)
+        if info.file_size > CLAIM_CHECK_BYTES and \
+                info.file_size > MAX_EXPANSION * max(info.compress_size, 1):
+            self.close()
+            raise EventFileError(f"declares {info.file_size} bytes compressed into "
+                                 f"{info.compress_size}: not real data", self.path, self.name)
 
     def __len__(self) -> int:
         return self.shape[0] if self.shape else 0
@@ -82,11 +100,12 @@ class NpzMember:
         try:
             self._f.seek(self._data_start + s * row)  # stored members: no decompression
             buf = self._f.read((e - s) * row)
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise EventFileError(f"cannot read rows {s}:{e} ({exc})", self.path, self.name) \
-                from None
+        except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise UnreadableRowsError(f"cannot read rows {s}:{e} ({exc})", self.path,
+                                      self.name) from None
         if len(buf) != (e - s) * row:
-            raise EventFileError(f"truncated member: rows {s}:{e} missing", self.path, self.name)
+            raise UnreadableRowsError(f"truncated member: rows {s}:{e} missing", self.path,
+                                      self.name)
         return np.frombuffer(buf, dtype=self.dtype).reshape((e - s,) + self.shape[1:]).copy()
 
     def close(self) -> None:

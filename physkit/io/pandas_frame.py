@@ -77,15 +77,25 @@ class PandasFrame:
             raise EventFileError(f"unsupported pandas storage {kind!r}", path, key)
 
     def _read_fixed_layout(self, g) -> None:
+        self.n = int(g["axis1"].shape[0])
         for b in range(int(g.attrs["nblocks"])):
             ds = g[f"block{b}_values"]
-            for j, name in enumerate(_names(g[f"block{b}_items"][()])):
+            names = _names(g[f"block{b}_items"][()])
+            if ds.shape != (self.n, len(names)):
+                raise EventFileError(f"block{b}_values has shape {ds.shape}, expected "
+                                     f"{(self.n, len(names))} ({self.n} rows)", self.path,
+                                     self.key)
+            hdf5.check_declared_size(ds, self.path, self.key)
+            for j, name in enumerate(names):
                 self.columns[name] = (ds, None, j)
-        self.n = int(g["axis1"].shape[0])
         self.order = _names(g["axis0"][()])
 
     def _read_table_layout(self, g) -> None:
         t = g["table"]
+        if t.dtype.names is None or t.ndim != 1:
+            raise EventFileError("pandas 'table' is not a 1-D compound dataset", self.path,
+                                 self.key)
+        hdf5.check_declared_size(t, self.path, self.key)
         for field in t.dtype.names:
             if field == "index":
                 continue
@@ -116,6 +126,9 @@ class PandasFrame:
         for ds, field, ks, js in groups.values():
             rows = hdf5.read_rows(ds, s, e, self.path, self.key)
             block = rows[field] if field is not None else rows
+            if block.dtype.kind not in "biuf" or block.dtype.names is not None:
+                raise EventFileError(f"column(s) {[names[k] for k in ks][:3]} hold "
+                                     f"{block.dtype}, not numbers", self.path, self.key)
             if block.ndim == 1:  # a data column of a "table" frame
                 out[:, ks[0]] = block
             else:

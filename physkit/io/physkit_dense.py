@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import EventFileError
+from ..events import check_real
 from . import hdf5
 from .physkit_file import PhyskitReader, physkit_constituents
 from .reader import EventBlock, event_range
@@ -30,6 +31,15 @@ class PhyskitDenseReader(PhyskitReader):
         constituents = physkit_constituents(candidate, path)
         return constituents is not None and not isinstance(constituents, h5py.Group)
 
+    def check_constituents(self) -> None:
+        """``(N, M, 3)``, real numbers, a declared size its stored bytes can hold."""
+        ds = self.file["constituents"]
+        if ds.ndim != 3 or ds.shape[2] != 3:
+            raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got "
+                                 f"{ds.shape}", self.path, "constituents")
+        check_real(ds.dtype, self.path, "constituents")
+        hdf5.check_declared_size(ds, self.path, "constituents")
+
     @property
     def n_events(self) -> int:
         return int(self.file["constituents"].shape[0])
@@ -38,7 +48,4 @@ class PhyskitDenseReader(PhyskitReader):
         ds = self.file["constituents"]
         n = ds.shape[0]
         s, e = event_range(start, stop, n)
-        if ds.ndim != 3 or ds.shape[2] != 3:
-            raise EventFileError(f"expected shape (N, M, 3) for (pT, y, phi), got "
-                                 f"{ds.shape}", self.path, "constituents")
         return EventBlock(hdf5.read_rows(ds, s, e, self.path, "constituents"), "constituents", n)

@@ -16,10 +16,11 @@ import torch
 from numpy.typing import ArrayLike
 
 from ..angles import wrap_angle
-from ..events import Events, validate_constituents
+from ..errors import EventFileError
+from ..events import Events, check_real, validate_constituents
 from ..h5files import atomic_h5
 from .physkit_file import FORMAT_VERSION, RESERVED
-from .reader import PathLike
+from .reader import PathLike, as_labels
 
 __all__ = ["write_events"]
 
@@ -42,6 +43,7 @@ def _to_padded_array(events) -> np.ndarray:
 def _constituents(events, path: str) -> np.ndarray:
     """Validated float32 ``(N, M, 3)`` (pT, y, phi), phi wrapped, zero for padding."""
     arr = np.asarray(_to_padded_array(events))
+    check_real(arr.dtype, path, "constituents")  # no silent cast of bool / complex
     if arr.ndim != 3 or arr.shape[2] < 3:
         raise ValueError(f"events must be (N, M, 3) (pT, y, phi), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr[..., :3], dtype=np.float32)
@@ -51,16 +53,27 @@ def _constituents(events, path: str) -> np.ndarray:
     return arr
 
 
+def _labels(labels) -> np.ndarray:
+    """Labels as stored: int8 when they fit, else int64; non-integer, non-finite, 2-D or
+    out-of-int64 labels raise ValueError (the reader would refuse them)."""
+    lab = np.asarray(labels)
+    if lab.ndim != 1:
+        raise ValueError(f"labels must be one per event, shape (N,), got {lab.shape}")
+    try:
+        lab = as_labels(lab, "labels", None, 0)
+    except EventFileError as exc:
+        raise ValueError(exc.reason) from None
+    if lab.size == 0 or (lab.min() >= -128 and lab.max() <= 127):
+        return lab.astype(np.int8)
+    return lab
+
+
 def _per_event(n: int, labels, jets, weights,
                extra: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
     """The per-event datasets by name, checked to hold one row per event."""
     per_event: dict[str, np.ndarray] = {}
     if labels is not None:
-        lab = np.asarray(labels)
-        if lab.size == 0 or (np.all(lab == np.round(lab)) and lab.min() >= -128
-                             and lab.max() <= 127):
-            lab = lab.astype(np.int8)
-        per_event["labels"] = lab
+        per_event["labels"] = _labels(labels)
     if jets is not None:
         per_event["jets"] = np.asarray(jets, dtype=np.float64)
         if per_event["jets"].ndim != 2 or per_event["jets"].shape[1] != 4:
@@ -87,9 +100,11 @@ def write_events(path: PathLike, events: Events | torch.Tensor | ArrayLike,
     """Write events in the physkit format (``physkit_format = 1``); returns the path.
 
     ``events``: :class:`Events`, a padded ``(N, M, >=3)`` (pT, y, phi) array/tensor, or an
-    awkward array of particle records. ``labels`` ``(N,)`` (stored int8 when it fits),
+    awkward array of particle records. ``labels`` ``(N,)`` integer-valued (stored int8
+    when they fit, else int64; values beyond int64 are refused),
     ``jets`` ``(N, 4)`` (pT, eta, phi, m), ``weights`` ``(N,)``, ``extra``: more per-event
-    datasets by name, ``attrs``: file attributes. ``jagged=True`` stores the constituents
+    datasets by name, ``attrs``: file attributes (whole events, :attr:`Events.level`
+    ``"event"``, get ``level = "event"``). ``jagged=True`` stores the constituents
     as awkward buffers (no padding). The file is written under a temporary name in the
     same directory and renamed at the end, so a failed write leaves no file behind.
     """
@@ -101,6 +116,8 @@ def write_events(path: PathLike, events: Events | torch.Tensor | ArrayLike,
     opts = {} if compression is None else {"compression": compression, "shuffle": True}
     with atomic_h5(path) as f:
         f.attrs["physkit_format"] = FORMAT_VERSION
+        if getattr(events, "level", "jet") == "event":  # whole events stay marked as such
+            f.attrs["level"] = "event"
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
         if jagged:

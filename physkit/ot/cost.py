@@ -18,7 +18,7 @@ def _check_params(R: float, beta: float) -> None:
         raise ValueError(f"beta must be > 0, got {beta!r}")
 
 
-def cost_matrix(x, y, R: float = 1.0, beta: float = 1.0):
+def cost_matrix(x, y, R: float = 1.0, beta: float = 1.0, *, periodic_phi: bool = True):
     """Batched ground cost ``(theta_ij / R) ** beta`` with periodic azimuth.
 
     Parameters
@@ -30,6 +30,9 @@ def cost_matrix(x, y, R: float = 1.0, beta: float = 1.0):
         Jet radius; distances are measured in units of ``R``.
     beta : float
         Angular exponent, any ``beta > 0``.
+    periodic_phi : bool
+        Wrap azimuthal differences into ``(-pi, pi]`` (default); ``False`` takes them as
+        they are (energyflow's ``periodic_phi=False``).
 
     Returns
     -------
@@ -45,7 +48,9 @@ def cost_matrix(x, y, R: float = 1.0, beta: float = 1.0):
         x = np.asarray(x)
         y = np.asarray(y)
     dy = x[..., :, None, 0] - y[..., None, :, 0]
-    dphi = wrap_angle(x[..., :, None, 1] - y[..., None, :, 1])
+    dphi = x[..., :, None, 1] - y[..., None, :, 1]
+    if periodic_phi:
+        dphi = wrap_angle(dphi)
     d2 = (dy * dy + dphi * dphi) / (R * R)
     if beta == 2:
         return d2

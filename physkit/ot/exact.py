@@ -4,13 +4,25 @@ Convention (energyflow's)::
 
     EMD_{beta,R}(P, Q) = min_{f_ij >= 0} sum_ij f_ij (theta_ij / R)^beta  [+ |sum E - sum E'|]
 
-``theta_ij`` is the Euclidean distance in ``(y, phi)`` with the azimuthal difference wrapped
-into ``(-pi, pi]``. With ``norm=True`` (the default here) both events are normalised to unit
-total weight. With ``norm=False`` the excess energy of the heavier event is moved to a fake
-particle at distance ``R`` (cost 1 whatever ``beta``), which adds ``|sum E - sum E'|``.
+``theta_ij`` is the Euclidean distance in ``(y, phi)``. :func:`emd` and :func:`emds` take
+energyflow's parameter names **and defaults** (``energyflow.emd.emd`` / ``emds``), so the
+same call gives the same number in both:
 
-Events are ``(M, 3)`` arrays of ``(weight or pT, y, phi)`` (energyflow's layout) or one-jet
-:class:`physkit.events.Events`. Zero-weight rows are ignored.
+- ``norm=False`` (default): the excess energy of the heavier event is moved to a fake
+  particle at distance ``R`` (cost 1 whatever ``beta``), which adds ``|sum E - sum E'|``;
+  ``norm=True`` normalises both events to unit total weight first;
+- ``periodic_phi=False`` (default): azimuthal differences are taken as they are;
+  ``periodic_phi=True`` wraps them into ``(-pi, pi]`` (needed for whole events, and for
+  jets straddling phi = +-pi).
+
+SHAPER's internal :func:`emd_batch` / :func:`emd_batch_grads` are always normalised and
+periodic (a jet's shape is a probability distribution on the cylinder).
+
+Events are ``(M, 3+)`` arrays of ``(weight or pT, y, phi, ...)`` (energyflow's layout; the
+columns after the third are ignored, where energyflow would take them as further
+coordinates unless ``gdim=2``), one-jet :class:`physkit.events.Events`, or (for
+:func:`emds`) anything :meth:`physkit.events.Events.as_jets` reads, awkward / vector
+records included. Zero-weight rows are ignored.
 
 POT's solver releases the GIL (measured: two threads run two problems in ~0.55x the serial
 wall time on 2 cores), so :func:`emds` and :func:`emd_batch` parallelise with threads.
@@ -139,7 +151,7 @@ def _event_arrays(ev, dtype, what: str):
     return (w[rows].astype(np.float64), arr[rows, 1:3].astype(np.float64), rows, arr.shape[0])
 
 
-def _pair_problem(w0, p0, w1, p1, R, beta, norm, what):
+def _pair_problem(w0, p0, w1, p1, R, beta, norm, what, periodic_phi=True):
     """Build the balanced problem (a, b, C, scale) for one pair of prepared events.
 
     Returns None when the value is known without solving (an empty side)."""
@@ -148,10 +160,10 @@ def _pair_problem(w0, p0, w1, p1, R, beta, norm, what):
         if s0 <= 0 or s1 <= 0:
             raise ValueError(f"{what}: cannot normalise an event with no (non-zero weight) "
                              f"particles")
-        return w0 / s0, w1 / s1, cost_matrix(p0, p1, R, beta), 1.0
+        return w0 / s0, w1 / s1, cost_matrix(p0, p1, R, beta, periodic_phi=periodic_phi), 1.0
     if s0 <= 0 or s1 <= 0:
         return None
-    C = cost_matrix(p0, p1, R, beta)
+    C = cost_matrix(p0, p1, R, beta, periodic_phi=periodic_phi)
     diff = s1 - s0
     a, b = w0, w1
     if diff > 0:  # event 0 is lighter: its fake particle at distance R from everything
@@ -164,16 +176,20 @@ def _pair_problem(w0, p0, w1, p1, R, beta, norm, what):
     return a / scale, b / scale, C, scale
 
 
-def emd(ev0, ev1, R: float = 1.0, beta: float = 1.0, *, norm: bool = True,
-        return_flow: bool = False, dtype=np.float64, n_iter_max: int = DEFAULT_N_ITER_MAX):
-    """Exact EMD between two events.
+def emd(ev0, ev1, R: float = 1.0, beta: float = 1.0, *, norm: bool = False,
+        periodic_phi: bool = False, return_flow: bool = False, dtype=np.float64,
+        n_iter_max: int = DEFAULT_N_ITER_MAX):
+    """Exact EMD between two events, energyflow's ``emd`` conventions and defaults.
 
     Parameters
     ----------
     ev0, ev1 : ``(M, 3)`` array-like of (weight or pT, y, phi), or a one-jet ``Events``.
     R, beta : cost ``(theta / R) ** beta``; ``beta > 0``.
-    norm : normalise both events to unit weight (default). ``False``: energyflow's
-        unnormalised EMD, ``+ |sum E - sum E'|`` from moving the excess at distance ``R``.
+    norm : ``False`` (default, as energyflow): unnormalised EMD, ``+ |sum E - sum E'|``
+        from moving the excess at distance ``R``. ``True``: both events normalised to
+        unit weight.
+    periodic_phi : wrap azimuthal differences into ``(-pi, pi]`` (default ``False``, as
+        energyflow).
     return_flow : also return the optimal flow ``(M0, M1)`` indexed like the input rows
         (zero rows for zero-weight particles; with ``norm=False`` the flow to the fake
         particle is not included).
@@ -187,7 +203,7 @@ def emd(ev0, ev1, R: float = 1.0, beta: float = 1.0, *, norm: bool = True,
     _check_params(R, beta)
     w0, p0, r0, m0 = _event_arrays(ev0, dtype, "ev0")
     w1, p1, r1, m1 = _event_arrays(ev1, dtype, "ev1")
-    prob = _pair_problem(w0, p0, w1, p1, R, beta, norm, "emd")
+    prob = _pair_problem(w0, p0, w1, p1, R, beta, norm, "emd", periodic_phi)
     flow = np.zeros((m0, m1))
     if prob is None:
         value = float(abs(w0.sum() - w1.sum()))
@@ -201,7 +217,10 @@ def emd(ev0, ev1, R: float = 1.0, beta: float = 1.0, *, norm: bool = True,
 
 
 def _as_event_list(events, what: str) -> list:
-    """Sequence of ``(M, 3)`` arrays, a padded ``(N, M, 3)`` array, or ``Events``."""
+    """Sequence of ``(M, 3)`` arrays, a padded ``(N, M, 3)`` array, ``Events`` (any
+    :attr:`~Events.level`: EMDs between whole events are fine), or awkward records."""
+    if not isinstance(events, (Events, torch.Tensor, np.ndarray, list, tuple)):
+        events = Events.as_jets(events, dtype=torch.float64, empty="zero")
     if isinstance(events, Events):
         arr = events.to_padded()
         arr[~events.mask.cpu().numpy(), 0] = 0.0
@@ -238,16 +257,18 @@ def _run_chunks(fn, chunks: list, n_jobs: int | None, progress: bool, desc: str)
             bar.close()
 
 
-def emds(events0, events1=None, R: float = 1.0, beta: float = 1.0, *, norm: bool = True,
-         n_jobs: int | None = None, progress: bool = False,
+def emds(events0, events1=None, R: float = 1.0, beta: float = 1.0, *, norm: bool = False,
+         periodic_phi: bool = False, n_jobs: int | None = None, progress: bool = False,
          n_iter_max: int = DEFAULT_N_ITER_MAX) -> np.ndarray:
-    """Pairwise exact EMDs.
+    """Pairwise exact EMDs, energyflow's ``emds`` conventions and defaults.
 
     Parameters
     ----------
-    events0, events1 : sequences of ``(M, 3)`` arrays, padded ``(N, M, 3)`` arrays, or
-        ``Events``. ``events1=None`` computes the symmetric ``events0`` x ``events0``
-        matrix (only ``i < j`` solved; zero diagonal).
+    events0, events1 : sequences of ``(M, 3)`` arrays, padded ``(N, M, 3)`` arrays,
+        ``Events`` or awkward records. ``events1=None`` computes the symmetric
+        ``events0`` x ``events0`` matrix (only ``i < j`` solved; zero diagonal).
+    R, beta, norm, periodic_phi : as :func:`emd` (defaults ``norm=False``,
+        ``periodic_phi=False``, energyflow's).
     n_jobs : threads (POT releases the GIL); ``None`` or ``-1``: all available cores.
     progress : show a tqdm bar over chunks of pairs.
 
@@ -277,7 +298,7 @@ def emds(events0, events1=None, R: float = 1.0, beta: float = 1.0, *, norm: bool
             w0, p0, _, _ = ev0[i]
             w1, p1, _, _ = ev1[j]
             what = f"emds: pair ({i}, {j})"
-            prob = _pair_problem(w0, p0, w1, p1, R, beta, norm, what)
+            prob = _pair_problem(w0, p0, w1, p1, R, beta, norm, what, periodic_phi)
             if prob is None:
                 out[i, j] = abs(w0.sum() - w1.sum())
             else:

@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="physkit",
         description="Batch pipeline: SHAPER jet-shape observables and FINDER scores on HDF5 "
-                    "event files, chunked, resumable, in-process or on dask.")
+                    "event files, chunked, resumable, in-process or on dask.",
+        epilog="examples:\n  physkit demo\n  physkit shape --list-observables\n"
+               "  physkit shape jets.h5 -o shapes.h5 --observable 3-subjettiness --stop 1000\n"
+               "\n'physkit COMMAND --help' describes each command, with examples.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"physkit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -51,13 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .results import ResultsFormatError
 
     args = build_parser().parse_args(argv)
+    _write_errors_not_signals()
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
         print_error(str(exc))
     except (EventFileError, ModelFileError, ResultsFormatError) as exc:
         print_error(str(exc))
-    except FileNotFoundError as exc:
+    except OSError as exc:  # a missing file, permissions, a full disk
         print_error(describe_exception(exc))
     except BrokenPipeError:  # e.g. `physkit info FILE | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -66,6 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error("interrupted (completed chunks are kept; rerun with --resume)")
         return 130
     return 1
+
+
+def _write_errors_not_signals() -> None:
+    """Make a write beyond the file-size limit (``ulimit -f``) fail with an error (EFBIG)
+    the writers report, instead of SIGXFSZ killing the process mid-write."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:  # not the main thread (main() called from a thread)
+            pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,8 @@ __all__ = ["SAMPLE", "DEMO_OBSERVABLES", "run_demo"]
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "data", "jets_sample.h5")
 DEMO_OBSERVABLES = ("2-subjettiness", "3-subjettiness")
+#: what the sample's labels mean (its ``labels_meaning`` attribute); the demo's files keep it
+LABELS_MEANING = "1 = top, 0 = QCD"
 
 
 def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
@@ -46,7 +48,8 @@ def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
     paths = {}
     for part, sl in (("train", slice(0, None, 2)), ("test", slice(1, None, 2))):
         paths[part] = write_events(os.path.join(out_dir, f"{part}.h5"), arr[sl], labels[sl],
-                                   extra={"tau_kt": tau[sl]})
+                                   extra={"tau_kt": tau[sl]},
+                                   attrs={"labels_meaning": LABELS_MEANING})
     print(f"demo: {len(arr)} jets of {SAMPLE} -> {len(arr[0::2])} train, {len(arr[1::2])} "
           f"test (labels: 1 = top, 0 = QCD)")
     quiet = [] if progress else ["--no-progress"]
@@ -54,12 +57,14 @@ def run_demo(out_dir: str, main: Callable[[Sequence[str]], int], *,
     model = os.path.join(out_dir, "model.h5")
     scores = os.path.join(out_dir, "test_scores.h5")
     obs = [a for o in observables for a in ("--observable", o)]
+    again = ["--overwrite"]  # the demo's own outputs of an earlier run are replaced
     steps = [
-        ["shape", paths["train"], "-o", shapes, *obs, "--chunk-size", "500", *quiet],
-        ["finder", "fit", paths["train"], "--features", f"shape:{shapes}", "-o", model, *quiet],
+        ["shape", paths["train"], "-o", shapes, *obs, "--chunk-size", "500", *quiet, *again],
+        ["finder", "fit", paths["train"], "--features", f"shape:{shapes}", "-o", model, *quiet,
+         *again],
         ["score", paths["test"], "--model", model, "-o", scores, "--chunk-size", "500",
-         *quiet],
-        ["report", scores, "-o", os.path.join(out_dir, "report")],
+         *quiet, *again],
+        ["report", scores, "-o", os.path.join(out_dir, "report"), *again],
     ]
     for argv in steps:
         print("demo: physkit " + " ".join(argv), flush=True)

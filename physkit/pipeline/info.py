@@ -8,7 +8,7 @@ import numpy as np
 from .. import io as pio
 from ..io.npz import NpzMember, npz_names
 from ..io.pandas_frame import PandasFrame
-from ..io.physkit_jagged import jagged_leaves
+from ..io.physkit_jagged import check_offsets, jagged_leaves
 
 __all__ = ["describe", "multiplicities"]
 
@@ -28,8 +28,7 @@ def multiplicities(path, chunk: int = CHUNK) -> np.ndarray:
         with h5py.File(os.fspath(path), "r") as f:
             g = f["constituents"]
             leaves = jagged_leaves(g, path)
-            if leaves is not None:
-                return np.diff(leaves[0][()].astype(np.int64))
+            return check_offsets(leaves[0][()].astype(np.int64), leaves, path, 0)
     n = pio.count_events(path)
     out = np.empty(n, dtype=np.int64)
     for s in range(0, n, chunk):
@@ -82,6 +81,20 @@ def _npz_lines(path) -> list[str]:
     return rows
 
 
+def _root_lines(path, limit: int = 40) -> list[str]:
+    """One line per branch of the event tree the reader picked (name, type), the first
+    ``limit`` of them."""
+    with pio.open_events(path) as reader:
+        tree = reader.source
+        lines = [f"  tree {tree.name}: particles {reader.dataset}"]
+        branches = tree.tree.items(recursive=True, full_paths=False)
+        for name, b in branches[:limit]:
+            lines.append(f"  {name:<28} {b.typename}")
+        if len(branches) > limit:
+            lines.append(f"  ... and {len(branches) - limit} more branches")
+    return lines
+
+
 def describe(path) -> str:
     """Multi-line description of an event file.
 
@@ -96,9 +109,16 @@ def describe(path) -> str:
              f"format:  {fmt}", f"events:  {n}"]
     if fmt == "energyflow":
         rows, attrs = _npz_lines(path), []
+    elif fmt == "root":
+        rows, attrs = _root_lines(path), []
     else:
         rows, attrs = _h5_lines(path)
-    lines.append("datasets:")
+    with pio.open_events(path) as reader:
+        event_level = reader.event_level
+    if event_level:
+        lines.append("rows:    whole events (event-level layout): jet commands need "
+                     "--cluster ALG:R, e.g. --cluster antikt:1.0 --jets leading:2")
+    lines.append("datasets:" if fmt != "root" else "branches:")
     lines += rows
     if n:
         mult = multiplicities(path)

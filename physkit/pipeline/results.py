@@ -4,20 +4,27 @@ Layout of a finished results file (HDF5, file attribute ``physkit_results = 1``)
 
 - one group per observable (or per score), holding ``value`` ``(N,)``, one dataset per
   fitted parameter ``(N, ...)`` and ``status`` ``(N,)`` int8 (:class:`Status`), with the
-  run's settings for it as group attributes;
+  run's settings for it as group attributes; a run over no events writes the same groups
+  with zero rows;
 - top-level ``source_file`` ``(N,)`` (the input file of each row, as given) and
   ``source_index`` ``(N,)`` int64 (the row's event index in that file), ``event_problem``
   ``(N,)`` int8 (:data:`physkit.events.EVENT_PROBLEMS` code, 0 = fine) and ``labels``
-  ``(N,)`` when the inputs had labels;
+  ``(N,)`` when the inputs had them; in a run that mixes files with and without labels,
+  the rows of the unlabelled files get :data:`NO_LABEL` (-1) and the file attribute
+  ``unlabelled_files`` lists those files;
 - the run's settings as file attributes (``settings``: JSON).
 
 While a run is in progress the output lives in the directory ``OUT.h5.partial/``:
-``manifest.json`` (inputs and settings, fixed at the start) and one small HDF5 file per
-finished chunk, written under a temporary name and renamed, so the rename is the chunk's
-completion mark and a run killed at any moment leaves every completed chunk readable.
-``resume=True`` keeps the completed chunks of a matching manifest and runs the others;
-:meth:`ChunkStore.finalize` concatenates the chunks (in order, one at a time) into
-``OUT.h5`` under a temporary name and renames it, so ``OUT.h5`` exists only when complete.
+``lock`` (held with ``flock`` by the one run writing there: a second run on the same
+output is refused), ``manifest.json`` (inputs, event counts and settings, fixed at the
+start) and one small HDF5 file per finished chunk, written under a temporary name and
+renamed, so the rename is the chunk's completion mark and a run killed at any moment
+leaves every completed chunk readable. Each chunk file records, as its root attribute
+``input_digest``, a BLAKE2b digest of the input rows the chunk read; ``resume=True``
+keeps the completed chunks of a matching manifest, and the runner redoes those whose
+input digest no longer matches (an input edited in place). :meth:`ChunkStore.finalize`
+concatenates the chunks (in order, one at a time) into ``OUT.h5`` under a temporary name
+and renames it, so ``OUT.h5`` exists only when complete.
 """
 from __future__ import annotations
 
@@ -29,31 +36,110 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..h5files import atomic_h5, has_root_attr
+from ..io.physkit_file import integer_attr
+from ..status import Status
 
-__all__ = ["RESULTS_FORMAT", "Status", "ChunkStore", "ResultsFormatError", "is_results_file",
-           "read_results", "result_groups", "results_settings", "describe_results",
-           "partial_progress"]
+__all__ = ["RESULTS_FORMAT", "NO_LABEL", "Status", "ChunkStore", "ResultsFormatError",
+           "RunLockedError", "is_results_file", "read_results", "result_groups",
+           "results_settings", "describe_results", "partial_progress", "write_results",
+           "SHAPE_VALUE"]
 
 #: version written to (and required in) the ``physkit_results`` file attribute
 RESULTS_FORMAT = 1
+#: ``labels`` value of rows from unlabelled files in a run that mixes labelled and
+#: unlabelled files (such a run refuses input files that use -1 as a label)
+NO_LABEL = -1
 
-from ..status import Status
-
-#: top-level per-row datasets (not observables)
-ROW_DATASETS = ("source_file", "source_index", "event_problem", "labels")
+#: top-level per-row datasets (not observables); ``jet_index`` and ``jet`` (pT, eta, phi,
+#: mass) for jets clustered from events (or taken from events -> jets -> particles arrays)
+ROW_DATASETS = ("source_file", "source_index", "jet_index", "jet", "event_problem", "labels")
+#: what a SHAPER group's ``value`` is (its ``value`` attribute)
+SHAPE_VALUE = "exact EMD between the jet and its fitted shape"
 
 _MANIFEST = "manifest.json"
+_LOCK = "lock"
+_DIGEST = "input_digest"
 
 
 class ResultsFormatError(ValueError):
     """A results file (or partial run directory) that is not what this physkit writes."""
 
 
+class RunLockedError(ResultsFormatError):
+    """Another live run holds the lock of the partial directory of the same output."""
+
+
+def _take_lock(directory: str, out: str) -> int:
+    """Create ``directory`` and hold ``directory/lock`` (``flock``, released when the
+    process ends); returns its descriptor. A lock held by another process raises
+    :class:`RunLockedError`."""
+    import fcntl
+
+    for _ in range(10):  # the directory may vanish (a finishing run) between open and lock
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, _LOCK)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(fd, 64).decode(errors="replace").strip()
+            os.close(fd)
+            raise RunLockedError(
+                f"{out}: another physkit run{f' (pid {owner})' if owner else ''} is writing "
+                f"it ({directory}/ is locked); wait for it to finish or choose another "
+                f"output") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
+        os.close(fd)
+    raise RunLockedError(f"{out}: could not lock {directory}/ (it keeps disappearing)")
+
+
 # ===================================================================== writing
-def _atomic_h5(path: str, write) -> None:
+def _atomic_h5(path: str, write, *, in_memory: bool = False) -> None:
     """Call ``write(h5py.File)`` on a temporary file next to ``path``, then rename it."""
-    with atomic_h5(path, track_order=True) as f:
+    with atomic_h5(path, track_order=True, in_memory=in_memory) as f:
         write(f)
+
+
+def _in_child(fn) -> None:
+    """Run ``fn()`` in a forked child process (POSIX; in-process elsewhere): a write that
+    fails there (a full disk, a file-size limit) or crashes HDF5 leaves this process's
+    HDF5 untouched; the child's error comes back as ``OSError`` with its message."""
+    if not hasattr(os, "fork"):  # pragma: no cover - not POSIX
+        fn()
+        return
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code; HDF5's complaints
+        code = 0  # about a failed write go nowhere, its message goes up the pipe
+        try:
+            os.close(r)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+            fn()
+        except BaseException as exc:
+            errno = getattr(exc, "errno", None)
+            text = os.strerror(errno) if isinstance(errno, int) and errno else str(exc)
+            os.write(w, text.encode(errors="replace")[:4000])
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        message = fh.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        raise OSError(f"the writer died of signal {os.WTERMSIG(status)} {message}".strip())
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(message or "the writer failed")
 
 
 def _write_array(parent, name: str, arr: np.ndarray, compress: bool) -> None:
@@ -80,10 +166,14 @@ class ChunkStore:
     Parameters
     ----------
     path : the final results file ``OUT.h5``.
-    manifest : JSON-able description of the run (inputs, sizes, settings, chunk size). On
+    manifest : JSON-able description of the run (inputs, counts, settings, chunk size). On
         ``resume`` it must equal the stored one, otherwise :class:`ResultsFormatError`.
     resume : keep the completed chunks of an earlier run with the same manifest. Without
-        it, an earlier partial directory is removed and the run starts over.
+        it, an earlier partial directory is emptied and the run starts over.
+
+    The store holds the directory's lock from construction until :meth:`finalize` or
+    :meth:`close` (use it as a context manager); a second store on the same output
+    raises :class:`RunLockedError` meanwhile.
     """
 
     def __init__(self, path, manifest: Mapping[str, Any], *, resume: bool = False):
@@ -91,24 +181,69 @@ class ChunkStore:
         self.dir = self.path + ".partial"
         self.manifest = json.loads(json.dumps(dict(manifest), sort_keys=True))
         mpath = os.path.join(self.dir, _MANIFEST)
-        self._remove_stale_final_tmp()
-        if resume and os.path.exists(mpath):
+        self._lock = None
+        self._lock = _take_lock(self.dir, self.path)
+        #: whether an earlier partial run was found and discarded (started over)
+        self.started_over = False
+        try:
+            self._remove_stale_final_tmp()
+            if resume and os.path.exists(mpath):
+                self._check_manifest(mpath)
+            else:
+                self.started_over = os.path.exists(mpath)
+                self._start_over(mpath)
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_manifest(self, mpath: str) -> None:
+        try:
             with open(mpath) as fh:
                 old = json.load(fh)
-            if old != self.manifest:
-                diff = sorted(k for k in set(old) | set(self.manifest)
-                              if old.get(k) != self.manifest.get(k))
-                raise ResultsFormatError(
-                    f"{self.dir}: cannot resume: the earlier run had different {', '.join(diff)}"
-                    f" (run without --resume to start over)")
-        else:
-            if os.path.isdir(self.dir):
-                shutil.rmtree(self.dir)
-            os.makedirs(self.dir)
-            tmp = mpath + ".tmp"
-            with open(tmp, "w") as fh:
-                json.dump(self.manifest, fh, sort_keys=True, indent=1)
-            os.replace(tmp, mpath)
+        except ValueError:
+            old = {}
+        if old != self.manifest:
+            diff = sorted(k for k in set(old) | set(self.manifest)
+                          if old.get(k) != self.manifest.get(k))
+            raise ResultsFormatError(
+                f"{self.dir}: cannot resume: the earlier run had different {', '.join(diff)}"
+                f" (run without --resume to start over)")
+
+    def _start_over(self, mpath: str) -> None:
+        """Empty the directory (all but the lock) and write the manifest."""
+        for name in os.listdir(self.dir):
+            if name != _LOCK:
+                p = os.path.join(self.dir, name)
+                shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+        tmp = mpath + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(self.manifest, fh, sort_keys=True, indent=1)
+        os.replace(tmp, mpath)
+
+    def abandon(self) -> None:
+        """Remove the partial directory if no chunk was completed (nothing to resume), and
+        release the lock."""
+        if not self.completed():
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock (the partial directory stays for a later ``--resume``)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> "ChunkStore":
+        return self
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _remove_stale_final_tmp(self) -> None:
         """Remove temporary final files left by a run killed while finalizing."""
@@ -133,11 +268,34 @@ class ChunkStore:
         return sorted(n[6:-3] for n in os.listdir(self.dir)
                       if n.startswith("chunk-") and n.endswith(".h5"))
 
+    def input_digest(self, key: str) -> str | None:
+        """The ``input_digest`` recorded with completed chunk ``key`` (None if absent)."""
+        import h5py
+
+        try:
+            with h5py.File(self._chunk_path(key), "r") as f:
+                v = f.attrs.get(_DIGEST)
+        except OSError:
+            return None
+        return v.decode() if isinstance(v, bytes) else (str(v) if v is not None else None)
+
+    def discard(self, key: str) -> None:
+        """Forget completed chunk ``key`` (it will be redone)."""
+        try:
+            os.unlink(self._chunk_path(key))
+        except FileNotFoundError:
+            pass
+
     def write_chunk(self, key: str, arrays: Mapping[str, np.ndarray],
-                    attrs: Mapping[str, Any] | None = None) -> None:
+                    attrs: Mapping[str, Any] | None = None, *,
+                    input_digest: str | None = None) -> None:
         """Store one chunk atomically: ``arrays`` maps ``"group/dataset"`` or top-level
         names to arrays whose first axis is the chunk's rows; ``attrs`` maps group names
-        (``""`` for the file) to attribute dicts."""
+        (``""`` for the file) to attribute dicts; ``input_digest`` (of the input rows the
+        chunk read) is recorded with it."""
+        if input_digest is not None:
+            attrs = dict(attrs or {})
+            attrs[""] = {**attrs.get("", {}), _DIGEST: input_digest}
         def write(f):
             for name, arr in arrays.items():
                 grp, _, ds = name.rpartition("/")
@@ -147,26 +305,20 @@ class ChunkStore:
                 obj = f.require_group(grp) if grp else f
                 for k, v in a.items():
                     obj.attrs[k] = _jsonable_attr(v)
-        _atomic_h5(self._chunk_path(key), write)
+        _atomic_h5(self._chunk_path(key), write, in_memory=True)  # small: failures are clean
 
-    def finalize(self, keys: Iterable[str], attrs: Mapping[str, Any] | None = None,
-                 group_attrs: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-        """Concatenate chunks ``keys`` (in this order) into the final file; returns its path.
-
-        A dataset missing from some chunks (e.g. parameters of a chunk whose events were
-        all bad) is filled there with NaN (floats), 0 (integers) or ``b""`` (strings).
-        Group attributes stored with the chunks are kept (the first chunk's win);
-        ``group_attrs`` adds more. Removes the partial directory afterwards.
-        """
+    def _scan(self, keys: list) -> tuple[dict, list, dict]:
+        """Datasets ``{name: (dtype, row shape)}`` (the widest strings win), rows per chunk
+        and group attributes (the first chunk's win) of chunks ``keys``."""
         import h5py
 
-        keys = list(keys)
         specs: dict[str, tuple] = {}
         rows = []
         gattrs: dict[str, dict] = {}
         for k in keys:
             with h5py.File(self._chunk_path(k), "r") as f:
                 n = None
+
                 def visit(name, obj):
                     nonlocal n
                     if isinstance(obj, h5py.Dataset):
@@ -187,6 +339,24 @@ class ChunkStore:
                              if a not in gattrs.get(name, {})})
                 f.visititems(visit)
                 rows.append(int(n or 0))
+        return specs, rows, gattrs
+
+    def finalize(self, keys: Iterable[str], attrs: Mapping[str, Any] | None = None,
+                 group_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+                 fill: Mapping[str, Any] | None = None) -> str:
+        """Concatenate chunks ``keys`` (in this order) into the final file; returns its path.
+
+        A dataset missing from some chunks (e.g. parameters of a chunk whose events were
+        all bad) is filled there with ``fill[name]`` if given, else NaN (floats), 0
+        (integers) or ``b""`` (strings). Group attributes stored with the chunks are kept
+        (the first chunk's win); ``group_attrs`` adds more. Removes the partial directory
+        afterwards and releases the lock.
+        """
+        import h5py
+
+        fill = dict(fill or {})
+        keys = list(keys)
+        specs, rows, gattrs = self._scan(keys)
         total = int(sum(rows))
         flush_rows = 65536
         offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
@@ -239,16 +409,98 @@ class ChunkStore:
                             a = f[name][()]
                         else:
                             a = np.zeros((nrow,) + tuple(tail), dtype=dtype)
-                            if dtype.kind == "f":
+                            if name in fill:
+                                a[...] = fill[name]
+                            elif dtype.kind == "f":
                                 a[...] = np.nan
                         buf[name].append(a)
                 filled += nrow
                 if filled >= flush_rows:
                     flush()
             flush()
-        _atomic_h5(self.path, write)
+        try:  # large: written by a child process, so a failing write cannot crash this one
+            _in_child(lambda: _atomic_h5(self.path, write))
+        except OSError:
+            self._remove_stale_final_tmp()
+            raise
         shutil.rmtree(self.dir)
+        self.close()
         return self.path
+
+
+def write_results(results, path, *, events=None, origin=None, labels=None,
+                  source_file=None, clustering=None, settings: Mapping[str, Any] | None = None,
+                  overwrite: bool = False) -> str:
+    """Write in-memory SHAPER results (:class:`shaper.Results` of
+    :meth:`shaper.Shaper.compute`) as a results file, the layout ``physkit shape`` writes,
+    so ``physkit report``, ``physkit info`` (and, with ``source_file``, ``finder fit
+    --features shape:PATH``) read it. Written whole or not at all; returns ``path``.
+
+    Parameters
+    ----------
+    results : mapping observable name -> result with ``value (N,)``, ``params`` (name ->
+        ``(N, ...)``) and ``status (N,)`` (gradients are not stored).
+    events : the :class:`~physkit.events.Events` the results were computed on, or the
+        :class:`~physkit.jets.ClusteredJets` they came from: their ``origin`` (jets
+        clustered from events, or from events -> jets -> particles arrays) gives
+        ``source_index`` (the event) and ``jet_index`` per row.
+    origin : ``(N, 2)`` (event index, jet index) instead of ``events``; without either,
+        ``source_index`` is the row number.
+    labels : ``(N,)`` integer labels.
+    source_file : the event file (or ``(N,)`` files) the rows were read from; the report
+        draws its event displays from it (jets: clustered again with ``clustering``).
+    clustering : how jets were clustered from the events of ``source_file``
+        (:class:`~physkit.jets.Clustering` or its dict; taken from ``ClusteredJets``).
+    settings : the run's settings (default: ``results.settings``, the Shaper's).
+    overwrite : replace an existing ``path`` (default: FileExistsError).
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    names = list(results)
+    n = len(results[names[0]].value) if names else 0
+    if clustering is None and hasattr(events, "clustering"):  # ClusteredJets
+        clustering = events.clustering
+    events = getattr(events, "events", events)
+    if origin is None and events is not None:
+        origin = getattr(events, "origin", None)
+    if origin is not None and source_file is not None and clustering is None:
+        raise ValueError("write_results: rows are jets of events (origin given) and "
+                         "source_file names the events: pass clustering= (how the jets were "
+                         "made) so that they can be found again, or leave source_file out")
+    rows: dict[str, np.ndarray] = {"source_index": np.arange(n, dtype=np.int64)}
+    if origin is not None:
+        origin = np.asarray(origin, dtype=np.int64).reshape(-1, 2)
+        rows["source_index"], rows["jet_index"] = origin[:, 0], origin[:, 1]
+    if source_file is not None:
+        rows["source_file"] = np.broadcast_to(np.asarray(source_file, dtype=str), (n,))
+    if labels is not None:
+        rows["labels"] = np.asarray(labels, dtype=np.int64)
+    for k, v in rows.items():
+        if len(v) != n:
+            raise ValueError(f"write_results: {k} has {len(v)} rows, the results {n}")
+    run = dict(settings if settings is not None else getattr(results, "settings", {}) or {})
+    run.setdefault("command", "shape")
+    run.setdefault("observables", names)
+    if clustering is not None:
+        run["clustering"] = dict(getattr(clustering, "to_dict", lambda: clustering)())
+
+    def write(f):
+        f.attrs["physkit_results"] = RESULTS_FORMAT
+        f.attrs["settings"] = _jsonable_attr(run)
+        for k, v in rows.items():
+            _write_array(f, k, v, compress=True)
+        for name in names:
+            r, g = results[name], f.create_group(name)
+            _write_array(g, "value", np.asarray(r.value, dtype=np.float64), compress=True)
+            for k, v in r.params.items():
+                _write_array(g, k, np.asarray(v, dtype=np.float64), compress=True)
+            _write_array(g, "status", np.asarray(r.status, dtype=np.int8), compress=True)
+            for k, v in {"observable": name, "R": run.get("R"), "beta": run.get("beta"),
+                         "value": SHAPE_VALUE}.items():
+                g.attrs[k] = _jsonable_attr(v)
+    _atomic_h5(path, write)
+    return path
 
 
 def partial_progress(path) -> tuple[int, dict]:
@@ -287,9 +539,10 @@ def _open(path):
         f.close()
         raise ResultsFormatError(f"{path}: not a physkit results file (no 'physkit_results' "
                                  f"attribute)")
-    if int(v) != RESULTS_FORMAT:
+    if integer_attr(v) != RESULTS_FORMAT:
         f.close()
-        raise ResultsFormatError(f"{path}: results format version {int(v)}, this physkit "
+        shown = v.item() if isinstance(v, np.generic) else v
+        raise ResultsFormatError(f"{path}: results format version {shown!r}, this physkit "
                                  f"reads version {RESULTS_FORMAT}")
     return f
 

@@ -15,6 +15,7 @@ from physkit.pipeline.info import describe, multiplicities
 from physkit.io import (count_events, detect_format, read_constituents, read_dataset,
                         read_events, read_labels, write_events)
 from physkit.io.npz import NpzArchive, NpzMember
+from eventfiles import write_root
 
 
 def _trim(a: np.ndarray) -> np.ndarray:
@@ -245,7 +246,7 @@ def test_lhco_pandas(tmp_path, fmt):
 
 
 # ===================================================================== readers and detection
-_ALL_FORMATS = ("physkit", "physkit-jagged", "energyflow", "top-tagging", "lhco")
+_ALL_FORMATS = ("physkit", "physkit-jagged", "energyflow", "top-tagging", "lhco", "root")
 
 
 def _file_of_format(tmp_path, make_jets, name, variant=None):
@@ -269,6 +270,9 @@ def _file_of_format(tmp_path, make_jets, name, variant=None):
         p = tmp_path / "top.h5"
         df.to_hdf(p, key="table", format=fmt)
         return p, truth, df["is_signal_new"].values, "table"
+    if name == "root":
+        p = write_root(tmp_path / "ev.root", x, lab, fixed=variant == "fixed")
+        return p, x, lab, "Events/part_{pt,eta,phi}"
     v = np.zeros((30, 700, 3))
     v[:, :12] = x
     p = tmp_path / "lhco.h5"
@@ -279,7 +283,7 @@ def _file_of_format(tmp_path, make_jets, name, variant=None):
 
 _LAYOUTS = [("physkit", None), ("physkit-jagged", None), ("energyflow", "stored"),
             ("energyflow", "compressed"), ("top-tagging", "table"), ("top-tagging", "fixed"),
-            ("lhco", "table"), ("lhco", "fixed")]
+            ("lhco", "table"), ("lhco", "fixed"), ("root", "jagged"), ("root", "fixed")]
 
 
 def test_reader_table():
@@ -291,6 +295,7 @@ def test_reader_table():
     assert pio.READERS["energyflow"] is pio.EnergyflowReader
     assert pio.READERS["top-tagging"] is pio.TopTaggingReader
     assert pio.READERS["lhco"] is pio.LHCOReader
+    assert pio.READERS["root"] is pio.RootReader
 
 
 @pytest.mark.parametrize("name,variant", _LAYOUTS)
@@ -342,7 +347,7 @@ def test_reader_datasets(tmp_path, make_jets, name, variant):
     expected = {"physkit": {"constituents", "labels", "jets"},
                 "physkit-jagged": {"labels", "jets"}, "energyflow": {"X", "y"},
                 "top-tagging": {"E_0", "PZ_199", "ttv", "is_signal_new"},
-                "lhco": {0, 2099, 2100}}[name]
+                "lhco": {0, 2099, 2100}, "root": {"label"}}[name]
     assert expected <= set(names)
 
 
@@ -361,7 +366,8 @@ def test_each_call_opens_the_file_once(tmp_path, make_jets, monkeypatch, name):
     import zipfile
 
     p, *_ = _file_of_format(tmp_path, make_jets, name)
-    column = {"energyflow": "y", "top-tagging": "ttv", "lhco": 0}.get(name, "labels")
+    column = {"energyflow": "y", "top-tagging": "ttv", "lhco": 0, "root": "label"}.get(name,
+                                                                                   "labels")
     opened = []
 
     class CountingFile(h5py.File):
@@ -376,6 +382,16 @@ def test_each_call_opens_the_file_once(tmp_path, make_jets, monkeypatch, name):
 
     monkeypatch.setattr(h5py, "File", CountingFile)
     monkeypatch.setattr(zipfile, "ZipFile", CountingZip)
+    if name == "root":
+        import uproot
+
+        real_open = uproot.open
+
+        def counting_open(path, *args, **kwargs):
+            opened.append(path)
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(uproot, "open", counting_open)
     calls = [lambda: detect_format(p), lambda: count_events(p), lambda: read_events(p, 1, 5),
              lambda: read_constituents(p), lambda: pio.read_block(p, 2), lambda: read_labels(p),
              lambda: read_dataset(p, column)]

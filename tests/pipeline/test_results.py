@@ -82,6 +82,7 @@ def test_resume_refuses_other_settings(tmp_path):
         ChunkStore(out, {"settings": {"R": 0.4}}, resume=True)
     s = ChunkStore(out, {"settings": {"R": 0.8}}, resume=True)
     assert s.done("a")
+    s.close()  # a store holds the run's lock until closed or finalized
     s = ChunkStore(out, {"settings": {"R": 0.8}}, resume=False)  # starts over
     assert not s.done("a")
 

@@ -13,6 +13,9 @@ from scipy.optimize import linear_sum_assignment
 from physkit.events import Events
 from physkit.ot import EMDError, cost_matrix, emd, emd_batch, emd_batch_grads, emds
 
+#: normalised, periodic: the settings of SHAPER's EMDs (emd/emds default to energyflow's)
+NP = {"norm": True, "periodic_phi": True}
+
 
 def _naive_cost(p0, p1, R, beta):
     """Pairwise (theta/R)^beta with loops and a modulo-based periodic phi (independent code)."""
@@ -82,7 +85,7 @@ def test_line_closed_form_beta1():
         F = np.array([e0[e0[:, 1] <= t, 0].sum() for t in pts[:-1]]) / e0[:, 0].sum()
         G = np.array([e1[e1[:, 1] <= t, 0].sum() for t in pts[:-1]]) / e1[:, 0].sum()
         expect = np.sum(np.abs(F - G) * np.diff(pts)) / R
-        assert emd(e0, e1, R=R, beta=1.0) == pytest.approx(expect, rel=1e-9, abs=1e-12)
+        assert emd(e0, e1, R=R, beta=1.0, **NP) == pytest.approx(expect, rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
@@ -98,7 +101,7 @@ def test_equal_weights_match_assignment(beta):
         if n <= 4:  # brute force over permutations as a second opinion
             best = min(C[np.arange(n), list(p)].mean() for p in itertools.permutations(range(n)))
             assert best == pytest.approx(expect, rel=1e-12)
-        assert emd(e0, e1, R=0.6, beta=beta) == pytest.approx(expect, rel=1e-9)
+        assert emd(e0, e1, R=0.6, beta=beta, **NP) == pytest.approx(expect, rel=1e-9)
 
 
 def test_matches_pot_called_directly_and_flow():
@@ -111,7 +114,7 @@ def test_matches_pot_called_directly_and_flow():
         b = e1[:, 0] / e1[:, 0].sum()
         C = _naive_cost(e0[keep, 1:], e1[:, 1:], 0.8, beta)
         expect = ot.emd2(a, b, C, numItermax=10**7)
-        val, flow = emd(e0, e1, R=0.8, beta=beta, return_flow=True)
+        val, flow = emd(e0, e1, R=0.8, beta=beta, return_flow=True, **NP)
         assert val == pytest.approx(expect, rel=1e-9)
         assert flow.shape == (15, 11)
         assert np.all(flow[3] == 0)
@@ -123,12 +126,12 @@ def test_matches_pot_called_directly_and_flow():
 def test_periodic_phi():
     e0 = np.array([[1.0, 0.0, math.pi - 0.05]])
     e1 = np.array([[1.0, 0.0, -math.pi + 0.05]])
-    assert emd(e0, e1, R=1.0) == pytest.approx(0.1, rel=1e-9)
+    assert emd(e0, e1, R=1.0, **NP) == pytest.approx(0.1, rel=1e-9)
     # the same configuration rotated by any angle gives the same distance
     e0b, e1b = e0.copy(), e1.copy()
     e0b[:, 2] = 0.05
     e1b[:, 2] = -0.05
-    assert emd(e0b, e1b) == pytest.approx(0.1, rel=1e-9)
+    assert emd(e0b, e1b, **NP) == pytest.approx(0.1, rel=1e-9)
 
 
 def test_unnormalised():
@@ -136,9 +139,9 @@ def test_unnormalised():
     e1 = np.array([[1.0, 0.3, 0.0]])
     for beta in (0.5, 1.0, 2.0):
         # 1 unit moved a distance 0.3 (cost (0.3/0.8)^beta) + 1 unit of excess energy
-        assert emd(e0, e1, R=0.8, beta=beta, norm=False) == pytest.approx(
+        assert emd(e0, e1, R=0.8, beta=beta, norm=False, periodic_phi=True) == pytest.approx(
             (0.3 / 0.8) ** beta + 1.0, rel=1e-12)
-        assert emd(e1, e0, R=0.8, beta=beta, norm=False) == pytest.approx(
+        assert emd(e1, e0, R=0.8, beta=beta, norm=False, periodic_phi=True) == pytest.approx(
             (0.3 / 0.8) ** beta + 1.0, rel=1e-12)
     # against a direct POT solve with an explicit fake particle
     rng = np.random.default_rng(4)
@@ -148,12 +151,12 @@ def test_unnormalised():
     C = _naive_cost(a[:, 1:], b[:, 1:], 0.5, 1.0)
     C = np.vstack([C, np.ones((1, 9))])
     expect = ot.emd2(np.append(a[:, 0], diff), b[:, 0], C, numItermax=10**7)
-    assert emd(a, b, R=0.5, norm=False) == pytest.approx(expect, rel=1e-9)
+    assert emd(a, b, R=0.5, norm=False, periodic_phi=True) == pytest.approx(expect, rel=1e-9)
     # an empty event against a real one: all its energy is excess
     empty = np.zeros((3, 3))
-    assert emd(empty, b, norm=False) == pytest.approx(b[:, 0].sum())
+    assert emd(empty, b, norm=False, periodic_phi=True) == pytest.approx(b[:, 0].sum())
     with pytest.raises(ValueError, match="normalise"):
-        emd(empty, b)
+        emd(empty, b, **NP)
 
 
 def test_events_input_and_errors():
@@ -162,31 +165,32 @@ def test_events_input_and_errors():
     pad0 = np.zeros((1, 10, 3))
     pad0[0, :6] = e0
     ev = Events.from_padded(pad0)
-    assert emd(ev, e1) == pytest.approx(emd(e0, e1), rel=1e-12)
+    assert emd(ev, e1, **NP) == pytest.approx(emd(e0, e1, **NP), rel=1e-12)
     with pytest.raises(ValueError, match="negative"):
         bad = e0.copy()
         bad[0, 0] = -1
-        emd(bad, e1)
+        emd(bad, e1, **NP)
     with pytest.raises(ValueError):
-        emd(e0, e1, beta=0.0)
+        emd(e0, e1, beta=0.0, **NP)
     with pytest.raises(EMDError, match="result code"):
-        emd(_event(rng, 40), _event(rng, 40), n_iter_max=2)
+        emd(_event(rng, 40), _event(rng, 40), n_iter_max=2, **NP)
 
 
 def test_emds_symmetric_and_rectangular():
     rng = np.random.default_rng(6)
     evs = [_event(rng, n, phi0=3.1) for n in (3, 8, 5, 12, 1)]
-    D = emds(evs, R=0.7, beta=1.0, n_jobs=2)
+    D = emds(evs, R=0.7, beta=1.0, n_jobs=2, **NP)
     assert D.shape == (5, 5)
     np.testing.assert_array_equal(np.diag(D), 0.0)
     np.testing.assert_array_equal(D, D.T)
     for i, j in itertools.combinations(range(5), 2):
-        assert D[i, j] == pytest.approx(emd(evs[i], evs[j], R=0.7), rel=1e-12)
-    D2 = emds(evs[:2], evs[2:], R=0.7, n_jobs=1, norm=False)
+        assert D[i, j] == pytest.approx(emd(evs[i], evs[j], R=0.7, **NP), rel=1e-12)
+    D2 = emds(evs[:2], evs[2:], R=0.7, n_jobs=1, norm=False, periodic_phi=True)
     assert D2.shape == (2, 3)
     for i in range(2):
         for j in range(3):
-            assert D2[i, j] == pytest.approx(emd(evs[i], evs[2 + j], R=0.7, norm=False),
+            assert D2[i, j] == pytest.approx(emd(evs[i], evs[2 + j], R=0.7, norm=False,
+                                                 periodic_phi=True),
                                              rel=1e-12)
 
 
@@ -208,7 +212,7 @@ def test_emd_batch_padded_matches_single():
         for k in range(B):
             e0 = np.column_stack([a[k], x[k]])
             e1 = np.column_stack([b[k], y[k]])
-            assert got[k] == pytest.approx(emd(e0, e1, R=0.8, beta=beta), rel=1e-10)
+            assert got[k] == pytest.approx(emd(e0, e1, R=0.8, beta=beta, **NP), rel=1e-10)
         np.testing.assert_allclose(got_t, got, rtol=1e-12)
     with pytest.raises(ValueError, match="row 1"):
         a2 = a.copy()
@@ -223,10 +227,11 @@ def test_against_energyflow(sample_jets):
         e0, e1 = jets[i], jets[i + 1]
         for beta in (0.5, 1.0, 2.0):
             ref = ef_emd.emd(e0, e1, R=0.8, beta=beta, norm=True, periodic_phi=True)
-            assert emd(e0, e1, R=0.8, beta=beta) == pytest.approx(ref, rel=1e-7)
+            assert emd(e0, e1, R=0.8, beta=beta, **NP) == pytest.approx(ref, rel=1e-7)
         ref = ef_emd.emd(e0, e1, R=0.8, beta=1.0, norm=False, periodic_phi=True)
-        assert emd(e0, e1, R=0.8, beta=1.0, norm=False) == pytest.approx(ref, rel=1e-7)
-    D = emds(jets[:8], R=0.8, beta=1.0, n_jobs=2)
+        assert emd(e0, e1, R=0.8, beta=1.0, norm=False,
+                   periodic_phi=True) == pytest.approx(ref, rel=1e-7)
+    D = emds(jets[:8], R=0.8, beta=1.0, n_jobs=2, **NP)
     # wasserstein's PairwiseEMD asks numpy for a no-copy view of the weight column
     # (np.array(copy=False)), which numpy 2 refuses for C-ordered events: pass Fortran order
     Dref = ef_emd.emds([np.asfortranarray(j) for j in jets[:8]], R=0.8, beta=1.0, norm=True, periodic_phi=True, n_jobs=1,
@@ -322,3 +327,59 @@ def test_emd_batch_plans_rows_are_independent_and_errors_name_the_row():
         emd_batch_plans(Cb, a, b)
     with pytest.raises(ValueError, match="shapes"):
         emd_batch_plans(C, a[:, :4], b)
+
+
+def test_defaults_and_names_are_energyflows(sample_jets):
+    """emd / emds take energyflow's parameter names and defaults (norm=False,
+    periodic_phi=False): the same call gives the same number in both, for every setting."""
+    import inspect
+
+    ef_emd = pytest.importorskip("energyflow.emd")
+    for ours, theirs in ((emd, ef_emd.emd), (emds, ef_emd.emds)):
+        mine = inspect.signature(ours).parameters
+        ref = inspect.signature(theirs).parameters
+        for name in ("R", "beta", "norm", "periodic_phi", "n_iter_max"):
+            assert name in mine and name in ref
+            if name != "n_iter_max":
+                assert mine[name].default == ref[name].default, name
+    jets = [np.asarray(j, dtype=np.float64) for j in sample_jets[:6]]
+    jets[1] = jets[1].copy()
+    jets[1][:, 2] += 2.0  # azimuths up to ~pi + 2: periodic and plain phi differ
+    jets[2] = jets[2].copy()
+    jets[2][:, 0] *= 3.0  # unequal total pT: norm matters
+    pairs = [(0, 1), (2, 3), (1, 4)]
+    for i, j in pairs:
+        assert emd(jets[i], jets[j]) == pytest.approx(ef_emd.emd(jets[i], jets[j]), rel=1e-7)
+        for norm in (False, True):
+            for periodic in (False, True):
+                kw = {"R": 0.6, "beta": 1.0, "norm": norm, "periodic_phi": periodic}
+                assert emd(jets[i], jets[j], **kw) == pytest.approx(
+                    ef_emd.emd(jets[i], jets[j], **kw), rel=1e-7), kw
+    fortran = [np.asfortranarray(j) for j in jets]  # see test_against_energyflow
+    np.testing.assert_allclose(emds(jets, n_jobs=1),
+                               ef_emd.emds(fortran, n_jobs=1, verbose=0), rtol=1e-7, atol=1e-9)
+
+
+def test_periodic_phi_off_takes_differences_as_they_are():
+    e0 = np.array([[1.0, 0.0, math.pi - 0.05]])
+    e1 = np.array([[1.0, 0.0, -math.pi + 0.05]])
+    assert emd(e0, e1, norm=True) == pytest.approx(2 * math.pi - 0.1, rel=1e-9)
+    assert emd(e0, e1, norm=True, periodic_phi=True) == pytest.approx(0.1, rel=1e-9)
+    assert emd(e0, e1) == pytest.approx(2 * math.pi - 0.1, rel=1e-9)  # energyflow's defaults
+
+
+def test_emds_takes_awkward_records_and_particle_lists():
+    """emds reads the inputs Shaper reads (Events.as_jets): awkward records in any vector
+    coordinates give the numbers of the (pT, y, phi) arrays."""
+    ak = pytest.importorskip("awkward")
+    rng = np.random.default_rng(8)
+    evs = [_event(rng, n) for n in (4, 7, 5)]
+    pt = ak.Array([e[:, 0] for e in evs])
+    y = ak.Array([e[:, 1] for e in evs])
+    phi = ak.Array([e[:, 2] for e in evs])
+    cart = ak.zip({"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(y),
+                   "E": pt * np.cosh(y)})
+    want = emds(evs, **NP)
+    np.testing.assert_allclose(emds(cart, **NP), want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(emds(ak.zip({"pt": pt, "y": y, "phi": phi}), **NP), want,
+                               rtol=1e-12, atol=1e-14)
