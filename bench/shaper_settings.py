@@ -53,9 +53,11 @@ CONFIGS = [
     ("exact flow, weight lr 0.15", {"lr": 0.15}),
     ("exact flow, 40 steps", {"steps": 40}),
     ("exact flow, 150 steps", {"steps": 150}),
-    ("exact flow, + 2 polish steps at the reported resolution", {"polish_steps": 2}),
+    ("exact flow, no polish steps at the reported resolution", {"polish_steps": 0}),
     ("exact flow, nested=True (smaller members' optima as starts)", {"nested": True}),
     ("exact flow, Koopman jumps (window 6)", {"koopman": "koopman6"}),
+    ("exact flow, 6 polish steps at the reported resolution", {"polish_steps": 6}),
+    ("exact flow, full jets, 32 nodes per shape", {"coarse_points": None, "n_samples": 32}),
 ]
 TIE = 1e-4
 
