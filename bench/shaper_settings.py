@@ -20,7 +20,8 @@ the bench (``bench/shaper_exact_eval.py``): adds, for 2-point-diskiness, the sha
 each configuration is at most pyshaper's exact EMD (+1e-4 relative).
 
 ``--koopman``: the Koopman (DMD) jump-ahead experiment on the general path: the exact flow of
-the observable from the kT start on the held-out jets (single start, the default flow settings,
+the observable from the kT start on the held-out jets (single start, the default flow settings
+-- ``--koopman-flow sinkhorn``: the previous Adam flow on the Sinkhorn divergence --,
 its step limit raised so that every row converges), with and without
 :class:`physkit.flow.Koopman` jumps of several windows: mean flow steps per row to convergence,
 rows at the step limit, and the final exact values (mean, and the share of rows better / worse
@@ -175,14 +176,16 @@ def koopman_experiment(args, ev) -> None:
     from shaper.batching import pad_to, real_first, width_groups
     from shaper.exact_flow import flow_exact
 
+    from shaper.sinkhorn_flow import flow_sinkhorn
+
     obs = from_name(args.observable)
-    sh = Shaper([args.observable], R=args.R, beta=args.beta, n_jobs=1)
+    sh = Shaper([args.observable], R=args.R, beta=args.beta, n_jobs=1, flow=args.koopman_flow)
     evs, _ = real_first(ev)
     runs = [("no jumps", None)] + [(f"Koopman window {w}", Koopman(window=w))
                                    for w in (4, 6, 8, 12)]
     base = None
-    print(f"\nKoopman experiment: {args.observable}, {len(ev)} held-out jets, exact flow from "
-          f"the kT start on the full jets, {sh.n_samples} nodes per shape, step limit "
+    print(f"\nKoopman experiment: {args.observable}, {len(ev)} held-out jets, {sh.flow} flow "
+          f"from the kT start on the full jets, {sh.n_samples} nodes per shape, step limit "
           f"{args.koopman_steps}, tol {sh.tol}, patience {sh.patience}\n")
     print("| run | mean flow steps per row | rows at the step limit | jumps kept per row | "
           "mean exact value | better / worse than no jumps | CPU s |")
@@ -193,9 +196,14 @@ def koopman_experiment(args, ev) -> None:
             g = sh._prepare(pad_to(evs[rows], w))
             p0 = {k: v.to(torch.float64) for k, v in obs.init(g.refined_seeds, sh.R).items()}
             c0 = time.process_time()
-            res = flow_exact(obs, g.x, g.z, p0, steps=args.koopman_steps, n_samples=sh.n_samples,
-                             R=sh.R, beta=sh.beta, weight_lr=sh.lr, tol=sh.tol,
-                             patience=sh.patience, koopman=kp)
+            if sh.flow == "exact":
+                res = flow_exact(obs, g.x, g.z, p0, steps=args.koopman_steps,
+                                 n_samples=sh.n_samples, R=sh.R, beta=sh.beta, weight_lr=sh.lr,
+                                 tol=sh.tol, patience=sh.patience, koopman=kp)
+            else:  # the previous general path's Adam flow on the Sinkhorn divergence
+                p0 = {k: obs.constraints[k].project(v.to(sh.dtype)) for k, v in p0.items()}
+                res = flow_sinkhorn(obs, g.x.to(sh.dtype), g.z.to(sh.dtype), g.mask, p0,
+                                    args.koopman_steps, sh, koopman=kp)
             cpu += time.process_time() - c0
             steps.append(res.n_steps.numpy())
             lim.append(res.status.numpy() == 1)
@@ -236,6 +244,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=777, help="seed of the held-out jets")
     ap.add_argument("--koopman", action="store_true", help="the Koopman experiment instead")
     ap.add_argument("--koopman-steps", type=int, default=300)
+    ap.add_argument("--koopman-flow", default="exact", choices=("exact", "sinkhorn"),
+                    help="the flow of the Koopman experiment")
     ap.add_argument("--data", default=os.path.join(ROOT, "data", "jets_sample.h5"))
     args = ap.parse_args(argv)
 
