@@ -59,6 +59,8 @@ CONFIGS = [
     ("exact flow, Koopman jumps (window 6)", {"koopman": "koopman6"}),
     ("exact flow, 6 polish steps at the reported resolution", {"polish_steps": 6}),
     ("exact flow, full jets, 32 nodes per shape", {"coarse_points": None, "n_samples": 32}),
+    ("exact flow, 15 screening steps", {"screen_steps": 15}),
+    ("exact flow, 30 screening steps", {"screen_steps": 30}),
 ]
 TIE = 1e-4
 
