@@ -127,8 +127,8 @@ class Shaper:
         Sinkhorn flow.
     screen_steps : steps every start flows before only the first and each jet's best go on
         (0, or >= steps: all flow to the end). None: 6 exact, 0 Sinkhorn.
-    koopman : :class:`physkit.flow.Koopman` DMD jump-ahead in the flow (None: off; measured
-        no saving on the general path, bench/RESULTS.md).
+    koopman : :class:`physkit.flow.Koopman` DMD jump-ahead in the flow (None: off; it saves
+        under a third of the exact flow's steps, bench/RESULTS.md).
     scaling, sinkhorn_iter, sinkhorn_tol : Sinkhorn eps-scaling factor, iteration cap per flow
         step (warm-started from the previous step's potentials), tolerance. ``sinkhorn_iter=None``
         (default): 1 where the solver uses Newton's method (jet or shape with at most
