@@ -57,6 +57,8 @@ WIDE_RADIUS = 0.6
 WIDE_FRACTION = 0.3
 #: weight of the wide, light shape around the hardest prong (the second "wide" start)
 LIGHT_FRACTION = 0.1
+#: radius of the narrow start's hardest shape (units of R): the point-like limit of the shape
+NARROW_RADIUS = 0.02
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,9 @@ def _prong_starts(kind: str, n: int, with_points: bool):
     prong's shape made wide (radius ``WIDE_RADIUS * R``; a ``WIDE_FRACTION`` share of the
     prong's energy when the prong has a point); (2) for ``n >= 2``, a wide, light shape around
     the hardest prong: the last prong moves onto the hardest one's centre with a wide shape of
-    weight ``LIGHT_FRACTION`` (its point empty), the other weights scaled down to make room."""
+    weight ``LIGHT_FRACTION`` (its point empty), the other weights scaled down to make room;
+    (3) the hardest prong's shape made narrow (radius ``NARROW_RADIUS * R``: the shape's
+    point-like limit on the hardest subjet, a basin the wide starts do not reach)."""
     init = _prong_init(kind, n, with_points)
     width = "radii" if kind in ("ring", "disk") else "semi_axes"
 
@@ -293,7 +297,9 @@ def _prong_starts(kind: str, n: int, with_points: bool):
             w = wide["weights"]
             total = w[:, 0] + w[:, n]
             w[:, 0], w[:, n] = (1 - WIDE_FRACTION) * total, WIDE_FRACTION * total
-        out = [wide]
+        narrow = {k: v.clone() for k, v in base.items()}
+        narrow[width][:, 0] = NARROW_RADIUS * R
+        out = [wide, narrow]
         if n >= 2:
             light = {k: v.clone() for k, v in base.items()}
             light["centers"][:, -1] = light["centers"][:, 0]

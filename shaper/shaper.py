@@ -123,7 +123,7 @@ class Shaper:
         from :data:`START_KINDS`: ``"kt"`` (the raw exclusive-kT initialisation, when
         ``refine_seeds``), ``"wide"`` (the observable's diverse seeds,
         :meth:`~shaper.observables.Observable.starts`: a wide shape on the hardest prong, a
-        wide light shape around it). None: ``("kt", "wide")`` for the exact flow, none for the
+        wide light shape around it, a narrow one on it). None: ``("kt", "wide")`` for the exact flow, none for the
         Sinkhorn flow.
     screen_steps : steps every start flows before only the first and each jet's best go on
         (0, or >= steps: all flow to the end). None: 6 exact, 0 Sinkhorn.
