@@ -125,3 +125,21 @@ def test_general_path_on_cuda_matches_cpu(jets):
         again = Shaper(names, **kw).exact_values(jets[:12], name, gpu[name].params)
         np.testing.assert_allclose(gpu[name].value, again, rtol=1e-9, atol=1e-12)
         assert np.median(gpu[name].value / cpu[name].value) < 1 + 1e-3
+
+
+@pytest.mark.parametrize("name", ["1-ringiness", "2-point-diskiness", "1-ellipsiness"])
+def test_diverse_starts_cover_wide_and_point_like_shapes(group, name):
+    """The observable's further starts put a wide and a narrow (point-like) shape on the
+    hardest prong: the basins of a diffuse jet and of a jet with one hard core."""
+    from shaper.observables import NARROW_RADIUS, WIDE_RADIUS
+
+    obs = from_name(name)
+    width = "radii" if "radii" in obs.specs else "semi_axes"
+    starts = obs.starts(group.seeds, 0.8)
+    hardest = [s[width][:, 0] for s in starts]
+    assert any(torch.allclose(h, torch.full_like(h, WIDE_RADIUS * 0.8)) for h in hardest)
+    assert any(torch.allclose(h, torch.full_like(h, NARROW_RADIUS * 0.8)) for h in hardest)
+    for s in starts:  # every start is a valid point of the manifold
+        for k, v in s.items():
+            v = v.to(torch.float64)
+            assert torch.allclose(obs.constraints[k].project(v), v, rtol=0, atol=1e-12), k
