@@ -56,6 +56,16 @@ _SHRINK, _GROW = 0.25, 2.0
 _MIN_WEIGHT_SCALE = 1e-3
 
 
+def _bias(decay: float, t: torch.Tensor) -> torch.Tensor:
+    """Adam's bias correction ``1 - decay^t`` for integer step counts ``t`` (float tensor),
+    from a table of Python powers: ``torch.pow`` takes vectorised and scalar code paths for
+    different positions of a batch, whose last bits differ, and a row's numbers must not
+    depend on its position in the batch."""
+    n = int(t.max().item()) + 1 if t.numel() else 1
+    table = torch.tensor([1.0 - decay ** k for k in range(n)], dtype=t.dtype, device=t.device)
+    return table[t.long()]
+
+
 class Transport:
     """The exact plan between jets and sampled shapes, summarised per node.
 
@@ -276,7 +286,7 @@ class ExactSteps:
             s = torch.where(km, s, self.s[k][idx])
             self.m[k][idx], self.s[k][idx] = m, s
             tt = t.reshape(km.shape)
-            mhat, shat = m / (1 - _B1 ** tt), s / (1 - _B2 ** tt)
+            mhat, shat = m / _bias(_B1, tt), s / _bias(_B2, tt)
             out[k] = self.lr * mhat / (shat.sqrt() + _ADAM_EPS)
         return out
 
