@@ -143,3 +143,17 @@ def test_diverse_starts_cover_wide_and_point_like_shapes(group, name):
         for k, v in s.items():
             v = v.to(torch.float64)
             assert torch.allclose(obs.constraints[k].project(v), v, rtol=0, atol=1e-12), k
+
+
+def test_adam_bias_correction_does_not_depend_on_batch_position():
+    """The weight steps' Adam bias correction ``1 - decay^t``: a row's value is the same alone
+    and at any position of a batch (``decay ** t`` by torch.pow differs in the last bits
+    between its vectorised and scalar paths, which made rows depend on their batch)."""
+    from shaper.exact_flow import _bias
+
+    t = torch.arange(1, 400, dtype=torch.float64)
+    for decay in (0.9, 0.999):
+        full = _bias(decay, t)
+        alone = torch.cat([_bias(decay, t[i:i + 1]) for i in range(len(t))])
+        assert torch.equal(full, alone)
+        assert full.tolist() == [1.0 - decay ** int(k) for k in t.tolist()]
