@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/shaper_bench.py [--n-jets 200] [--quick] [--threads 2] [--parallel]
     .venv/bin/python bench/shaper_bench.py --gpu [--gpu-jets 10000]   # physkit only, on CUDA
+    .venv/bin/python bench/shaper_bench.py --observables none --general 1-ringiness  # general only
     .venv/bin/python bench/shaper_bench.py --only points [--n-jets 2000] [--passes 100]
 
 ``--only points``: the exact point path and isotropy against fastjet-contrib's Nsubjettiness
@@ -31,6 +32,11 @@ What it does:
    (``tau_kt``: exclusive-kT axes; ``tau_onepass``: fastjet-contrib OnePass_KT_Axes), and
    pyshaper's own reported value relative to the exact EMD at its parameters. Per-jet values go
    to ``bench/.cache/shaper_bench_per_jet.npz``; ``--json`` writes the figures.
+
+5. the general path (``--general``, default 1-ringiness, 1-diskiness, 2-point-diskiness) against
+   the previous general path (``Shaper(flow="sinkhorn")``, the defaults before issue 15) on the
+   same jets: jets/s by wall and CPU time, the share of jets whose value is no higher than the
+   previous path's, the rows at the step limit (status 1).
 
 pyshaper's time is its ``Shaper.calculate`` calls (after a short untimed warm-up); physkit's is
 :meth:`shaper.Shaper.compute` (after an untimed warm-up on 2 jets), which includes physkit's own
@@ -69,6 +75,9 @@ OBSERVABLES = [
 ]
 #: relative tolerance under which two exact EMDs count as a tie
 TIE_RTOL = 1e-4
+#: general-path observables compared with the previous general path (``flow="sinkhorn"``, the
+#: defaults before issue 15) in the same run, and timed on the GPU (``--gpu``)
+GENERAL = ["1-ringiness", "1-diskiness", "2-point-diskiness"]
 
 
 # ----------------------------------------------------------------------------- pyshaper venv
@@ -165,14 +174,16 @@ def load_npz(path: str) -> dict:
         return {k: d[k] for k in d.files}
 
 
-def run_physkit(ev, name: str, device: str = "cpu", threads: int | None = None):
-    """``(value (B,), centers (B, n, 2), weights (B, k), radii (B, n) or None, wall_s, cpu_s)``."""
+def run_physkit(ev, name: str, device: str = "cpu", threads: int | None = None, **kw):
+    """``(value (B,), centers (B, n, 2), weights (B, k), radii (B, n) or None, wall_s, cpu_s)``
+    (``kw``: further :class:`shaper.Shaper` settings; the status per jet goes to
+    ``run_physkit.last_status``)."""
     import torch
 
     from shaper import Shaper
 
     ev = ev.to(device)
-    sh = Shaper([name], R=R, beta=BETA, device=device, n_jobs=threads)
+    sh = Shaper([name], R=R, beta=BETA, device=device, n_jobs=threads, **kw)
     sh.compute(ev[:2])  # warm-up (untimed)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -183,6 +194,7 @@ def run_physkit(ev, name: str, device: str = "cpu", threads: int | None = None):
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     r = res[name]
     p = r.params
+    run_physkit.last_status = np.asarray(r.status)
     return (np.asarray(r.value, dtype=np.float64), np.asarray(p["centers"], dtype=np.float64),
             np.asarray(p["weights"], dtype=np.float64),
             None if "radii" not in p else np.asarray(p["radii"], dtype=np.float64), wall, cpu)
@@ -286,6 +298,45 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------- general path
+def general_rows(ev, threads: int, names=GENERAL, log=print) -> list[dict]:
+    """physkit's general path (defaults) against the previous one (``flow="sinkhorn"``, the
+    defaults before issue 15) on the same jets, one after the other: jets/s by wall and by CPU
+    time (times the threads: the 2-thread rate on an unloaded machine), the share of jets whose
+    value is no higher than the previous path's (relative 1e-4), and rows at the step limit."""
+    rows = []
+    for name in names:
+        out = {}
+        for label, kw in (("new", {}), ("old", {"flow": "sinkhorn"})):
+            v, *_, wall, cpu = run_physkit(ev, name, threads=threads, **kw)
+            out[label] = (v, wall, cpu, run_physkit.last_status)
+            log(f"  {name} ({label}): {len(ev)} jets in {wall:.2f} s wall, {cpu:.2f} s CPU")
+        (vn, wn, cn, sn), (vo, wo, co, so) = out["new"], out["old"]
+        q = vn / vo
+        rows.append(dict(observable=name, n_jets=len(ev), new_jets_s=len(ev) / wn,
+                         old_jets_s=len(ev) / wo, new_jets_cpu_s=threads * len(ev) / cn,
+                         old_jets_cpu_s=threads * len(ev) / co, le_old=float(np.mean(
+                             q <= 1 + TIE_RTOL)), better_old=float(np.mean(q < 1 - TIE_RTOL)),
+                         ratio_median=_med(q), ratio_max=float(np.max(q)),
+                         new_status1=float(np.mean(sn == 1)), old_status1=float(np.mean(so == 1)),
+                         new_mean=float(vn.mean()), old_mean=float(vo.mean())))
+    return rows
+
+
+def general_markdown(rows: list[dict], threads: int) -> str:
+    out = [f"| observable | jets/s (wall): new, previous | {threads} x jets per CPU-s: new, "
+           "previous | value <= previous (+1e-4) | better than previous | median / max ratio "
+           "new/previous | mean value: new, previous | status 1: new, previous |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['observable']} | {r['new_jets_s']:.0f}, {r['old_jets_s']:.0f} | "
+                   f"{r['new_jets_cpu_s']:.0f}, {r['old_jets_cpu_s']:.0f} | {r['le_old']:.1%} | "
+                   f"{r['better_old']:.1%} | {r['ratio_median']:.4f} / {r['ratio_max']:.3f} | "
+                   f"{r['new_mean']:.5f}, {r['old_mean']:.5f} | {r['new_status1']:.1%}, "
+                   f"{r['old_status1']:.1%} |")
+    return "\n".join(out)
+
+
 # ----------------------------------------------------------------------------- GPU
 def gpu_throughput(path: str, n_jets: int, seed: int, device: str = "cuda",
                    log=print) -> list[dict]:
@@ -301,7 +352,9 @@ def gpu_throughput(path: str, n_jets: int, seed: int, device: str = "cuda",
     idx = np.random.default_rng(seed).permutation(np.tile(np.arange(len(ev)), reps))[:n_jets]
     ev = ev[torch.as_tensor(idx)].trim()
     rows = []
-    for name, *_ in OBSERVABLES:
+    names = [o[0] for o in OBSERVABLES] + [g for g in GENERAL if g not in
+                                             [o[0] for o in OBSERVABLES]]
+    for name in names:
         v, *_, wall, _ = run_physkit(ev, name, device=device)
         dev = torch.cuda.get_device_name() if device.startswith("cuda") else device
         rows.append(dict(observable=name, n_jets=n_jets, jets_s=n_jets / wall, wall_s=wall,
@@ -348,6 +401,9 @@ def main(argv=None) -> int:
                     help="comma-separated subset of " + ",".join(o[0] for o in OBSERVABLES))
     ap.add_argument("--parallel", action="store_true",
                     help="run the three pyshaper processes at once, 1 thread each")
+    ap.add_argument("--general", default=",".join(GENERAL),
+                    help="general-path observables compared with the previous general path "
+                         "(flow='sinkhorn') on the same jets ('' to skip)")
     ap.add_argument("--gpu", action="store_true", help="physkit only, on CUDA, --gpu-jets jets")
     ap.add_argument("--gpu-jets", type=int, default=10_000)
     ap.add_argument("--gpu-device", default="cuda", help="device for --gpu ('cpu': dry run)")
@@ -425,9 +481,24 @@ def main(argv=None) -> int:
     print()
     for r in rows:
         print(json.dumps(r))
+    grows, gmd = [], ""
+    if args.general:
+        names = [g for g in args.general.split(",") if g]
+        if os.path.exists(args.data):
+            gev, *_ = pick_jets(args.data, n, args.seed)
+        else:
+            gev, *_ = synthetic_jets(n, args.seed)
+        print(f"\ngeneral path vs the previous one (flow='sinkhorn'), same {len(gev)} jets, "
+              f"{args.threads} threads:")
+        grows = general_rows(gev, args.threads, names)
+        gmd = general_markdown(grows, args.threads)
+        print(gmd)
+        for r in grows:
+            print(json.dumps(r))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(source=srcs, rows=rows, markdown=md), fh, indent=1)
+            json.dump(dict(source=srcs, rows=rows, markdown=md, general=grows,
+                           general_markdown=gmd), fh, indent=1)
     return 0
 
 

@@ -1,48 +1,75 @@
-"""The general path of :class:`shaper.Shaper`: any manifold, fitted by a flow on the Sinkhorn
-divergence and reported at the exact EMD.
+"""The general path of :class:`shaper.Shaper`: any manifold, fitted by a flow and reported at the
+exact EMD.
 
 For each jet group and observable:
 
-1. **candidates**: the kT initialisation (from the exact n-subjettiness axes with
-   ``refine_seeds``), plus the optima of smaller members of the nested family fitted in the
-   same call, embedded in this one (new prong with zero weight; pileup fraction 0);
-2. **flow**: projected Adam (:func:`physkit.flow.minimize`) from every candidate on the debiased
-   Sinkhorn divergence (:func:`physkit.ot.sinkhorn_divergence`) between the jet and the
-   shape's ``n_samples`` quadrature nodes per shape, dual potentials warm-started from step to
-   step and the jet's self-potential cached (``eps`` fixed, no annealing). By default the flow
-   sees each jet **coarse-grained** to ``coarse_points`` = n pseudo-particles (its exact
-   n-point optimum, the n-point cloud nearest to the jet in EMD,
-   :func:`shaper.lloyd.coarse_grain`; for beta = 1 the EMD from any shape to the coarse jet
-   differs from that to the jet by at most their distance tau_n); jets with at most n
-   particles are kept as they are. All jets are then equally wide, so the jets of every width
-   group flow together (:meth:`GeneralPath.shared_flow`), in buckets of ``bucket_size`` rows
-   run in parallel threads; ``polish_steps`` > 0 adds flow steps on the full jets;
-3. **exact evaluation**: the exact EMD (:func:`physkit.ot.emd_batch`, ``n_eval_samples`` nodes
-   per shape) at every candidate, every flowed end point and (with ``refine_seeds``) the raw
-   kT initialisation; the best is kept per jet, so the
-   value never exceeds the one at the initial parameters nor that of a smaller family member
-   (up to the quadrature error).
+1. **starts** (:meth:`GeneralPath.starts`), flowed side by side as rows of one batch: the kT
+   initialisation (from the exact n-subjettiness axes with ``refine_seeds``), the further
+   starts named in ``starts`` (``"kt"``: the raw exclusive-kT initialisation; ``"wide"``: the
+   observable's own diverse seeds, :meth:`~shaper.observables.Observable.starts`, e.g. a wide
+   light disk around the hardest prong), and the optima of smaller members of the nested family
+   fitted in the same call, embedded in this one (new prong with zero weight; pileup fraction 0);
+2. **flow** (``flow``): ``"exact"`` -- majorise-minimise steps on the exact EMD between the
+   jet and the shape's ``n_samples`` nodes per shape (:mod:`shaper.exact_flow`), or
+   ``"sinkhorn"`` -- projected Adam on the debiased Sinkhorn divergence
+   (:mod:`shaper.sinkhorn_flow`); optionally with Koopman jumps (``koopman``). The flow sees
+   each jet **coarse-grained** to ``coarse_points`` pseudo-particles when that is set (its exact
+   n-point optimum, :func:`shaper.lloyd.coarse_grain`; jets with at most n particles are kept
+   as they are); then all jets are equally wide and the jets of every width group flow
+   together (:meth:`GeneralPath.shared_flow`). Rows run in buckets of ``bucket_size`` in
+   parallel threads;
+3. **selection** (:meth:`GeneralPath.select`): per jet the flowed end point of least flow value
+   is evaluated exactly at ``n_eval_samples`` nodes per shape on the full jet (``polish_steps``
+   > 0 with the exact flow: that many exact steps on the full jet at that resolution from it,
+   each step's value exact); then the first start's end point and initial parameters (the
+   single-start fit) and (with ``refine_seeds``) the raw kT initialisation -- skipped on the
+   jets where a cheap lower bound of its exact EMD (:func:`physkit.ot.bounds.emd_lower_bound`)
+   is not below the best value so far, evaluated exactly elsewhere. The best is kept per jet,
+   so the value never exceeds the one at the initial parameters, multi-start never raises it
+   above the single-start fit's, and it never exceeds that of a smaller family member whose
+   optimum is a start (up to the quadrature error).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from physkit.flow import Status, minimize
-from physkit.ot import SinkhornPotentials, emd_batch, emd_batch_grads, sinkhorn_divergence
-from physkit.ot.sinkhorn import NEWTON_MAX_POINTS
+from physkit.flow import FlowResult
+from physkit.ot import emd_batch, emd_batch_grads
+from physkit.ot.bounds import emd_lower_bound
 
-from .batching import align_nodes, aligned_width, buckets, thread_map
+from .batching import buckets, thread_map
+from .exact_flow import flow_exact
 from .group import GroupFit, JetGroup, Params
 from .lloyd import coarse_grain
 from .observables import Observable
+from .sinkhorn_flow import flow_sinkhorn
 
 if TYPE_CHECKING:  # pragma: no cover
     from .shaper import Shaper
 
-#: per group: (candidate parameter sets, flowed parameters (S * B, ...), flow status (S * B,))
-SharedFlow = Tuple[List[Params], Params, torch.Tensor]
+
+#: weight learning rate of the polish steps: none to speak of (the Gauss-Newton steps of the
+#: positional parameters cannot raise the value; a weight step at full rate mostly would)
+_POLISH_WEIGHT_LR = 1e-12
+
+
+class Flowed(NamedTuple):
+    """The flow of one group: ``starts`` (``S`` parameter sets ``(B, ...)``), the flowed
+    parameters ``params`` ``(S * B, ...)`` (start-major), their flow status and the flow's own
+    final values ``loss`` ``(S * B,)``; ``nested``: how many of the starts (the last ones) are
+    embedded optima of smaller family members."""
+
+    starts: List[Params]
+    params: Params
+    status: torch.Tensor
+    loss: torch.Tensor
+    nested: int = 0
+
+
+#: kept for callers of earlier versions
+SharedFlow = Flowed
 
 
 class GeneralPath:
@@ -57,12 +84,24 @@ class GeneralPath:
         """Exact EMD ``(B,)`` float64 between the jets ``x (B, M, 2)``, ``z (B, M)`` and the
         shapes ``params`` (``n_eval_samples`` nodes per shape), ``n_jobs`` threads."""
         s = self.s
-        p = {k: v.detach().to(torch.float64) for k, v in params.items()}
-        with torch.no_grad():
-            y, b = obs.sample(p, s.n_eval_samples, s.R, batch=z)
-        b = b.clamp_min(0)
+        y, b = self._eval_nodes(obs, params, z)
         v = emd_batch(x, z, y, b, R=s.R, beta=s.beta, n_jobs=n_jobs)
         return torch.as_tensor(v, dtype=torch.float64, device=z.device)
+
+    def _eval_nodes(self, obs: Observable, params: Params, z: torch.Tensor
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        p = {k: v.detach().to(torch.float64) for k, v in params.items()}
+        with torch.no_grad():
+            y, b = obs.sample(p, self.s.n_eval_samples, self.s.R, batch=z)
+        return y, b.clamp_min(0)
+
+    def _pot_jobs(self, group: Optional[JetGroup] = None) -> Optional[int]:
+        """Threads of the exact (POT) solves: on CPU the group's (width groups and flow buckets
+        already run in parallel threads), on other devices ``n_jobs`` (the solves are CPU work
+        while the device waits; None: every core)."""
+        if self.s.device.type == "cpu":
+            return 1 if group is None else group.workers
+        return self.s.n_jobs
 
     def grads(self, obs: Observable, params: Params, group: JetGroup) -> Dict[str, torch.Tensor]:
         """d value / d pT ``(B, M)`` and d value / d(y, phi) ``(B, M, 2)`` of the particles at
@@ -70,12 +109,10 @@ class GeneralPath:
         envelope theorem), from the exact EMD's optimal plan and dual potentials
         (:func:`physkit.ot.emd_batch_grads`) at the reported quadrature (``n_eval_samples``)."""
         s = self.s
-        p = {k: v.detach().to(torch.float64) for k, v in params.items()}
-        with torch.no_grad():
-            y, b = obs.sample(p, s.n_eval_samples, s.R, batch=group.z)
+        y, b = self._eval_nodes(obs, params, group.z)
         pt = group.z * group.pt_sum[:, None]
-        _, gp, gx = emd_batch_grads(group.x, pt, y, b.clamp_min(0), R=s.R, beta=s.beta,
-                                    n_jobs=group.workers)
+        _, gp, gx = emd_batch_grads(group.x, pt, y, b, R=s.R, beta=s.beta,
+                                    n_jobs=self._pot_jobs(group))
         dev = group.z.device
         m = group.mask
         gp = torch.as_tensor(gp, dtype=torch.float64, device=dev)
@@ -85,72 +122,131 @@ class GeneralPath:
 
     # ------------------------------------------------------------------ fit
     def fit(self, obs: Observable, group: JetGroup, return_grads: bool = False,
-            shared: Optional[SharedFlow] = None) -> GroupFit:
-        """Fit ``obs`` to ``group``: flow from every candidate (or take the flow of
-        :meth:`shared_flow`), then keep the candidate or end point of least exact EMD."""
+            shared: Optional[Flowed] = None) -> GroupFit:
+        """Fit ``obs`` to ``group``: flow from every start (or take the flow of
+        :meth:`shared_flow`), then keep the start or end point of least exact EMD."""
         B = len(group)
         if not obs.specs:  # nothing to fit (isotropy)
-            v = self.exact(obs, {}, group.x, group.z, group.workers)
+            v = self.exact(obs, {}, group.x, group.z, self._pot_jobs(group))
             grads = self.grads(obs, {}, group) if return_grads else None
             return GroupFit({}, v, torch.zeros(B, dtype=torch.int8, device=group.x.device), grads)
-        cands, flowed, status = shared if shared is not None else self._flow_group(obs, group)
-        if self.s.polish_steps > 0 and self.s.coarse_points is not None:
+        fl = shared if shared is not None else self._flow_group(obs, group)
+        s = self.s
+        if s.flow == "sinkhorn" and s.polish_steps > 0 and s.coarse_points is not None:
             # a few steps on the full jets correct the coarse-graining
-            S = len(cands)
-            flowed, _ = self._run_buckets(obs, group.x.repeat(S, 1, 1), group.z.repeat(S, 1),
-                                          group.mask.repeat(S, 1), flowed, self.s.polish_steps,
-                                          group.workers)
-        params, value, status = self._best_exact(obs, group, cands, flowed, status)
+            S = len(fl.starts)
+            res = self._run_buckets(obs, group.x.repeat(S, 1, 1), group.z.repeat(S, 1),
+                                    group.mask.repeat(S, 1), fl.params, s.polish_steps,
+                                    group.workers)
+            fl = Flowed(fl.starts, res.params, fl.status, res.loss, fl.nested)
+        params, value, status = self.select(obs, group, fl)
         grads = self.grads(obs, params, group) if return_grads else None
         return GroupFit(params, value, status, grads)
 
-    def _best_exact(self, obs: Observable, group: JetGroup, cands: List[Params],
-                    flowed: Params, flow_status: torch.Tensor
-                    ) -> Tuple[Params, torch.Tensor, torch.Tensor]:
-        """Exact values at every start and every flowed end point ``(S * B, ...)``; the best per
-        jet: (params ``(B, ...)`` float64, value ``(B,)``, status ``(B,)`` of its flow)."""
-        B, S = len(group), len(cands)
-        sets = [{k: v.to(torch.float64) for k, v in c.items()} for c in cands]
-        sets += [{k: v[s * B:(s + 1) * B].detach().to(torch.float64) for k, v in flowed.items()}
-                 for s in range(S)]
-        if self.s.refine_seeds:  # the plain kT initialisation is a candidate too (not flowed)
-            sets.append({k: v.to(torch.float64)
-                         for k, v in obs.init(group.seeds, self.s.R).items()})
-        vals = torch.stack([self.exact(obs, p, group.x, group.z, group.workers)
-                            for p in sets])  # (2S, B)
-        vals = torch.where(torch.isfinite(vals), vals, torch.full_like(vals, float("inf")))
-        best = vals.argmin(dim=0)
+    # ------------------------------------------------------------------ selection
+    def select(self, obs: Observable, group: JetGroup, fl: Flowed
+               ) -> Tuple[Params, torch.Tensor, torch.Tensor]:
+        """Per jet the best by exact EMD of: the flowed end point of least flow value, the end
+        point and the start of the first start (the single-start fit), and (with
+        ``refine_seeds``) the raw kT initialisation; candidates whose lower bound is not below
+        the best so far are skipped. Returns (params ``(B, ...)`` float64, value ``(B,)``,
+        status ``(B,)``: that of the flow of the jet's best start, the one flowed to the end)."""
+        B, S = len(group), len(fl.starts)
         ar = torch.arange(B, device=group.x.device)
-        params = {k: torch.stack([p[k] for p in sets])[best, ar] for k in obs.specs}
-        value = vals[best, ar]
-        st_all = flow_status.reshape(S, B)
-        status = st_all[torch.where(best < 2 * S, best % S, torch.zeros_like(best)), ar]
-        return params, value, status
+        ends = [{k: v[i * B:(i + 1) * B].detach().to(torch.float64) for k, v in fl.params.items()}
+                for i in range(S)]
+        status = fl.status.reshape(S, B)
+        first = fl.loss.reshape(S, B).argmin(dim=0)  # the flow's best end point per jet
+        best = {k: torch.stack([e[k] for e in ends])[first, ar] for k in obs.specs}
+        best_status = status[first, ar]
+        best, value = self._first_value(obs, group, best)
+        others = [(ends[0], status[0], first != 0)]
+        guards = [0] + list(range(S - fl.nested, S))  # the single start, the smaller optima
+        others += [({k: v.to(torch.float64) for k, v in fl.starts[i].items()}, status[i], None)
+                   for i in sorted(set(guards))]
+        if self.s.refine_seeds:
+            kt = {k: v.to(torch.float64) for k, v in obs.init(group.seeds, self.s.R).items()}
+            others.append((kt, status[0], None))
+        for cand, st, rows in others:
+            best, value, _ = self._challenge(obs, group, best, value, best_status, cand, st, rows)
+        return best, value, best_status
+
+    def _first_value(self, obs: Observable, group: JetGroup, params: Params
+                     ) -> Tuple[Params, torch.Tensor]:
+        """Exact value of the first candidate, after ``polish_steps`` exact steps on the full
+        jets at the reported resolution (exact flow, ``steps > 0``) when asked."""
+        s = self.s
+        if s.flow == "exact" and s.polish_steps > 0 and s.steps > 0:  # positions only
+            res = flow_exact(obs, group.x, group.z, params, steps=s.polish_steps,
+                             n_samples=s.n_eval_samples, R=s.R, beta=s.beta,
+                             weight_lr=_POLISH_WEIGHT_LR, tol=s.tol, patience=s.patience,
+                             n_jobs=self._pot_jobs(group))
+            return {k: v.to(torch.float64) for k, v in res.params.items()}, res.loss
+        return params, self.exact(obs, params, group.x, group.z, self._pot_jobs(group))
+
+    def _challenge(self, obs: Observable, group: JetGroup, best: Params, value: torch.Tensor,
+                   best_status: torch.Tensor, cand: Params, cand_status: torch.Tensor,
+                   rows: Optional[torch.Tensor]) -> Tuple[Params, torch.Tensor, torch.Tensor]:
+        """``cand`` replaces ``best`` on the jets (``rows (B,)`` bool, None: all) where its exact
+        value is lower; it is evaluated only where its lower bound is below ``value``."""
+        s = self.s
+        idx = torch.arange(len(group), device=value.device) if rows is None else \
+            torch.nonzero(rows).squeeze(1)
+        if idx.numel() == 0:
+            return best, value, best_status
+        sub = {k: v.index_select(0, idx) for k, v in cand.items()}
+        x, z = group.x.index_select(0, idx), group.z.index_select(0, idx)
+        y, b = self._eval_nodes(obs, sub, z)
+        lb = emd_lower_bound(x, z, y, b, R=s.R, beta=s.beta, centers=_centres(obs, sub))
+        keep = lb < value.index_select(0, idx)
+        idx, x, z, y, b = (t[keep] for t in (idx, x, z, y, b))
+        if idx.numel() == 0:
+            return best, value, best_status
+        v = torch.as_tensor(emd_batch(x, z, y, b, R=s.R, beta=s.beta,
+                                      n_jobs=self._pot_jobs(group)),
+                            dtype=torch.float64, device=value.device)
+        win = torch.zeros_like(value, dtype=torch.bool)
+        win[idx] = torch.isfinite(v) & (v < value[idx])
+        value = value.clone()
+        value[idx] = torch.where(win[idx], v, value[idx])
+        out = {k: torch.where(win.reshape((-1,) + (1,) * (t.dim() - 1)), cand[k], t)
+               for k, t in best.items()}
+        return out, value, torch.where(win, cand_status, best_status)
 
     # ------------------------------------------------------------------ starting points
-    def _candidates(self, obs: Observable, group: JetGroup) -> List[Params]:
-        """Initial parameter sets: kT seeds, plus embeddings of fitted smaller family members."""
+    def starts(self, obs: Observable, group: JetGroup) -> Tuple[List[Params], int]:
+        """Starting parameter sets: the kT initialisation (at the exact n-subjettiness axes with
+        ``refine_seeds``), the ``starts`` named in the settings, and embeddings of the fitted
+        smaller family members (last; their number is returned too)."""
         s = self.s
-        cands = [obs.init(group.refined_seeds if s.refine_seeds else group.seeds, s.R)]
+        seeds = group.refined_seeds if s.refine_seeds else group.seeds
+        out = [obs.init(seeds, s.R)]
+        if "kt" in s.starts and s.refine_seeds:
+            out.append(obs.init(group.seeds, s.R))
+        if "wide" in s.starts:
+            out.extend(obs.starts(seeds, s.R))
+        n_own = len(out)
         fam = obs.family
-        if fam is None:
-            return cands
-        if fam.pileup and fam.without_pileup() in group.fitted:
+        if fam is not None and fam.pileup and fam.without_pileup() in group.fitted:
             p = {k: v.clone() for k, v in group.fitted[fam.without_pileup()].items()}
             p["pileup_fraction"] = torch.zeros_like(group.z[:, 0])
-            cands.append(p)
-        if fam.n > 1 and fam.fewer() in group.fitted:
-            cands.append(_expand(obs, group.fitted[fam.fewer()], cands[0], fam.n))
-        return cands
+            out.append(p)
+        if fam is not None and fam.n > 1 and fam.fewer() in group.fitted:
+            out.append(_expand(obs, group.fitted[fam.fewer()], out[0], fam.n))
+        return out, len(out) - n_own
 
-    def _start(self, obs: Observable, group: JetGroup) -> Tuple[List[Params], Params]:
-        """Starting parameters: (candidate sets, their projections stacked ``(S * B, ...)`` in
-        the flow dtype)."""
-        cands = self._candidates(obs, group)
+    def _start(self, obs: Observable, group: JetGroup) -> Tuple[List[Params], Params, int]:
+        """Starting parameters: (start sets, their projections stacked ``(S * B, ...)`` in the
+        flow dtype, the number of nested starts)."""
+        starts, nested = self.starts(obs, group)
         constraints = obs.constraints
-        p0 = {k: constraints[k].project(torch.cat([c[k] for c in cands]).to(self.s.dtype))
+        dtype = self._dtype()
+        p0 = {k: constraints[k].project(torch.cat([c[k] for c in starts]).to(dtype))
               for k in obs.specs}
-        return cands, p0
+        return starts, p0, nested
+
+    def _dtype(self) -> torch.dtype:
+        return torch.float64 if self.s.flow == "exact" else self.s.dtype
 
     def coarse(self, group: JetGroup) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Coarse-grained jets ``(x (B, n, 2), z (B, n), mask (B, n))``, ``n = coarse_points``:
@@ -175,58 +271,89 @@ class GeneralPath:
         return group.coarse
 
     # ------------------------------------------------------------------ flows
-    def _flow_group(self, obs: Observable, group: JetGroup) -> SharedFlow:
-        """The flow of one group on its own: (candidates, flowed ``(S * B, ...)``, status)."""
-        cands, p0 = self._start(obs, group)
-        S = len(cands)
+    def _flow_group(self, obs: Observable, group: JetGroup) -> Flowed:
+        """The flow of one group on its own."""
+        starts, p0, nested = self._start(obs, group)
+        S = len(starts)
         if self.s.coarse_points is not None:  # the flow runs on the coarse-grained jets
             cx, cz, cm = self.coarse(group)
             xs, zs, ms = cx.repeat(S, 1, 1), cz.repeat(S, 1), cm.repeat(S, 1)
         else:
             xs, zs, ms = group.x.repeat(S, 1, 1), group.z.repeat(S, 1), group.mask.repeat(S, 1)
-        # buckets of similar multiplicity (less padding work in the (b, M, K) kernels)
-        order = torch.argsort(ms.sum(1), stable=True)
-        flowed, status = self._run_buckets(obs, xs, zs, ms, p0, self.s.steps, group.workers,
-                                           order)
-        return cands, flowed, status
+        res = self._multi_start(obs, xs, zs, ms, p0, [(S, len(group))], group.workers)
+        return Flowed(starts, res.params, res.status, res.loss, nested)
 
     def shared_flow(self, obs: Observable, groups: Sequence[JetGroup], workers: int
-                    ) -> List[SharedFlow]:
+                    ) -> List[Flowed]:
         """The flow of every width group at once on coarse-grained jets (all
         ``coarse_points`` wide, see :meth:`coarse`): one batched flow instead of one per group,
-        ``workers`` threads. Returns, per group, ``(candidates, flowed params (S * B, ...),
-        status (S * B,))``."""
+        ``workers`` threads. Returns one :class:`Flowed` per group."""
         per, xs, zs, ms = [], [], [], []
         for group in groups:
-            cands, p0 = self._start(obs, group)
+            starts, p0, nested = self._start(obs, group)
             cx, cz, cm = self.coarse(group)
-            S = len(cands)
-            per.append((cands, p0))
+            S = len(starts)
+            per.append((starts, p0, nested))
             xs.append(cx.repeat(S, 1, 1))
             zs.append(cz.repeat(S, 1))
             ms.append(cm.repeat(S, 1))
         p0 = {k: torch.cat([p[1][k] for p in per]) for k in obs.specs}
-        flowed, status = self._run_buckets(obs, torch.cat(xs), torch.cat(zs), torch.cat(ms), p0,
-                                           self.s.steps, workers)
+        layout = [(len(st), len(g)) for (st, _, _), g in zip(per, groups)]
+        res = self._multi_start(obs, torch.cat(xs), torch.cat(zs), torch.cat(ms), p0, layout,
+                                workers)
         out, lo = [], 0
-        for cands, p in per:
+        for starts, p, nested in per:
             n = next(iter(p.values())).shape[0]
-            out.append((cands, {k: v[lo:lo + n] for k, v in flowed.items()}, status[lo:lo + n]))
+            out.append(Flowed(starts, {k: v[lo:lo + n] for k, v in res.params.items()},
+                              res.status[lo:lo + n], res.loss[lo:lo + n], nested))
             lo += n
         return out
 
+    def _multi_start(self, obs: Observable, xs: torch.Tensor, zs: torch.Tensor,
+                     ms: torch.Tensor, p0: Params, layout: List[Tuple[int, int]],
+                     workers: int) -> FlowResult:
+        """Flow every start (rows ``(n, ...)``: per group of ``layout`` ``(S, B)``, ``S * B``
+        rows start-major) for ``screen_steps`` steps, then only each jet's first start and its
+        best one (by the flow's value; ties to the first) for the remaining
+        ``steps - screen_steps``; the others keep their screened end points. The first start
+        follows the same two legs whether it flows alone or among others, so the single-start
+        fit's end point is among the multi-start candidates. ``screen_steps = 0`` or
+        ``>= steps``: every start flows ``steps`` steps in one leg."""
+        s = self.s
+        order = torch.argsort(ms.sum(1), stable=True)  # similar multiplicities share buckets
+        if not 0 < s.screen_steps < s.steps:
+            return self._run_buckets(obs, xs, zs, ms, p0, s.steps, workers, order)
+        res = self._run_buckets(obs, xs, zs, ms, p0, s.screen_steps, workers, order)
+        keep, lo = [], 0
+        for S, B in layout:
+            first = res.loss[lo:lo + S * B].reshape(S, B).argmin(dim=0)
+            jets = torch.arange(B, device=xs.device)
+            keep.append(lo + jets)  # the first start
+            keep.append((lo + first * B + jets)[first != 0])  # the best one, when another
+            lo += S * B
+        rows = torch.sort(torch.cat(keep)).values
+        more = self._run_buckets(obs, xs[rows], zs[rows], ms[rows],
+                                 {k: v[rows] for k, v in res.params.items()},
+                                 s.steps - s.screen_steps, workers,
+                                 torch.argsort(ms[rows].sum(1), stable=True))
+        for k in res.params:
+            res.params[k][rows] = more.params[k]
+        res.status[rows], res.loss[rows] = more.status, more.loss
+        res.n_steps[rows] += more.n_steps
+        return res
+
     def _run_buckets(self, obs: Observable, xs: torch.Tensor, zs: torch.Tensor,
                      ms: torch.Tensor, p0: Params, steps: int, workers: int,
-                     order: Optional[torch.Tensor] = None) -> Tuple[Params, torch.Tensor]:
+                     order: Optional[torch.Tensor] = None) -> FlowResult:
         """Flow rows ``xs (n, M, 2)``, ``zs (n, M)``, ``ms (n, M)`` from ``p0 (n, ...)`` in
         buckets of at most ``bucket_size`` rows (at least one per worker thread); returns
-        (params, status ``(n,)`` int8). Rows are independent, so the split does not change any
-        result."""
+        params, loss ``(n,)``, steps and status ``(n,)`` int8. Rows are independent, so the
+        split does not change any result."""
         n = xs.shape[0]
         if order is None:
             order = torch.arange(n, device=xs.device)
         rows_per_bucket = buckets(order, self.s.bucket_size, workers)
-        dtype = self.s.dtype
+        dtype = self._dtype()
 
         def run(rows):  # full width: a row's arithmetic does not depend on the bucket
             return self._flow(obs, xs[rows].to(dtype), zs[rows].to(dtype), ms[rows],
@@ -236,56 +363,33 @@ class GeneralPath:
             outs = pmap(run, rows_per_bucket)
         flowed = {k: v.clone() for k, v in p0.items()}
         status = torch.zeros(n, dtype=torch.int8, device=xs.device)
-        for rows, (pb, st) in zip(rows_per_bucket, outs):
+        loss = torch.zeros(n, dtype=torch.float64, device=xs.device)
+        n_steps = torch.zeros(n, dtype=torch.int64, device=xs.device)
+        for rows, res in zip(rows_per_bucket, outs):
             for k in flowed:
-                flowed[k][rows] = pb[k].to(flowed[k].dtype)
-            status[rows] = st.to(torch.int8)
-        return flowed, status
+                flowed[k][rows] = res.params[k].to(flowed[k].dtype)
+            status[rows] = res.status.to(torch.int8)
+            loss[rows] = res.loss.to(torch.float64)
+            n_steps[rows] = res.n_steps
+        return FlowResult(flowed, loss, n_steps, status)
 
     def _flow(self, obs: Observable, xs: torch.Tensor, zs: torch.Tensor, ms: torch.Tensor,
-              p0: Params, steps: int) -> Tuple[Params, torch.Tensor]:
-        """Adam flow on the Sinkhorn divergence for one bucket of rows ``xs (b, M, 2)``,
-        ``zs (b, M)``, ``ms (b, M)`` (flow dtype) from ``p0 (b, ...)``; returns (params,
-        status ``(b,)``)."""
+              p0: Params, steps: int) -> FlowResult:
+        """The flow (``flow`` setting) for one bucket of rows ``xs (b, M, 2)``, ``zs (b, M)``,
+        ``ms (b, M)`` from ``p0 (b, ...)``."""
         s = self.s
-        n = xs.shape[0]
-        cache: Dict[str, torch.Tensor] = {}
+        if s.flow == "exact":
+            return flow_exact(obs, xs, zs, p0, steps=steps, n_samples=s.n_samples, R=s.R,
+                              beta=s.beta, weight_lr=s.lr, tol=s.tol, patience=s.patience,
+                              n_jobs=self._pot_jobs(), koopman=s.koopman)
+        return flow_sinkhorn(obs, xs, zs, ms, p0, steps, s, koopman=s.koopman)
 
-        def sinkhorn(params, idx, max_iter):
-            y, b = obs.sample(params, s.n_samples, s.R, batch=zs[idx])
-            y, b, mask_y = align_nodes(y, b)
-            warm = None
-            if cache:
-                warm = SinkhornPotentials(cache["f"][idx], cache["g"][idx], None, cache["q"][idx],
-                                          s.eps, None, None)
-            return sinkhorn_divergence(
-                xs[idx], zs[idx], y, b, R=s.R, beta=s.beta, eps=s.eps, mask_x=ms[idx],
-                mask_y=mask_y, scaling=s.scaling, max_iter=max_iter, tol=s.sinkhorn_tol,
-                warm_start=warm, return_potentials=True, rowwise=True,
-                self_x=cache["p"][idx] if cache else None)
 
-        # converge the potentials once at the start; then a few warm-started iterations per
-        # step track the moving shape
-        with torch.no_grad():
-            _, pot = sinkhorn(p0, torch.arange(n, device=xs.device), s.sinkhorn_warmup)
-        cache.update(f=pot.f.clone(), g=pot.g.clone(), p=pot.p.clone(), q=pot.q.clone())
-        per_step = s.sinkhorn_iter
-        if per_step is None:  # Newton's method (one step tracks the shape) or Sinkhorn sweeps
-            k = obs.sample({kk: v[:1] for kk, v in p0.items()}, s.n_samples, s.R,
-                           batch=zs[:1])[0].shape[1]
-            per_step = 1 if min(xs.shape[1], aligned_width(k)) <= NEWTON_MAX_POINTS else 5
-
-        def loss_fn(params, idx):
-            value, pot = sinkhorn(params, idx, per_step)
-            cache["f"][idx], cache["g"][idx], cache["q"][idx] = pot.f, pot.g, pot.q
-            return value
-
-        if steps <= 0:
-            return p0, torch.full((n,), int(Status.MAX_STEPS), dtype=torch.int8, device=xs.device)
-        res = minimize(loss_fn, p0, obs.constraints, steps=steps, optimizer="adam",
-                       lr=s.lr, schedule=s.schedule, tol=s.tol, patience=s.patience,
-                       device=xs.device)
-        return res.params, res.status
+def _centres(obs: Observable, params: Params) -> Optional[torch.Tensor]:
+    """The shape's positions ``(B, n, 2)`` (every ``"position"`` parameter), or None."""
+    pos = [params[k].reshape(params[k].shape[0], -1, 2) for k, spec in obs.specs.items()
+           if spec.kind == "position" and params[k].shape[-1] == 2]
+    return torch.cat(pos, dim=1) if pos else None
 
 
 def _expand(obs: Observable, small: Params, kt: Params, n: int) -> Params:

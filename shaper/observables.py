@@ -35,7 +35,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -51,6 +51,14 @@ Sampler = Callable[[Params, int, float], Tuple[torch.Tensor, torch.Tensor]]
 
 #: smallest initial radius / semi-axis (in units of y, phi)
 MIN_INIT_RADIUS = 1e-3
+#: the "wide" starts: radius of the wide shape (units of R) and its share of its prong's energy
+#: (point + shape families; a shape-only prong is all shape)
+WIDE_RADIUS = 0.6
+WIDE_FRACTION = 0.3
+#: weight of the wide, light shape around the hardest prong (the second "wide" start)
+LIGHT_FRACTION = 0.1
+#: radius of the narrow start's hardest shape (units of R): the point-like limit of the shape
+NARROW_RADIUS = 0.02
 
 
 @dataclass(frozen=True)
@@ -94,17 +102,22 @@ class Observable:
     family : :class:`~shaper.family.Family`, optional
         Nested family (smaller members seed this one in :class:`shaper.Shaper`); a
         ``(kind, n)`` pair of earlier versions is converted.
+    starts : callable ``(seeds, R) -> list[params]``, optional
+        Further, diverse starting points for a multi-start fit (e.g. a wide disk around the
+        hardest prong), in the format of ``init``; default none.
     """
 
     def __init__(self, name: str, specs: Mapping[str, ParamSpec], sampler: Sampler, *,
                  init: Optional[Callable] = None, drawer: Optional[Callable] = None,
                  n_points: Optional[int] = None,
-                 family: Union[Family, Tuple[str, int], None] = None):
+                 family: Union[Family, Tuple[str, int], None] = None,
+                 starts: Optional[Callable] = None):
         self.name = name
         self.specs = dict(specs)
         self._sampler = sampler
         self._sampler_takes_batch = _takes_keyword(sampler, "batch")
         self._init = init
+        self._starts = starts
         self._drawer = drawer
         self.n_points = n_points
         self.family: Optional[Family] = None if family is None else Family.coerce(family)
@@ -149,6 +162,11 @@ class Observable:
         if self._init is None:
             return self.default_params(len(seeds), device=seeds.jets.device)
         return self._init(seeds, R)
+
+    def starts(self, seeds, R: float = 0.8) -> List[Params]:
+        """Further starting parameter sets ``[dict[str, (B, ...)]]`` from the seeds (see
+        ``starts`` in the class docstring); empty when the observable defines none."""
+        return [] if self._starts is None else list(self._starts(seeds, R))
 
     def draw(self, ax, params_row: Mapping, R: float = 0.8) -> None:
         """Draw one jet's shape (``params_row``: name -> numpy array without batch axis)."""
@@ -260,6 +278,44 @@ def _prong_init(kind: str, n: int, with_points: bool):
     return init
 
 
+def _prong_starts(kind: str, n: int, with_points: bool):
+    """Diverse starts for ring/disk/ellipse prongs, from the kT initialisation: (1) the hardest
+    prong's shape made wide (radius ``WIDE_RADIUS * R``; a ``WIDE_FRACTION`` share of the
+    prong's energy when the prong has a point); (2) for ``n >= 2``, a wide, light shape around
+    the hardest prong: the last prong moves onto the hardest one's centre with a wide shape of
+    weight ``LIGHT_FRACTION`` (its point empty), the other weights scaled down to make room;
+    (3) the hardest prong's shape made narrow (radius ``NARROW_RADIUS * R``: the shape's
+    point-like limit on the hardest subjet, a basin the wide starts do not reach)."""
+    init = _prong_init(kind, n, with_points)
+    width = "radii" if kind in ("ring", "disk") else "semi_axes"
+
+    def starts(seeds, R):
+        base = init(seeds, R)
+        wide = {k: v.clone() for k, v in base.items()}
+        wide[width][:, 0] = WIDE_RADIUS * R
+        if with_points:
+            w = wide["weights"]
+            total = w[:, 0] + w[:, n]
+            w[:, 0], w[:, n] = (1 - WIDE_FRACTION) * total, WIDE_FRACTION * total
+        narrow = {k: v.clone() for k, v in base.items()}
+        narrow[width][:, 0] = NARROW_RADIUS * R
+        out = [wide, narrow]
+        if n >= 2:
+            light = {k: v.clone() for k, v in base.items()}
+            light["centers"][:, -1] = light["centers"][:, 0]
+            light[width][:, -1] = WIDE_RADIUS * R
+            w = light["weights"]
+            if with_points:
+                w[:, n - 1] = 0.0
+            w[:, -1] = 0.0
+            w *= (1 - LIGHT_FRACTION) / w.sum(1, keepdim=True).clamp_min(1e-300)
+            w[:, -1] = LIGHT_FRACTION
+            out.append(light)
+        return out
+
+    return starts
+
+
 # ------------------------------------------------------------------ drawing
 
 def _draw_points(ax, c, w, color="purple"):
@@ -329,7 +385,8 @@ def _prongs(kind: str, n: int, with_points: bool) -> Observable:
              "weights": ParamSpec((2 * n if with_points else n,), Simplex(), "weight")}
     specs.update(_shape_specs(kind, n))
     return Observable(name, specs, sampler, init=_prong_init(kind, n, with_points),
-                      drawer=drawer, family=Family(("point-" if with_points else "") + word, n))
+                      drawer=drawer, family=Family(("point-" if with_points else "") + word, n),
+                      starts=_prong_starts(kind, n, with_points))
 
 
 def ringiness(n: int) -> Observable:
@@ -418,6 +475,13 @@ def with_pileup(obs: Observable) -> Observable:
         p["pileup_fraction"] = torch.zeros(len(seeds), dtype=torch.float64, device=like.device)
         return p
 
+    def starts(seeds, R):
+        out = obs.starts(seeds, R)
+        for p in out:
+            p["pileup_fraction"] = torch.zeros(len(seeds), dtype=torch.float64,
+                                               device=seeds.jets.device)
+        return out
+
     def drawer(ax, p, R):
         from matplotlib.patches import Circle
         ax.add_patch(Circle(tuple(p.get("_axis", (0.0, 0.0))), R, fill=False, ls="--",
@@ -427,7 +491,8 @@ def with_pileup(obs: Observable) -> Observable:
     specs = dict(obs.specs)
     specs["pileup_fraction"] = ParamSpec((), Box(0.0, 1.0), "weight")
     fam = None if obs.family is None else obs.family.with_pileup()
-    return Observable(obs.name + PILEUP, specs, sampler, init=init, drawer=drawer, family=fam)
+    return Observable(obs.name + PILEUP, specs, sampler, init=init, drawer=drawer, family=fam,
+                      starts=starts)
 
 
 def mixture(a: Observable, b: Observable) -> Observable:

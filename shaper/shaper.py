@@ -17,24 +17,30 @@ Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
      ``point_restarts`` perturbed restarts: float32 search, float64 polish of the best. The
      value never exceeds the kT-axes value nor tau_(n-1); it is an exact EMD (the optimal plan
      of n free-weight points is the nearest-centre assignment) and needs no POT call;
-   * **general path** (every manifold; :mod:`shaper.general`): projected Adam flow
-     (:func:`physkit.flow.minimize`) on the debiased Sinkhorn divergence
-     (:func:`physkit.ot.sinkhorn_divergence`) between the jet and the shape's quadrature nodes
-     (``n_samples`` per shape). By default (beta >= 1) the flow sees each jet
-     **coarse-grained** to ``coarse_points`` = 32 pseudo-particles (its exact 32-subjettiness
-     optimum, :func:`shaper.lloyd.coarse_grain`), so all jets have the same width and the jets
-     of every multiplicity group are flowed together (``bucket_size`` rows per flow, in
-     parallel threads on CPU); the final report below is on the full jet either way.
-     ``polish_steps`` > 0 adds flow steps on the full jets; ``coarse_points=None`` flows the
-     full jets;
+   * **general path** (every manifold; :mod:`shaper.general`): a multi-start flow from the kT
+     initialisation and diverse further starts (``starts``; the optima of smaller family
+     members fitted in the same call), as rows of one batch; every start is flowed
+     ``screen_steps`` steps, then the first and each jet's best one flow on. ``flow="exact"``
+     (default): majorise-minimise steps on the **exact** EMD between the jet and the shape's
+     ``n_samples`` nodes per shape (:mod:`shaper.exact_flow`: POT plans and dual potentials,
+     a Gauss-Newton step of the positional parameters, Adam on the weights, rows ending
+     CONVERGED when their steps no longer lower the value); ``flow="sinkhorn"``: the previous
+     flow, projected Adam on the debiased Sinkhorn divergence (:mod:`shaper.sinkhorn_flow`).
+     By default (beta >= 1) the flow sees each jet **coarse-grained** to ``coarse_points`` =
+     32 pseudo-particles (its exact 32-subjettiness optimum, :func:`shaper.lloyd.coarse_grain`),
+     so all jets have the same width and the jets of every multiplicity group are flowed
+     together (``bucket_size`` rows per flow, in parallel threads on CPU); the final report
+     below is on the full jet either way. ``koopman`` adds Koopman (DMD) jumps to the flow;
 3. report the **exact** EMD (:func:`physkit.ot.emd_batch`, POT network simplex) between each jet
-   and its fitted shape, sampled with ``n_eval_samples`` nodes per shape; on the general path the
-   exact value at the kT initialisation is computed as well and the better of the two parameter
-   sets is kept, so the value never exceeds the one at the initial parameters. When the smaller
-   member of a nested family (:class:`shaper.family.Family`) was fitted in the same call
-   (``n - 1`` prongs, or the observable without ``+pileup``), its optimum embedded in the
-   larger family (new prong with zero weight, pileup fraction 0) is a further candidate, so
-   adding a component never raises the value by more than the quadrature error.
+   and its fitted shape, sampled with ``n_eval_samples`` nodes per shape. On the general path
+   the candidates are the flow's best end point, the first start's end point and initial
+   parameters (the single-start fit), the raw kT initialisation and the embedded optima of
+   smaller family members; each is evaluated exactly unless a cheap lower bound shows it cannot
+   win (:func:`physkit.ot.bounds.emd_lower_bound`), and the best is kept. So the value never
+   exceeds the one at the kT initialisation, multi-start never raises it above the single-start
+   fit's, and when the smaller member of a nested family (:class:`shaper.family.Family`) was
+   fitted in the same call (``n - 1`` prongs, or the observable without ``+pileup``), adding a
+   component never raises the value by more than the quadrature error.
 
 Positions are reported in the input's own (y, phi), phi wrapped into (-pi, pi].
 
@@ -59,7 +65,7 @@ import torch
 from physkit.angles import wrap_yphi
 from physkit.cores import n_workers
 from physkit.events import Events
-from physkit.flow import Status
+from physkit.flow import Koopman, Status
 
 from .batching import (fixed_width_frame, pad_to, padded_width, pinned_torch_threads, real_first,
                        thread_map, width_groups)
@@ -72,6 +78,19 @@ from .results import ObservableResult, Results
 __all__ = ["Shaper", "padded_width"]
 
 ObservableLike = Union[str, Observable]
+
+#: the general path's flows and the defaults of the options left at None for each
+#: (chosen on held-out sample jets: ``bench/shaper_settings.py``, bench/RESULTS.md)
+FLOW_DEFAULTS = {
+    "exact": dict(n_samples=24, steps=80, lr=0.25, patience=2, starts=("kt", "wide"),
+                  polish_steps=2, screen_steps=6),
+    "sinkhorn": dict(n_samples=15, steps=100, lr=0.04, patience=15, starts=(), polish_steps=0,
+                     screen_steps=0),
+}
+#: ``coarse_points="auto"`` for beta >= 1 per flow (None below)
+FLOW_COARSE_POINTS = {"exact": 32, "sinkhorn": 32}
+#: names of the further starts of the general path (:meth:`shaper.general.GeneralPath.starts`)
+START_KINDS = ("kt", "wide")
 #: one group's report of one observable: (params (numpy, input frame), value, status, grads)
 Report = Tuple[Dict[str, np.ndarray], np.ndarray, np.ndarray, Optional[Dict[str, torch.Tensor]]]
 
@@ -86,14 +105,31 @@ class Shaper:
     R, beta : EMD ground cost ``(theta / R)^beta``; ``R`` is also the jet radius (isotropy,
         pileup disk).
     device : torch device for the fits (``None``: CPU). All tensors follow it.
-    eps : Sinkhorn regularisation (units of the normalised cost) driving the general flow.
-    n_samples : quadrature nodes per extended shape during the flow. Default 15: two prongs
-        of point + shape then make 2 + 2 * 15 = 32 nodes, within
-        :data:`physkit.ot.sinkhorn.NEWTON_MAX_POINTS`, so every flow step's potentials are
-        solved by Newton's method instead of a few Sinkhorn sweeps.
+    flow : the general path's flow, ``"exact"`` (default) or ``"sinkhorn"`` (the flow before
+        issue 15); see the module docstring. The options left at None take the flow's defaults
+        (:data:`FLOW_DEFAULTS`).
+    eps : Sinkhorn regularisation (units of the normalised cost) of the ``"sinkhorn"`` flow.
+    n_samples : quadrature nodes per extended shape during the flow (None: 24 for the exact
+        flow; 15 for the Sinkhorn flow, where two prongs of point + shape then make 32 nodes,
+        within :data:`physkit.ot.sinkhorn.NEWTON_MAX_POINTS`, so every step's potentials are
+        solved by Newton's method).
     n_eval_samples : quadrature nodes per extended shape for the final exact EMD.
-    steps, lr, schedule, tol, patience : flow settings (:func:`physkit.flow.minimize`, Adam;
-        ``schedule``: None, "cosine", "exp" or a callable step -> lr factor).
+    steps, lr, tol, patience : flow settings (:func:`physkit.flow.minimize`): the step limit
+        per row (None: 80 exact, 100 Sinkhorn), the Adam learning rate (of the weights in the
+        exact flow; None: 0.25 exact, 0.04 Sinkhorn), the relative change of the value under
+        which ``patience`` consecutive steps end a row at CONVERGED (None: 2 exact, 15 Sinkhorn).
+    schedule : learning-rate schedule of the Sinkhorn flow (None, "cosine", "exp" or a
+        callable step -> factor).
+    starts : further starting points of the general path besides the kT initialisation, names
+        from :data:`START_KINDS`: ``"kt"`` (the raw exclusive-kT initialisation, when
+        ``refine_seeds``), ``"wide"`` (the observable's diverse seeds,
+        :meth:`~shaper.observables.Observable.starts`: a wide shape on the hardest prong, a
+        wide light shape around it, a narrow one on it). None: ``("kt", "wide")`` for the exact flow, none for the
+        Sinkhorn flow.
+    screen_steps : steps every start flows before only the first and each jet's best go on
+        (0, or >= steps: all flow to the end). None: 6 exact, 0 Sinkhorn.
+    koopman : :class:`physkit.flow.Koopman` DMD jump-ahead in the flow (None: off; it saves
+        under a third of the exact flow's steps, bench/RESULTS.md).
     scaling, sinkhorn_iter, sinkhorn_tol : Sinkhorn eps-scaling factor, iteration cap per flow
         step (warm-started from the previous step's potentials), tolerance. ``sinkhorn_iter=None``
         (default): 1 where the solver uses Newton's method (jet or shape with at most
@@ -120,7 +156,9 @@ class Shaper:
         ``beta >= 1``, None for ``beta < 1`` -- a concave cost makes the short moves of the
         coarse-graining expensive.
     coarse_iter : Lloyd iterations of the coarse-graining (from exclusive-kT seeds).
-    polish_steps : flow steps on the full jets after the coarse flow (0: none).
+    polish_steps : flow steps on the full jets after the coarse flow (0: none); with the exact
+        flow, exact steps of the positional parameters on the full jets at the reported
+        resolution from the best end point (None: 2 exact, 0 Sinkhorn).
     dtype : dtype of the general flow (float32 is faster; the exact steps run in float64).
     n_jobs : worker threads for the exact EMD and for the general-path buckets (None or -1:
         all cores available to the process). CPU only.
@@ -141,19 +179,22 @@ class Shaper:
     """
 
     def __init__(self, observables: Union[ObservableLike, Sequence[ObservableLike]], R: float = 0.8,
-                 beta: float = 1.0, device=None, *, eps: float = 0.05, n_samples: int = 15,
-                 n_eval_samples: int = 96, steps: int = 100, lr: float = 0.04, tol: float = 1e-4,
-                 patience: int = 15, scaling: float = 0.5, sinkhorn_iter: Optional[int] = None,
-                 sinkhorn_warmup: int = 300, sinkhorn_tol: float = 1e-2,
-                 exact_points: bool = True, lloyd_iter: int = 200, point_restarts: int = 0,
-                 point_swaps: int = 1,
+                 beta: float = 1.0, device=None, *, eps: float = 0.05,
+                 n_samples: Optional[int] = None, n_eval_samples: int = 96,
+                 steps: Optional[int] = None, lr: Optional[float] = None, tol: float = 1e-4,
+                 patience: Optional[int] = None, scaling: float = 0.5,
+                 sinkhorn_iter: Optional[int] = None, sinkhorn_warmup: int = 300,
+                 sinkhorn_tol: float = 1e-2, exact_points: bool = True, lloyd_iter: int = 200,
+                 point_restarts: int = 0, point_swaps: int = 1,
                  chunk_size: int = 2000, bucket_size: Optional[int] = None,
                  progress: Optional[bool] = None,
                  dtype: torch.dtype = torch.float32, n_jobs: Optional[int] = None,
                  torch_threads: Optional[int] = 1, nested: bool = False,
                  refine_seeds: bool = True, schedule=None, seed: int = 0,
                  coarse_points: Union[int, str, None] = "auto", coarse_iter: int = 5,
-                 polish_steps: int = 0):
+                 polish_steps: Optional[int] = None, flow: str = "exact",
+                 starts: Optional[Sequence[str]] = None, screen_steps: Optional[int] = None,
+                 koopman: Optional[Koopman] = None):
         if isinstance(observables, (str, Observable)):
             observables = [observables]
         self.observables: List[Observable] = [o if isinstance(o, Observable) else from_name(o)
@@ -171,6 +212,8 @@ class Shaper:
         self.nested, self.refine_seeds, self.schedule = nested, refine_seeds, schedule
         self.coarse_points, self.coarse_iter, self.polish_steps = (coarse_points, coarse_iter,
                                                                    polish_steps)
+        self.flow, self.starts, self.koopman = flow, starts, koopman
+        self.screen_steps = screen_steps
         self._check_params()
 
     def _check_params(self) -> None:
@@ -184,6 +227,7 @@ class Shaper:
         self.beta = _real("beta", self.beta, "> 0", lambda v: v > 0)
         self.device = torch.device(self.device) if self.device is not None else torch.device("cpu")
         self.eps = _real("eps", self.eps, "> 0", lambda v: v > 0)
+        self._resolve_flow_defaults()
         self.n_samples = _integer("n_samples", self.n_samples, 1)
         self.n_eval_samples = _integer("n_eval_samples", self.n_eval_samples, 1)
         self.steps = _integer("steps", self.steps, 0)
@@ -216,10 +260,33 @@ class Shaper:
         self.coarse_points = self._resolve_coarse_points(self.coarse_points)
         self.coarse_iter = _integer("coarse_iter", self.coarse_iter, 0)
         self.polish_steps = _integer("polish_steps", self.polish_steps, 0)
+        self.screen_steps = _integer("screen_steps", self.screen_steps, 0)
+        if self.koopman is not None and not isinstance(self.koopman, Koopman):
+            raise ValueError(f"koopman must be None or a physkit.flow.Koopman, got "
+                             f"{self.koopman!r}")
+
+    def _resolve_flow_defaults(self) -> None:
+        """Check ``flow`` and ``starts``; fill the options left at None with ``flow``'s
+        defaults (:data:`FLOW_DEFAULTS`)."""
+        if self.flow not in FLOW_DEFAULTS:
+            raise ValueError(f"flow must be one of {sorted(FLOW_DEFAULTS)}, got {self.flow!r}")
+        for k, v in FLOW_DEFAULTS[self.flow].items():
+            if getattr(self, k) is None:
+                setattr(self, k, v)
+        starts = (self.starts,) if isinstance(self.starts, str) else self.starts
+        try:
+            starts = tuple(starts)
+            ok = all(isinstance(x, str) and x in START_KINDS for x in starts)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"starts must be None or a sequence of names from {START_KINDS}, "
+                             f"got {self.starts!r}")
+        self.starts = starts
 
     def _resolve_coarse_points(self, value) -> Optional[int]:
         if isinstance(value, str) and value == "auto":
-            return 32 if self.beta >= 1 else None
+            return FLOW_COARSE_POINTS[self.flow] if self.beta >= 1 else None
         return _integer("coarse_points", value, 32, none=True, multiple=32,
                         requirement="a positive multiple of 32, None or 'auto'")
 
@@ -229,7 +296,9 @@ class Shaper:
                 "n_eval_samples": self.n_eval_samples, "steps": self.steps, "lr": self.lr,
                 "tol": self.tol, "patience": self.patience, "exact_points": self.exact_points,
                 "point_restarts": self.point_restarts, "point_swaps": self.point_swaps,
-                "coarse_points": self.coarse_points,
+                "coarse_points": self.coarse_points, "flow": self.flow,
+                "starts": list(self.starts), "polish_steps": self.polish_steps,
+                "koopman": None if self.koopman is None else repr(self.koopman),
                 "observables": [o.name for o in self.observables]}
 
     # ------------------------------------------------------------------ public

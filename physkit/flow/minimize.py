@@ -5,7 +5,7 @@ Contract (used by SHAPER's fitter and FINDER's torch head)::
     minimize(loss_fn, params, constraints=None, *, steps=500, optimizer="adam", lr=1e-2,
              schedule=None, noise=None, tol=1e-6, patience=10, device=None, history=False,
              grad_history=False, mu_fn=None, mu_stride=None, generator=None,
-             optimizer_options=None) -> FlowResult
+             optimizer_options=None, koopman=None) -> FlowResult
 
 - ``params``: ``dict[str, Tensor]``, each ``(B, ...)`` float32/float64 (one row per problem).
 - ``constraints``: ``dict[str, Constraint]`` (missing name = :class:`Free`); the initial parameters are
@@ -40,6 +40,13 @@ applied), and the final evaluation returns the better of them and its best-so-fa
 non-finite loss always loses; ``loss = +inf`` if neither is finite, so no NaN reaches the output).
 Inputs with non-finite parameters raise ``ValueError``.
 
+Koopman jumps (``koopman=Koopman(...)``, off by default; :mod:`physkit.flow.koopman`): after every
+``window`` steps of a row (counted since its last jump, annealing noise off) the row's parameters
+jump to a DMD prediction of its trajectory (then projected). The jump is not an optimizer step; the
+next evaluation is made at the jumped parameters, and if their loss is above the last evaluation
+before the jump the row goes back to the parameters it jumped from and takes no step at that
+evaluation (which does not count towards convergence). ``FlowResult.n_jumps`` counts the jumps kept.
+
 Host synchronisation: one per step (selecting the active rows, which also decides "all done?").
 """
 from __future__ import annotations
@@ -54,6 +61,7 @@ import torch
 
 from physkit.flow.annealing import Annealing, lr_factor
 from physkit.flow.constraints import Constraint, Free
+from physkit.flow.koopman import Koopman, dmd_jump, flatten_params, unflatten_params
 from physkit.flow.optimizers import Optimizer, make_optimizer
 from physkit.status import Status
 
@@ -69,6 +77,7 @@ class FlowResult:
 
     params: best parameters per row, ``(B, ...)`` each. loss: ``(B,)`` deterministic loss at ``params``.
     n_steps: ``(B,)`` int64 optimizer steps taken. status: ``(B,)`` int8 (:class:`Status`).
+    n_jumps: ``(B,)`` int64 Koopman jumps kept (with ``koopman=``, else None).
     history: ``(T, B)`` loss at each step's evaluation (NaN when the row was not evaluated), if asked.
     grad_norm_history: ``(T, B)`` Euclidean norm of the full gradient of the row, if asked.
     mu_history: ``(T_mu, B)`` ``mu_fn`` values at steps ``mu_steps`` ``(T_mu,)`` (NaN for inactive rows).
@@ -82,6 +91,7 @@ class FlowResult:
     grad_norm_history: Optional[torch.Tensor] = None
     mu_history: Optional[torch.Tensor] = None
     mu_steps: Optional[torch.Tensor] = None
+    n_jumps: Optional[torch.Tensor] = None
 
     @property
     def converged(self) -> torch.Tensor:
@@ -163,6 +173,22 @@ class _Flow:
     grad_history: bool
     mu_fn: Optional[LossFn]
     mu_stride: Optional[int]
+    koopman: Optional[Koopman] = None
+
+
+@dataclass
+class _Jumps:
+    """Koopman state over all ``B`` rows: ``buf`` ``(B, W, P)`` float64 last iterates (oldest
+    first), ``count`` ``(B,)`` iterates recorded since the last jump, ``pending`` ``(B,)`` rows that
+    jumped since their last evaluation, ``origin`` their parameters before the jump, ``before``
+    ``(B,)`` the loss of their last evaluation before it, ``kept`` ``(B,)`` jumps kept."""
+
+    buf: torch.Tensor
+    count: torch.Tensor
+    pending: torch.Tensor
+    origin: Params
+    before: torch.Tensor
+    kept: torch.Tensor
 
 
 @dataclass
@@ -189,6 +215,7 @@ class _FlowState:
     ghist: list = field(default_factory=list)
     muhist: list = field(default_factory=list)
     mu_steps: list = field(default_factory=list)
+    jumps: Optional[_Jumps] = None
 
     @property
     def B(self) -> int:
@@ -250,16 +277,26 @@ def _noise_generator(noise: Optional[Annealing], generator: Optional[torch.Gener
     return gen
 
 
-def _start(w: Params, opt: Optimizer) -> _FlowState:
+def _start(w: Params, opt: Optimizer, koopman: Optional[Koopman] = None) -> _FlowState:
     """State before the first step: all rows active, MAX_STEPS, snapshot = ``w``."""
     first = next(iter(w.values()))
     B, dev = first.shape[0], first.device
+    jumps = None
+    if koopman is not None:
+        P = flatten_params(w).shape[1]
+        jumps = _Jumps(buf=torch.zeros(B, koopman.window, P, dtype=torch.float64, device=dev),
+                       count=torch.zeros(B, dtype=torch.int64, device=dev),
+                       pending=torch.zeros(B, dtype=torch.bool, device=dev),
+                       origin={k: v.clone() for k, v in w.items()},
+                       before=torch.full((B,), math.inf, dtype=torch.float64, device=dev),
+                       kept=torch.zeros(B, dtype=torch.int64, device=dev))
     return _FlowState(
         w=w, opt_state=opt.init_state(w), best_w={k: v.clone() for k, v in w.items()},
         stall=torch.zeros(B, dtype=torch.int32, device=dev),
         n_steps=torch.zeros(B, dtype=torch.int64, device=dev),
         status=torch.full((B,), int(Status.MAX_STEPS), dtype=torch.int8, device=dev),
-        alive=torch.ones(B, dtype=torch.bool, device=dev), rows=torch.arange(B, device=dev))
+        alive=torch.ones(B, dtype=torch.bool, device=dev), rows=torch.arange(B, device=dev),
+        jumps=jumps)
 
 
 def _evaluate(loss_fn: LossFn, flow: _Flow, st: _FlowState, act: _Active):
@@ -320,9 +357,10 @@ def _update_convergence(flow: _Flow, st: _FlowState, act: _Active, loss, finite,
 
 
 def _step(flow: _Flow, st: _FlowState, act: _Active, t: int, T: float, p: Params, g: Params,
-          finite, conv, stepmask) -> None:
+          finite, conv, stepmask, hold=None) -> None:
     """Optimizer step (+ Langevin noise) + projection of the rows in ``stepmask``; a step that
-    would make a row non-finite is not applied. Updates statuses and the active mask."""
+    would make a row non-finite is not applied. Updates statuses and the active mask. ``hold``
+    ``(b,)``: rows that neither step nor leave (an undone Koopman jump)."""
     names, b, rows = flow.names, act.rows.numel(), act.rows
     f = lr_factor(flow.schedule, t, flow.steps)
     h = {k: flow.lrs[k] * f for k in names}
@@ -340,6 +378,8 @@ def _step(flow: _Flow, st: _FlowState, act: _Active, t: int, T: float, p: Params
     newfinite = torch.isfinite(nsum)
     apply = stepmask & newfinite
     bad = ~finite | (stepmask & ~newfinite)
+    if hold is not None:
+        apply, bad = apply & ~hold, bad & ~hold
     for k in names:
         am = _rowmask(apply, p[k])
         act.put(st.w[k], torch.where(am, new[k], p[k]))
@@ -349,7 +389,7 @@ def _step(flow: _Flow, st: _FlowState, act: _Active, t: int, T: float, p: Params
     cur = torch.where(conv, int(Status.CONVERGED), cur)
     cur = torch.where(bad, int(Status.NONFINITE), cur)
     act.put(st.status, cur)
-    act.put(st.alive, apply)
+    act.put(st.alive, apply if hold is None else apply | hold)
     if act.full:
         st.n_steps += apply
     else:
@@ -386,10 +426,64 @@ def _flow_step(loss_fn: LossFn, flow: _Flow, st: _FlowState, t: int) -> bool:
     finite = _finite_rows(flow, loss, g)
     _update_best(flow, st, act, p, loss, finite)
     T = flow.noise.temperature(t, flow.steps) if flow.noise is not None else 0.0
-    conv, stepmask = _update_convergence(flow, st, act, loss, finite, T)
-    _step(flow, st, act, t, T, p, g, finite, conv, stepmask)
+    if flow.koopman is None:
+        conv, stepmask = _update_convergence(flow, st, act, loss, finite, T)
+        _step(flow, st, act, t, T, p, g, finite, conv, stepmask)
+    else:
+        back = _jump_outcome(st, act, loss, finite)
+        saved = (act.sel(st.stall), act.sel(st.prev_loss))
+        conv, stepmask = _update_convergence(flow, st, act, loss, finite, T)
+        conv, stepmask = conv & ~back, stepmask & ~back
+        act.put(st.stall, torch.where(back, saved[0], act.sel(st.stall)))
+        act.put(st.prev_loss, torch.where(back, saved[1], act.sel(st.prev_loss)))
+        _step(flow, st, act, t, T, p, g, finite, conv, stepmask, hold=back)
+        _jump(flow, st, act, T, loss, back)
     _record(flow, st, act, t, p, loss, g)
     return True
+
+
+def _jump_outcome(st: _FlowState, act: _Active, loss, finite) -> torch.Tensor:
+    """``(b,)`` bool: active rows whose Koopman jump raised the loss (to be undone); counts the
+    jumps kept."""
+    j = st.jumps
+    pend = act.sel(j.pending)
+    back = pend & ~(finite & (loss <= act.sel(j.before)))
+    act.put(j.kept, act.sel(j.kept) + (pend & ~back).to(torch.int64))
+    act.put(j.pending, torch.zeros_like(pend))
+    return back
+
+
+def _jump(flow: _Flow, st: _FlowState, act: _Active, T: float, loss, back) -> None:
+    """Undo the jumps in ``back``; record the iterates of the rows that stepped; jump the rows
+    with ``window`` iterates since their last jump (:func:`~physkit.flow.koopman.dmd_jump`)."""
+    j, kp, rows = st.jumps, flow.koopman, act.rows
+    for k in flow.names:
+        act.put(st.w[k], torch.where(_rowmask(back, st.w[k][:1]), act.sel(j.origin[k]),
+                                     act.sel(st.w[k])))
+    stepped = act.sel(st.alive) & ~back
+    buf = act.sel(j.buf)
+    flat = flatten_params({k: act.sel(st.w[k]) for k in flow.names})
+    buf = torch.where(stepped[:, None, None], torch.cat([buf[:, 1:], flat[:, None]], 1), buf)
+    count = torch.where(back, 0, act.sel(j.count) + stepped.to(torch.int64))
+    go = stepped & (count >= kp.window) & (T == 0)
+    act.put(j.buf, buf)
+    act.put(j.count, torch.where(go, 0, count))
+    sel = torch.nonzero(go).squeeze(1)
+    if sel.numel() == 0:
+        return
+    target, ok = dmd_jump(buf.index_select(0, sel).transpose(0, 1), kp.horizon,
+                          kp.max_radius, kp.rtol)
+    rows_go = rows.index_select(0, sel)
+    cur = {k: st.w[k].index_select(0, rows_go) for k in flow.names}
+    new = unflatten_params(target, cur)
+    new = {k: flow.cons[k].project(new[k], rows_go) for k in flow.names}
+    ok = ok & _rows_finite(flatten_params(new))
+    for k in flow.names:
+        m = _rowmask(ok, cur[k])
+        j.origin[k].index_copy_(0, rows_go, cur[k])
+        st.w[k].index_copy_(0, rows_go, torch.where(m, new[k], cur[k]))
+    j.pending.index_copy_(0, rows_go, ok)
+    j.before.index_copy_(0, rows_go, loss.index_select(0, sel).to(j.before.dtype))
 
 
 def _final_evaluation(loss_fn: LossFn, st: _FlowState):
@@ -428,6 +522,7 @@ def minimize(
     mu_stride: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
     optimizer_options: Optional[dict] = None,
+    koopman: Optional[Koopman] = None,
 ) -> FlowResult:
     """Minimise ``B`` independent problems by a projected, optionally annealed, gradient flow.
 
@@ -438,6 +533,7 @@ def minimize(
     ``noise``: :class:`Annealing` (Langevin noise ``sqrt(2 h T(t)) xi`` after each step, then projection).
     ``mu_fn(params, idx) -> (b,)`` is evaluated on the active rows every ``mu_stride`` steps (default 1)
     when given, e.g. :func:`physkit.flow.diagnostics.ntk_mu_fn`.
+    ``koopman``: :class:`~physkit.flow.koopman.Koopman` DMD jump-ahead (None: off).
     """
     w, B, dev = _check_params(params, device)
     names = list(w)
@@ -450,12 +546,16 @@ def minimize(
     opt = make_optimizer(optimizer, **(optimizer_options or {}))
     if mu_fn is not None and mu_stride is None:
         mu_stride = 1
+    if koopman is not None and not isinstance(koopman, Koopman):
+        raise TypeError(f"minimize: koopman must be a physkit.flow.Koopman or None, got "
+                        f"{type(koopman).__name__}")
     flow = _Flow(names=names, cons=cons, lrs=lrs, opt=opt,
                  shared={k: getattr(cons[k], "shared_scale_dims", None) for k in names},
                  steps=steps, schedule=schedule, noise=noise,
                  gen=_noise_generator(noise, generator, dev), tol=tol, patience=patience,
-                 history=history, grad_history=grad_history, mu_fn=mu_fn, mu_stride=mu_stride)
-    st = _start(w, opt)
+                 history=history, grad_history=grad_history, mu_fn=mu_fn, mu_stride=mu_stride,
+                 koopman=koopman)
+    st = _start(w, opt, koopman)
     for t in range(steps):
         if not _flow_step(loss_fn, flow, st, t):
             break
@@ -473,4 +573,5 @@ def minimize(
         grad_norm_history=stack(st.ghist) if grad_history else None,
         mu_history=stack(st.muhist) if mu_fn is not None else None,
         mu_steps=torch.tensor(st.mu_steps, dtype=torch.int64, device=dev) if mu_fn is not None else None,
+        n_jumps=st.jumps.kept if st.jumps is not None else None,
     )

@@ -4,13 +4,16 @@ Cost (energyflow's convention): ``(theta_ij / R) ** beta`` with periodic azimuth
 
 - :func:`cost_matrix` — batched ground cost ``(B, N, M)`` (numpy or torch).
 - Exact (POT network simplex): :func:`emd`, :func:`emds`, :func:`emd_batch`,
-  :func:`emd_batch_grads` (value and exact gradients from the plan and dual potentials).
+  :func:`emd_batch_grads` (value and exact gradients from the plan and dual potentials),
+  :func:`emd_batch_plans` (plans and dual potentials of a batch with precomputed costs).
 - Entropic: :func:`sinkhorn_divergence` (batched, log-domain, debiased, eps-scaling,
   masks, warm starts, envelope-theorem gradients), :class:`SinkhornPotentials`.
 """
 from .cost import cost_matrix
-from .exact import DEFAULT_N_ITER_MAX, EMDError, emd, emd_batch, emd_batch_grads, emds
+from .exact import (DEFAULT_N_ITER_MAX, EMDError, PlanBatch, emd, emd_batch, emd_batch_grads,
+                    emd_batch_plans, emds)
 from .sinkhorn import SinkhornPotentials, sinkhorn_divergence
 
-__all__ = ["cost_matrix", "emd", "emds", "emd_batch", "emd_batch_grads", "EMDError", "DEFAULT_N_ITER_MAX",
+__all__ = ["cost_matrix", "emd", "emds", "emd_batch", "emd_batch_grads", "emd_batch_plans",
+           "PlanBatch", "EMDError", "DEFAULT_N_ITER_MAX",
            "sinkhorn_divergence", "SinkhornPotentials"]

@@ -30,6 +30,7 @@ wall time on 2 cores), so :func:`emds` and :func:`emd_batch` parallelise with th
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import ot
@@ -77,6 +78,17 @@ def _solve_duals(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int):
         return float(cost), int(code), G, np.asarray(u)
     G, log = ot.emd(a, b, C, numItermax=n_iter_max, log=True)  # pragma: no cover
     return float(log["cost"]), int(log["result_code"]), G, np.asarray(log["u"])
+
+
+def _solve_with_duals(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int):
+    """``(plan, cost, u, v, code)`` of one balanced problem (zero weights allowed: POT drops
+    them; their potentials are meaningless)."""
+    if _solve is _solve_fast:
+        G, cost, u, v, code = _emd_c(a, b, C, n_iter_max, 1, None, None)
+        return G, float(cost), np.asarray(u), np.asarray(v), int(code)
+    G, log = ot.emd(a, b, C, numItermax=n_iter_max, log=True)  # pragma: no cover
+    return (G, float(log["cost"]), np.asarray(log["u"]), np.asarray(log["v"]),  # pragma: no cover
+            int(log["result_code"]))
 
 
 try:  # POT >= 0.9.6 signature: emd_c(a, b, M, max_iter, numThreads, alpha_init, beta_init)
@@ -409,3 +421,80 @@ def _batch_solve(x, a, y, b, R, beta, n_jobs, n_iter_max, grads: bool):
         chunks = [(s, min(s + step, B)) for s in range(0, B, step)]
     _run_chunks(work, chunks, n_jobs, False, what)
     return out, ga, gx
+
+
+class PlanBatch(NamedTuple):
+    """Exact optimal transport of a batch of padded problems (:func:`emd_batch_plans`).
+
+    value ``(B,)``; plan ``(B, N, M)`` (rows of ``a``'s side, columns of ``b``'s side, both
+    normalised to unit mass); u ``(B, N)``, v ``(B, M)``: dual potentials, ``u_i + v_k <= C_ik``
+    with equality on the plan's support, and ``value = sum_i a_i u_i + sum_k b_k v_k``.
+    Zero-weight (padding) entries get the tightest feasible potential,
+    ``v_k = min_{i: a_i > 0} (C_ik - u_i)`` (and likewise ``u_i``), so ``v_k`` prices moving
+    an infinitesimal mass to a node that carries none.
+    """
+
+    value: torch.Tensor
+    plan: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+
+
+def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
+                    n_iter_max: int = DEFAULT_N_ITER_MAX) -> PlanBatch:
+    """Exact normalised optimal transport of ``B`` padded problems with precomputed costs.
+
+    Parameters
+    ----------
+    C : ``(B, N, M)`` ground costs (torch tensor on any device, or numpy), finite.
+    a : ``(B, N)``; b : ``(B, M)``: non-negative weights, 0 = padding; each row is normalised
+        to unit mass (``norm=True`` semantics), so every row needs some mass on both sides.
+    n_jobs : threads (POT releases the GIL); ``None``: all available cores.
+
+    Returns :class:`PlanBatch` of float64 torch tensors on ``C``'s device. Each row is solved
+    on its own (the batch does not change a row's numbers).
+    """
+    dev = C.device if isinstance(C, torch.Tensor) else torch.device("cpu")
+    Cn = np.ascontiguousarray(_to_numpy(C, "C", 3))
+    an, bn = _to_numpy(a, "a", 2), _to_numpy(b, "b", 2)
+    B, N, M = Cn.shape
+    if an.shape != (B, N) or bn.shape != (B, M):
+        raise ValueError(f"emd_batch_plans: shapes C {Cn.shape}, a {an.shape}, b {bn.shape} do "
+                         f"not match (B, N, M), (B, N), (B, M)")
+    sa, sb = an.sum(1), bn.sum(1)
+    for name, w, tot in (("a", an, sa), ("b", bn, sb)):
+        if not np.isfinite(tot).all() or (w < 0).any():
+            bad = ~np.isfinite(w).all(1) | (w < 0).any(1)
+            raise ValueError(f"emd_batch_plans: negative or non-finite weight in {name}, row "
+                             f"{int(np.flatnonzero(bad)[0])}")
+        if (tot <= 0).any():
+            raise ValueError(f"emd_batch_plans: {name} row {int(np.flatnonzero(tot <= 0)[0])} "
+                             f"has no mass")
+    an = an / sa[:, None]
+    bn = bn * (an.sum(1) / sb)[:, None]
+    value, plan = np.empty(B), np.empty((B, N, M))
+    u, v = np.empty((B, N)), np.empty((B, M))
+
+    def work(chunk):
+        for k in range(*chunk):
+            if not np.isfinite(Cn[k]).all():
+                raise ValueError(f"emd_batch_plans: non-finite cost in row {k}")
+            G, cost, uk, vk, code = _solve_with_duals(an[k], bn[k], Cn[k], int(n_iter_max))
+            if code != _OPTIMAL:
+                msg = _RESULT_MESSAGES.get(code, f"unknown result code {code}")
+                raise EMDError(f"emd_batch_plans: row {k}: POT network simplex failed: {msg}")
+            value[k], plan[k], u[k], v[k] = cost, G, uk, vk
+
+    workers = n_workers(n_jobs)
+    step = max(1, -(-B // (4 * workers))) if workers > 1 else max(B, 1)
+    _run_chunks(work, [(s, min(s + step, B)) for s in range(0, B, step)], n_jobs, False,
+                "emd_batch_plans")
+    real_a, real_b = an > 0, bn > 0
+    if not real_b.all():  # price the nodes without mass
+        slack_v = np.where(real_a[:, :, None], Cn - u[:, :, None], np.inf).min(1)   # (B, M)
+        v = np.where(real_b, v, slack_v)
+    if not real_a.all():
+        slack_u = np.where(real_b[:, None, :], Cn - v[:, None, :], np.inf).min(2)   # (B, N)
+        u = np.where(real_a, u, slack_u)
+    out = (torch.from_numpy(t).to(dev) for t in (value, plan, u, v))
+    return PlanBatch(*out)

@@ -67,6 +67,17 @@ def test_general_path_independent_of_batch(jets):
 
 
 @needs_sample
+def test_multi_start_screening_and_sinkhorn_flow_independent_of_batch(jets):
+    sub = jets[1::4]
+    # exact flow: every start screened for 2 steps, the first and the best flow on
+    _check(sub, ["1-diskiness", "2-point-diskiness"],
+           dict(steps=6, screen_steps=2, n_eval_samples=24), [len(sub) // 2])
+    # the Sinkhorn flow (float32, coarse-grained jets) stays independent too
+    _check(sub, ["2-point-diskiness"], dict(flow="sinkhorn", steps=6, n_eval_samples=24),
+           [len(sub) - 1])
+
+
+@needs_sample
 def test_exact_values_independent_of_batch(jets):
     sh = Shaper("2-diskiness", n_eval_samples=24)
     n = len(jets)

@@ -276,6 +276,59 @@ def test_emd_batch_grads_match_finite_differences(beta):
     np.testing.assert_allclose((ga * a).sum(1), 0.0, atol=1e-12)
 
 
+# ------------------------------------------------------------------ emd_batch_plans
+def test_emd_batch_plans_value_plan_and_duals():
+    from physkit.ot import emd_batch_plans
+
+    rng = np.random.default_rng(5)
+    B, N, M = 6, 9, 7
+    x = rng.normal(0, 0.3, (B, N, 2))
+    y = rng.normal(0, 0.3, (B, M, 2))
+    a = rng.exponential(1.0, (B, N))
+    b = rng.exponential(1.0, (B, M))
+    a[:, -2:] = 0.0  # padding on both sides
+    b[0, 3] = 0.0
+    C = cost_matrix(torch.tensor(x), torch.tensor(y), 0.8, 1.0)
+    res = emd_batch_plans(C, torch.tensor(a), torch.tensor(b), n_jobs=2)
+    np.testing.assert_allclose(res.value.numpy(), emd_batch(x, a, y, b, R=0.8), rtol=1e-12,
+                               atol=1e-15)
+    an, bn = a / a.sum(1, keepdims=True), b / b.sum(1, keepdims=True)
+    P = res.plan.numpy()
+    np.testing.assert_allclose(P.sum(2), an, atol=1e-12)
+    np.testing.assert_allclose(P.sum(1), bn, atol=1e-12)
+    np.testing.assert_allclose((P * C.numpy()).sum((1, 2)), res.value.numpy(), rtol=1e-12)
+    u, v = res.u.numpy(), res.v.numpy()
+    slack = C.numpy() - u[:, :, None] - v[:, None, :]
+    real = (a > 0)[:, :, None]
+    assert (slack[np.broadcast_to(real, slack.shape)] > -1e-12).all()  # dual feasible
+    assert np.abs(slack[P > 1e-14]).max() < 1e-12  # tight on the plan's support
+    np.testing.assert_allclose((an * u).sum(1) + (bn * v).sum(1), res.value.numpy(), rtol=1e-10)
+    # a node without mass is priced by its cheapest particle: adding mass there costs v_k
+    k = 3
+    assert abs(v[0, k] - (C.numpy()[0, a[0] > 0, k] - u[0, a[0] > 0]).min()) < 1e-12
+
+
+def test_emd_batch_plans_rows_are_independent_and_errors_name_the_row():
+    from physkit.ot import emd_batch_plans
+
+    rng = np.random.default_rng(6)
+    C = rng.random((4, 5, 3))
+    a, b = rng.random((4, 5)), rng.random((4, 3))
+    full = emd_batch_plans(C, a, b, n_jobs=1)
+    one = emd_batch_plans(C[2:3], a[2:3], b[2:3], n_jobs=1)
+    assert torch.equal(full.value[2:3], one.value) and torch.equal(full.plan[2:3], one.plan)
+    bad = a.copy()
+    bad[1] = 0.0
+    with pytest.raises(ValueError, match="a row 1 has no mass"):
+        emd_batch_plans(C, bad, b)
+    Cb = C.copy()
+    Cb[3, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="row 3"):
+        emd_batch_plans(Cb, a, b)
+    with pytest.raises(ValueError, match="shapes"):
+        emd_batch_plans(C, a[:, :4], b)
+
+
 def test_defaults_and_names_are_energyflows(sample_jets):
     """emd / emds take energyflow's parameter names and defaults (norm=False,
     periodic_phi=False): the same call gives the same number in both, for every setting."""
