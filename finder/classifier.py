@@ -392,7 +392,10 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         of 10 000 features, z-scoring by the total sd cut FINDER's AUC from 1.0 to 0.65)."""
         if self.standardize == "feature":
             self.feature_mean_ = X.mean(0)
-            self.feature_scale_ = within_class_sd(torch.as_tensor(X), y_idx).numpy()
+            ss = sum(((X[y_idx == k] - X[y_idx == k].mean(0)) ** 2).sum(0) for k in (0, 1)
+                     if (y_idx == k).any())
+            sd = np.sqrt(ss / max(len(X) - 2, 1))
+            self.feature_scale_ = np.where(sd > 0, sd, 1.0)  # as within_class_sd, in numpy
 
     def _prep(self, X: np.ndarray) -> torch.Tensor:
         """Standardize (as configured) and move to the torch device, ``(N, P)`` float64."""
