@@ -51,6 +51,7 @@ from . import selection
 from .filter import b_moments, basis_A, crossfit_features, filter_family, select_filter
 from .heads import HEADS, HGBHead, NystroemHead, SVCHead, TorchHead
 from .kl import as_tensor, check_scale, n_from_spec
+from .screening import auto_screens, screen_features
 from .seeding import int_seed, member_seed
 
 #: a wider grid of residual dimensions, for ``n_residual=AUTO_RESIDUAL_COUNTS`` (a list is
@@ -89,8 +90,10 @@ BALANCE_SIGMAS = 3.0
 
 _VARIANTS = ("aca-s", "aca-l")
 _STANDARDIZE = (None, "feature", "sample")
-#: version of :meth:`FINDER.get_model_state`'s layout (1: one member, before ensembles)
+#: version of :meth:`FINDER.get_model_state`'s layout (1: one member, before ensembles;
+#: 2: members; 3: members on screened features, written only when a screen was chosen)
 STATE_VERSION = 2
+SCREENED_STATE_VERSION = 3
 
 #: scikit-learn estimator checks that cannot apply to FINDER, with the reason; pass as
 #: ``check_estimator(FINDER(), expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)``.
@@ -154,6 +157,16 @@ class _Member:
         c = torch.as_tensor(self.center, device=Xt.device)
         W = torch.as_tensor(self.components, device=Xt.device)
         return ((Xt - c) @ W).cpu().numpy()
+
+
+def within_class_sd(X: torch.Tensor, y: np.ndarray) -> torch.Tensor:
+    """``(P,)`` standard deviation of each feature of ``X`` ``(N, P)`` about its class mean
+    (labels ``y`` in {0, 1}, pooled, ``N - 2`` degrees of freedom); 1 where it is 0."""
+    y = torch.as_tensor(np.asarray(y), device=X.device)
+    ss = sum((X[y == k] - X[y == k].mean(0)).square().sum(0) for k in (0, 1)
+             if bool((y == k).any()))
+    sd = (ss / max(X.shape[0] - 2, 1)).sqrt()
+    return torch.where(sd > 0, sd, torch.ones_like(sd))
 
 
 def _unfiltered(M_A: int, W: torch.Tensor) -> bool:
@@ -243,6 +256,13 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         the head trains on out-of-fold features: each of ``cross_fit`` folds of the
         head-training rows gets the filter fitted without it (in-sample residual coordinates
         are biased low along a class's own least-variance directions). 0 or 1: in-sample.
+    screen : "auto", None, int or a list of ints / None, default="auto"
+        keep only the ``screen`` features with the largest ``|Welch t|`` between the
+        classes on the training rows (:mod:`finder.screening`) before the filter. "auto":
+        when ``P >= 10 N``, no screening or ``ceil(N / ln N)``, ``N`` or ``4 N`` features,
+        chosen by inner CV (the statistic from each inner fold's training rows only);
+        below that ratio, no screening. None: never; an int: always (all features when
+        ``>= P``); a list is chosen from by inner CV.
     device : str or torch.device or None
         where the linear algebra runs ("cpu", "cuda"); None = CPU.
     random_state : int, RandomState or None
@@ -258,8 +278,11 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     explained_variance_ : (r_A,) class A's KL variances (first member's basis rows).
     residual_variance_ : (m,) class B's variances along the first member's kept directions.
     head_kind_ : "svc", "nystroem", "hgb", "torch" or "custom".
+    screened_features_ : (k,) sorted int indices of the input features the filters see,
+        or None when no screen was applied (then ``center_`` etc. have ``P`` rows, else ``k``).
     cv_results_ : dict (when something was chosen by inner CV): candidates
-        ``(n_components, n_residual, head)``, mean and standard error of their AUC, choice.
+        ``(n_components, n_residual, head, screen)``, mean and standard error of their AUC,
+        choice.
 
     Examples
     --------
@@ -281,8 +304,8 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
                  standardize: str | None = "feature", balanced_split: bool = True,
                  class_weight=None, n_estimators="auto", n_jobs=None, cv: int = 3,
                  cv_repeats: int = 2, auto_max_samples: int = 2000,
-                 svc_max_samples: int = 2000, cross_fit: int = 3, device=None,
-                 random_state=None):
+                 svc_max_samples: int = 2000, cross_fit: int = 3, screen="auto",
+                 device=None, random_state=None):
         self.n_components = n_components
         self.n_residual = n_residual
         self.variant = variant
@@ -301,6 +324,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.auto_max_samples = auto_max_samples
         self.svc_max_samples = svc_max_samples
         self.cross_fit = cross_fit
+        self.screen = screen
         self.device = device
         self.random_state = random_state
 
@@ -354,6 +378,11 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
              f"{self.class_weight!r}")
         need(isinstance(self.mean_direction, (bool, np.bool_)),
              f"mean_direction must be True or False, got {self.mean_direction!r}")
+        scr = self.screen if isinstance(self.screen, (list, tuple)) else [self.screen]
+        need(self.screen == "auto" or (len(scr) > 0 and all(
+            k is None or (_is_int(k) and k >= 1) for k in scr)),
+             f"screen must be 'auto', None, an int >= 1 or a list of them, got "
+             f"{self.screen!r}")
 
     # ------------------------------------------------------------------ helpers
     def _standardize_fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
@@ -366,7 +395,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
             ss = sum(((X[y_idx == k] - X[y_idx == k].mean(0)) ** 2).sum(0) for k in (0, 1)
                      if (y_idx == k).any())
             sd = np.sqrt(ss / max(len(X) - 2, 1))
-            self.feature_scale_ = np.where(sd > 0, sd, 1.0)
+            self.feature_scale_ = np.where(sd > 0, sd, 1.0)  # as within_class_sd, in numpy
 
     def _prep(self, X: np.ndarray) -> torch.Tensor:
         """Standardize (as configured) and move to the torch device, ``(N, P)`` float64."""
@@ -466,7 +495,13 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         n_head = len(y_idx) - n_cov if self.balanced_split else len(y_idx)
         setting = self._choose(Xt, y_idx, a, class_weight,
                                self._head_kinds(n_head, X.shape[1]), seed)
-        n_members = self._n_members(len(y_idx), X.shape[1], setting[2])
+        self.screened_features_ = None
+        if setting[3] is not None and setting[3] < X.shape[1]:
+            # the chosen screen, now from every training row
+            self.screened_features_ = screen_features(Xt, y_idx, np.arange(len(y_idx)),
+                                                      setting[3])
+            Xt = Xt[:, torch.as_tensor(self.screened_features_, device=Xt.device)]
+        n_members = self._n_members(len(y_idx), Xt.shape[1], setting[2])
 
         def one(i):
             return self._fit_member(Xt, y_idx, idx_A, idx_B, setting, class_weight,
@@ -496,7 +531,7 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _fit_member(self, Xt, y_idx, idx_A, idx_B, setting, class_weight, seed) -> _Member:
         """One member: its own balanced split and folds, filter on all its rows, head on
         cross-fitted features."""
-        spec, m, kind = setting
+        spec, m, kind, _ = setting
         rng = np.random.default_rng(seed)
         cov_A, clf_A = self._split_A(idx_A, len(idx_B), rng)
         clf_rows = np.sort(np.concatenate([clf_A, idx_B]))
@@ -518,24 +553,19 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ inner CV
     def _choose(self, Xt, y_idx, a, class_weight, heads, seed) -> tuple:
-        """``(M_A spec, M_res, head kind)``: given, or chosen by repeated inner CV on a
-        stratified subsample (:mod:`finder.selection`); sets ``cv_results_``."""
+        """``(M_A spec, M_res, head kind, screen)``: given, or chosen by repeated inner CV on
+        a stratified subsample (:mod:`finder.selection`); sets ``cv_results_``."""
         rng = np.random.default_rng(seed)
         rows = selection.subsample(y_idx, self.auto_max_samples, rng)
         p = Xt.shape[1]
-        grid_A = []
-        for c in (self.n_components if isinstance(self.n_components, (list, tuple))
-                  else [self.n_components]):
-            if isinstance(c, str):  # "auto"
-                yy = y_idx[rows]
-                c = auto_components(p, basis_A(Xt[rows[yy == a]]).lam)
-            grid_A += [x for x in (c if isinstance(c, list) else [c]) if x not in grid_A]
-        grid_res = []
-        for m in (self.n_residual if isinstance(self.n_residual, (list, tuple))
-                  else [self.n_residual]):
-            m = auto_residuals(len(y_idx), p) if m == "auto" else [int(m)]
-            grid_res += [x for x in m if x not in grid_res]
-        cands = [(s, m, h) for s in grid_A for m in grid_res for h in heads]
+        screens = auto_screens(len(y_idx), p) if self.screen == "auto" else list(
+            self.screen if isinstance(self.screen, (list, tuple)) else [self.screen])
+        screens = list(dict.fromkeys(None if k is None or k >= p else int(k) for k in screens))
+        cands = []
+        for k in screens:
+            cands += [(s, m, h, k) for s in self._grid_A(Xt, y_idx, a, rows, k)
+                      for m in self._grid_res(len(y_idx), p if k is None else k)
+                      for h in heads]
         if len(cands) == 1:
             return cands[0]
         # a subsample is itself a random draw: one repeat of the folds on it
@@ -550,30 +580,75 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.cv_results_ = res
         return choice
 
-    def _evaluate(self, Xt, y_idx, a, r_tr, r_te, cands, class_weight, rng, seed) -> dict:
-        """Inner-CV AUC of every candidate for one fold (the split and cross-fitting as in
-        the final fit, on the fold's training rows only)."""
-        from sklearn.metrics import roc_auc_score
+    def _grid_A(self, Xt, y_idx, a, rows, screen) -> list:
+        """``M_A`` candidates (specs; "auto" resolved for ``screen`` features, or all, with
+        class A's spectrum on the subsample ``rows``)."""
+        p = Xt.shape[1] if screen is None else screen
+        grid = []
+        for c in (self.n_components if isinstance(self.n_components, (list, tuple))
+                  else [self.n_components]):
+            if isinstance(c, str):  # "auto"
+                c = auto_components(p, basis_A(Xt[rows[y_idx[rows] == a]]).lam)
+            grid += [x for x in (c if isinstance(c, list) else [c]) if x not in grid]
+        return grid
 
+    def _grid_res(self, n: int, p: int) -> list[int]:
+        """``M_res`` candidates for ``n`` rows of ``p`` (screened) features."""
+        grid = []
+        for m in (self.n_residual if isinstance(self.n_residual, (list, tuple))
+                  else [self.n_residual]):
+            m = auto_residuals(n, p) if m == "auto" else [int(m)]
+            grid += [x for x in m if x not in grid]
+        return grid
+
+    def _evaluate(self, Xt, y_idx, a, r_tr, r_te, cands, class_weight, rng, seed) -> dict:
+        """Inner-CV AUC of every candidate for one fold (the screen, split and
+        cross-fitting as in the final fit, on the fold's training rows only; every
+        candidate sees the same split of class A)."""
         yte = (y_idx[r_te] == 1).astype(np.int64)
         if len(np.unique(yte)) < 2:
             return {}
+        # the fold's own rows only, renumbered; the within-class scales of the final fit
+        # saw the fold's test labels (in wide data that leak favoured using every feature)
+        used = np.concatenate([r_tr, r_te])
+        Xt, y_idx = Xt[torch.as_tensor(used, device=Xt.device)], y_idx[used]
+        r_tr, r_te = np.arange(len(r_tr)), np.arange(len(r_tr), len(used))
+        if self.standardize == "feature":
+            Xt = Xt / within_class_sd(Xt[:len(r_tr)], y_idx[r_tr])
         is_a = y_idx[r_tr] == a
         A_tr, B_tr = r_tr[is_a], r_tr[~is_a]
-        cov, clf = self._split_A(A_tr, len(B_tr), rng)
+        split = self._split_A(A_tr, len(B_tr), rng)
+        out = {}
+        for k in dict.fromkeys(c[3] for c in cands):
+            Xs = Xt
+            if k is not None:  # ranked on the fold's training rows, never its test rows
+                keep = screen_features(Xt, y_idx, r_tr, k)
+                Xs = Xt[:, torch.as_tensor(keep, device=Xt.device)]
+            out.update(self._evaluate_on(Xs, y_idx, r_tr, r_te, B_tr, split,
+                                         [c for c in cands if c[3] == k], class_weight, seed))
+        return out
+
+    def _evaluate_on(self, Xt, y_idx, r_tr, r_te, B_tr, split, cands, class_weight,
+                     seed) -> dict:
+        """:meth:`_evaluate` for the candidates of one screen on its features ``Xt``."""
+        from sklearn.metrics import roc_auc_score
+
+        yte = (y_idx[r_te] == 1).astype(np.int64)
+        cov, clf = split
         clf_rows = np.sort(np.concatenate([clf, B_tr]))
         A = basis_A(Xt[cov])
-        count = {s: self._resolve_M_A(s, A.lam, Xt.shape[1]) for s, _, _ in cands}
+        count = {s: self._resolve_M_A(s, A.lam, Xt.shape[1]) for s, *_ in cands}
         mB = b_moments(Xt, B_tr, A)
         fam, _ = filter_family(Xt[cov], Xt[B_tr], sorted(set(count.values())), A, mB)
         t = (y_idx[clf_rows] == 1).astype(np.int64)
-        sel = {(count[s], m): self._select(fam[count[s]], m)[:2] for s, m, _ in cands}
+        sel = {(count[s], m): self._select(fam[count[s]], m)[:2] for s, m, *_ in cands}
         # unfiltered settings train on the rows themselves: no cross-fitted features needed
         feats = sorted(k for k, (_, W) in sel.items() if not _unfiltered(k[0], W))
         Z = crossfit_features(Xt, cov, B_tr, clf_rows, t, feats, fam, self._select,
                               self.cross_fit, seed, A, mB) if feats else {}
         out = {}
-        for s, m, kind in cands:
+        for cand in cands:
+            s, m, kind = cand[:3]
             c, W = sel[count[s], m]
             head = self._make_head(kind, class_weight, seed)
             if _unfiltered(count[s], W):  # as in the final fit: every row trains the head
@@ -584,15 +659,17 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
                 head.fit(Zs, ts, calibrate=False)
             else:
                 head.fit(Zs, ts)
-            out[s, m, kind] = roc_auc_score(yte, _head_scores(head, ((Xt[r_te] - c) @ W)
-                                                              .cpu().numpy()))
+            out[cand] = roc_auc_score(yte, _head_scores(head, ((Xt[r_te] - c) @ W)
+                                                         .cpu().numpy()))
         return out
 
     # ------------------------------------------------------------------ predict
     def _check_X(self, X):
         check_is_fitted(self, "members_")
         X = validate_data(self, _to_numpy(X), dtype=np.float64, reset=False)
-        return self._prep(check_scale(X))
+        Xt = self._prep(check_scale(X))
+        keep = getattr(self, "screened_features_", None)
+        return Xt if keep is None else Xt[:, torch.as_tensor(keep, device=Xt.device)]
 
     def transform(self, X) -> np.ndarray:
         """The first member's residual features ``(N, n_residual_)``:
@@ -638,7 +715,9 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         """Arrays + JSON-able metadata reproducing the fitted model (no pickles).
 
         Member ``i``'s arrays are ``m{i}_center``, ``m{i}_components``, ... and
-        ``m{i}_head_*``. Raises ``TypeError`` for a custom scikit-learn head.
+        ``m{i}_head_*``; with a screen (layout version 3) also ``screened_features``
+        ``(n_screened,)``, and the members' arrays have ``n_screened`` rows instead of ``P``.
+        Raises ``TypeError`` for a custom scikit-learn head.
         """
         check_is_fitted(self, "members_")
         if self.head_kind_ == "custom":
@@ -656,28 +735,36 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
             n_comp.append(m.n_components)
         if self.standardize == "feature":
             arrays.update(feature_mean=self.feature_mean_, feature_scale=self.feature_scale_)
+        keep = getattr(self, "screened_features_", None)
+        if keep is not None:
+            arrays["screened_features"] = np.asarray(keep, np.int64)
         params = {k: _jsonable(v) for k, v in self.get_params().items() if k != "device"}
         params["device"] = None if self.device is None else str(self.device)
-        meta = {"estimator": "finder.FINDER", "format_version": STATE_VERSION,
+        meta = {"estimator": "finder.FINDER",
+                "format_version": STATE_VERSION if keep is None else SCREENED_STATE_VERSION,
                 "params": params, "classes": [_jsonable(c) for c in self.classes_],
                 "classes_dtype": self.classes_.dtype.str,
                 "reference_class": _jsonable(self.reference_class_),
                 "n_features_in": int(self.n_features_in_), "head_kind": self.head_kind_,
                 "members": [{"n_components": k, "head": h} for k, h in zip(n_comp, heads)]}
+        if keep is not None:
+            meta["n_screened"] = int(len(keep))
         json.dumps(meta)  # fail here, not in the writer, if something is not JSON-able
         return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
 
     @classmethod
     def from_model_state(cls, arrays: dict, meta: dict) -> "FINDER":
-        """Rebuild a fitted estimator from :meth:`get_model_state`'s output (this version's
-        layout, or version 1: one member without the ``m0_`` prefix)."""
+        """Rebuild a fitted estimator from :meth:`get_model_state`'s output (layout 2 or 3,
+        or version 1: one member without the ``m0_`` prefix)."""
         if meta.get("estimator") != "finder.FINDER":
             raise ValueError(f"not a FINDER model state (estimator={meta.get('estimator')!r})")
         version = int(meta.get("format_version", 1))
-        if version not in (1, STATE_VERSION):
+        if version not in (1, STATE_VERSION, SCREENED_STATE_VERSION):
             raise ValueError(f"FINDER model state version {version}; this finder reads "
-                             f"1 and {STATE_VERSION}")
+                             f"1 to {SCREENED_STATE_VERSION}")
         params = dict(meta["params"])
+        if version < SCREENED_STATE_VERSION:
+            params.setdefault("screen", None)  # stored before the option existed
         if version == 1:  # stored before these options existed: their old meaning
             params.setdefault("standardize", None)
             params.setdefault("mean_direction", False)
@@ -689,6 +776,11 @@ class FINDER(ClassifierMixin, TransformerMixin, BaseEstimator):
         est.classes_ = np.asarray(meta["classes"], dtype=np.dtype(meta["classes_dtype"]))
         est.reference_class_ = est.classes_[list(est.classes_).index(meta["reference_class"])]
         est.n_features_in_ = int(meta["n_features_in"])
+        est.screened_features_ = None
+        if version == SCREENED_STATE_VERSION:
+            est.screened_features_ = np.asarray(arrays["screened_features"], np.int64)
+            if len(est.screened_features_) != int(meta["n_screened"]):
+                raise ValueError("screened_features does not have n_screened entries")
         if est.standardize == "feature":
             est.feature_mean_ = np.asarray(arrays["feature_mean"], float)
             est.feature_scale_ = np.asarray(arrays["feature_scale"], float)

@@ -38,8 +38,9 @@ __all__ = ["MODEL_FORMAT", "ESTIMATORS", "ModelFileError", "save_model", "load_m
 #: version written to (and required in) the ``physkit_model`` attribute
 MODEL_FORMAT = 1
 #: versions of each estimator's state layout (``meta["format_version"]``) this physkit
-#: reads (FINDER 1: one filter + head, before ensembles; 2: ``members``, arrays ``m{i}_*``)
-STATE_FORMATS = {"finder.FINDER": (1, 2), "finder.ResidualDetector": (1,)}
+#: reads (FINDER 1: one filter + head, before ensembles; 2: ``members``, arrays ``m{i}_*``;
+#: 3: as 2 on the ``n_screened`` features listed in ``screened_features``)
+STATE_FORMATS = {"finder.FINDER": (1, 2, 3), "finder.ResidualDetector": (1,)}
 #: most ensemble members a FINDER model file may declare
 MAX_MEMBERS = 1000
 #: most bytes of arrays a model file may hold
@@ -277,15 +278,33 @@ def _finder_shapes(meta: Mapping, path) -> dict[str, tuple]:
     """Expected array shapes of a FINDER state (str = a size shared by name)."""
     P = _count(meta, "n_features_in", 1, path)
     _check_classes(meta, path)
-    shapes = {}
+    shapes, Pm = {}, P  # Pm: the features the members see
+    if meta.get("format_version") == 3:
+        Pm = _count(meta, "n_screened", 1, path)
+        if Pm > P:
+            raise _fail(path, f"metadata 'n_screened' ({Pm}) exceeds 'n_features_in' ({P})")
+        shapes["screened_features"] = (Pm,)
     for pre, m, head in _finder_members(meta, path):
-        shapes.update({pre + "center": (P,), pre + "components": (P, m),
+        shapes.update({pre + "center": (Pm,), pre + "components": (Pm, m),
                        pre + "explained_variance": (pre + "r",),
                        pre + "residual_variance": (m,)})
         shapes.update(_head_shapes(head, pre, m, path))
     if (meta.get("params") or {}).get("standardize") == "feature":
         shapes.update(feature_mean=(P,), feature_scale=(P,))
     return shapes
+
+
+def _check_screen(arrays: Mapping[str, np.ndarray], meta: Mapping, path) -> None:
+    """Screened FINDER states: ``screened_features`` are increasing integer indices of the
+    ``n_features_in`` input features."""
+    keep = arrays.get("screened_features")
+    if keep is None:
+        return
+    P = meta["n_features_in"]
+    if keep.dtype.kind not in "iu" or (np.diff(keep) <= 0).any() or \
+            (len(keep) and (keep[0] < 0 or keep[-1] >= P)):
+        raise _fail(path, f"array 'screened_features' must hold increasing integer indices "
+                          f"of the {P} input features")
 
 
 def _check_trees(arrays: Mapping[str, np.ndarray], meta: Mapping, path) -> None:
@@ -375,6 +394,7 @@ def check_state(name: str, arrays: Mapping[str, Any], meta: Mapping, *, path=Non
         arrays = {k: np.asarray(v) for k, v in arrays.items()}
         _check_values(name, arrays, path)
         if name == "finder.FINDER":
+            _check_screen(arrays, meta, path)
             _check_trees(arrays, meta, path)
 
 
@@ -425,6 +445,9 @@ def _finder_lines(arrays: Mapping[str, np.ndarray], meta: Mapping) -> list[str]:
     for k, v in fitted.items():
         asked = f" (requested {req[k]})" if k in req and req[k] != v else ""
         lines.append(f"{k}_: {v}{asked}")
+    if "screened_features" in arrays:
+        lines.append(f"screened_features_: {len(arrays['screened_features'])} of "
+                     f"{meta.get('n_features_in')} features (largest |Welch t|)")
     if len(members) > 1:
         lines.append(f"members: {len(members)} (scores averaged; values above: the first)")
     lines.append(f"classes_: {meta.get('classes')} (reference class "

@@ -401,8 +401,8 @@ def test_mean_shift_in_wide_data_is_seen():
     Xt, yt = _wide_mean_shift(200, 1)
     f = FINDER(n_estimators=2, random_state=0).fit(X, y)
     assert roc_auc_score(yt, f.decision_function(Xt)) > 0.9
-    no_mean = FINDER(n_components=0, n_residual=140, mean_direction=False, n_estimators=2,
-                     random_state=0).fit(X, y)
+    no_mean = FINDER(n_components=0, n_residual=140, mean_direction=False, screen=None,
+                     n_estimators=2, random_state=0).fit(X, y)
     assert roc_auc_score(yt, no_mean.decision_function(Xt)) < 0.75
 
 

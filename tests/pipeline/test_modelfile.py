@@ -177,3 +177,28 @@ def test_finder_state_version_1_still_loads(tmp_path, data):
     back = FINDER.from_model_state(old_arrays, old_meta)
     np.testing.assert_array_equal(back.decision_function(X), clf.decision_function(X))
     assert back.standardize is None and back.mean_direction is False
+
+
+def _wide_data():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 400))
+    y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    X[20:, :3] += 2.0
+    return X, y
+
+
+def test_screened_finder_round_trip(tmp_path):
+    """A screened FINDER (layout 3): the kept feature indices travel with the members, which
+    see only those features; predictions are identical and describe_model names them."""
+    from finder import FINDER
+
+    X, y = _wide_data()
+    clf = FINDER(screen=30, n_estimators=2, random_state=0).fit(X, y)
+    back = load_model(save_model(tmp_path / "s.h5", clf))
+    np.testing.assert_array_equal(back.screened_features_, clf.screened_features_)
+    np.testing.assert_array_equal(back.decision_function(X), clf.decision_function(X))
+    assert back.get_params() == clf.get_params()
+    _, arrays, meta, _ = read_model_state(tmp_path / "s.h5")
+    assert meta["format_version"] == 3 and meta["n_screened"] == 30
+    assert arrays["m0_center"].shape == (30,) and arrays["feature_mean"].shape == (400,)
+    assert "screened_features_: 30 of 400" in describe_model(tmp_path / "s.h5")

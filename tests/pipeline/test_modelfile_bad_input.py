@@ -88,6 +88,33 @@ def test_model_arrays_are_checked_against_metadata(models, tmp_path, which, edit
     _refused(p, *words)
 
 
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    from finder import FINDER
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 200))
+    y = np.arange(30) % 2
+    X[y == 1, :2] += 2
+    return save_model(tmp_path_factory.mktemp("models") / "scr.h5",
+                      FINDER(screen=12, n_estimators=1, random_state=0).fit(X, y))
+
+
+@pytest.mark.parametrize("edit,words", [
+    (_array("screened_features", np.arange(11)), ("'screened_features'", "(12,)")),
+    (_array("screened_features", np.arange(12.0)), ("screened_features", "integer")),
+    (_array("screened_features", np.r_[0:11, 200]), ("screened_features", "200 input")),
+    (_array("screened_features", np.r_[5, 0:11]), ("screened_features", "increasing")),
+    (_array("screened_features", np.r_[-1, 1:12]), ("screened_features",)),
+    (lambda f: _meta(f, lambda m: m.pop("n_screened")), ("n_screened",)),
+    (lambda f: _meta(f, lambda m: m.update(n_screened=500)), ("n_screened", "n_features_in")),
+    (lambda f: _meta(f, lambda m: m.update(format_version=2)), ("unexpected", "screened")),
+])
+def test_screened_state_is_checked(screened, tmp_path, edit, words):
+    assert load_model(screened).screened_features_.shape == (12,)
+    _refused(_variant(screened, tmp_path / "m.h5", edit), *words)
+
+
 def test_tree_head_that_loops_is_refused(tmp_path):
     """A gradient-boosting head whose node points back to an earlier node would walk
     forever at predict time: refused when the file is read."""
