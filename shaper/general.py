@@ -160,7 +160,7 @@ class GeneralPath:
         best = {k: torch.stack([e[k] for e in ends])[first, ar] for k in obs.specs}
         best_status = status[first, ar]
         best, value = self._first_value(obs, group, best)
-        others = [(ends[0], status[0], first != 0)]
+        others = [(self._polish_rows(obs, group, ends[0], first != 0), status[0], first != 0)]
         guards = [0] + list(range(S - fl.nested, S))  # the single start, the smaller optima
         others += [({k: v.to(torch.float64) for k, v in fl.starts[i].items()}, status[i], None)
                    for i in sorted(set(guards))]
@@ -175,14 +175,39 @@ class GeneralPath:
                      ) -> Tuple[Params, torch.Tensor]:
         """Exact value of the first candidate, after ``polish_steps`` exact steps on the full
         jets at the reported resolution (exact flow, ``steps > 0``) when asked."""
-        s = self.s
-        if s.flow == "exact" and s.polish_steps > 0 and s.steps > 0:  # positions only
-            res = flow_exact(obs, group.x, group.z, params, steps=s.polish_steps,
-                             n_samples=s.n_eval_samples, R=s.R, beta=s.beta,
-                             weight_lr=_POLISH_WEIGHT_LR, tol=s.tol, patience=s.patience,
-                             n_jobs=self._pot_jobs(group))
+        if self._polishes():
+            res = self._polish(obs, group.x, group.z, params, self._pot_jobs(group))
             return {k: v.to(torch.float64) for k, v in res.params.items()}, res.loss
         return params, self.exact(obs, params, group.x, group.z, self._pot_jobs(group))
+
+    def _polishes(self) -> bool:
+        s = self.s
+        return s.flow == "exact" and s.polish_steps > 0 and s.steps > 0
+
+    def _polish(self, obs: Observable, x: torch.Tensor, z: torch.Tensor, params: Params,
+                n_jobs: Optional[int]):
+        """``polish_steps`` exact steps (positions only) on full jets ``x (b, M, 2)``,
+        ``z (b, M)`` at the reported resolution, from ``params (b, ...)``."""
+        s = self.s
+        return flow_exact(obs, x, z, params, steps=s.polish_steps, n_samples=s.n_eval_samples,
+                          R=s.R, beta=s.beta, weight_lr=_POLISH_WEIGHT_LR, tol=s.tol,
+                          patience=s.patience, n_jobs=n_jobs)
+
+    def _polish_rows(self, obs: Observable, group: JetGroup, params: Params,
+                     rows: torch.Tensor) -> Params:
+        """``params (B, ...)`` with the first candidate's polish applied on ``rows (B,)`` bool:
+        where another start won the flow, the first start's end point is challenged polished,
+        as the single-start fit reports it, so multi-start never ends above single start."""
+        if not self._polishes() or not bool(rows.any()):
+            return params
+        idx = torch.nonzero(rows).squeeze(1)
+        res = self._polish(obs, group.x.index_select(0, idx), group.z.index_select(0, idx),
+                           {k: v.index_select(0, idx) for k, v in params.items()},
+                           self._pot_jobs(group))
+        out = {k: v.clone() for k, v in params.items()}
+        for k in out:
+            out[k][idx] = res.params[k].to(out[k].dtype)
+        return out
 
     def _challenge(self, obs: Observable, group: JetGroup, best: Params, value: torch.Tensor,
                    best_status: torch.Tensor, cand: Params, cand_status: torch.Tensor,
