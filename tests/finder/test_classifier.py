@@ -20,6 +20,7 @@ from sklearn.svm import SVC
 from finder import FINDER
 from finder.classifier import AUTO_RESIDUAL_COUNTS, SKLEARN_EXPECTED_FAILED_CHECKS
 from finder.kl import kl_basis
+from wide_data import wide_mean_shift
 
 P = 20
 SD = np.linspace(3.0, 0.1, P)  # class A's widths: e_0 loudest, e_{P-1} quietest
@@ -387,18 +388,11 @@ def test_signal_in_the_leading_direction_is_kept_at_defaults():
     assert ref > 0.8 and auc > ref - 0.02
 
 
-def _wide_mean_shift(n, seed, p=2000, k=10, shift=3.0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(2 * n, p))
-    X[n:, :k] += shift
-    return X, np.r_[np.zeros(n, int), np.ones(n, int)]
-
-
 def test_mean_shift_in_wide_data_is_seen():
     """P >> N, the classes differ by a mean shift in 10 of 2000 features: B's eigenbasis of
     its centred residuals does not contain the shift, the class-mean direction does."""
-    X, y = _wide_mean_shift(20, 0)
-    Xt, yt = _wide_mean_shift(200, 1)
+    X, y = wide_mean_shift(20, 0, k=10, shift=3.0)
+    Xt, yt = wide_mean_shift(200, 1, k=10, shift=3.0)
     f = FINDER(n_estimators=2, random_state=0).fit(X, y)
     assert roc_auc_score(yt, f.decision_function(Xt)) > 0.9
     no_mean = FINDER(n_components=0, n_residual=140, mean_direction=False, screen=None,

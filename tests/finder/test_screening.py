@@ -8,14 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from finder import FINDER
 from finder.screening import auto_screens, screen_features, welch_t
-
-
-def _wide(n, seed, p=2000, k=3, shift=2.0):
-    """``n`` + ``n`` rows of ``p`` unit normals; class 1 shifted by ``shift`` in ``k``."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(2 * n, p))
-    X[n:, :k] += shift
-    return X, np.r_[np.zeros(n, int), np.ones(n, int)]
+from wide_data import wide_mean_shift
 
 
 def test_welch_t_matches_scipy_and_screen_keeps_the_largest():
@@ -33,7 +26,7 @@ def test_welch_t_matches_scipy_and_screen_keeps_the_largest():
 def test_screen_sees_only_the_given_rows():
     """Rows outside ``rows`` (here made to separate the classes along other features)
     change nothing."""
-    X, y = _wide(20, 0, p=300)
+    X, y = wide_mean_shift(20, 0, p=300)
     rows = np.r_[0:15, 20:35]
     keep = screen_features(torch.as_tensor(X), y, rows, 10)
     X2 = X.copy()
@@ -47,12 +40,12 @@ def test_screen_sees_only_the_given_rows():
 
 
 def test_final_screen_is_the_training_t_ranking_and_ignores_test_rows():
-    X, y = _wide(20, 1)
+    X, y = wide_mean_shift(20, 1)
     f = FINDER(screen=25, n_estimators=2, random_state=0).fit(X, y)
     ref = ttest_ind(X[y == 1], X[y == 0], equal_var=False).statistic
     np.testing.assert_array_equal(f.screened_features_, np.sort(np.argsort(-np.abs(ref))[:25]))
     assert f.center_.shape == (25,) and f.components_.shape[0] == 25
-    Xt, _ = _wide(50, 2)
+    Xt, _ = wide_mean_shift(50, 2)
     before = f.screened_features_.copy()
     f.decision_function(Xt)
     np.testing.assert_array_equal(f.screened_features_, before)
@@ -62,7 +55,7 @@ def test_final_screen_is_the_training_t_ranking_and_ignores_test_rows():
 def test_auto_screens_only_for_wide_data():
     assert auto_screens(50, 499) == [None]
     assert auto_screens(50, 10_000) == [None, 200, 50, 13]
-    X, y = _wide(20, 0, p=300)  # P < 10 N: fitted as without the option
+    X, y = wide_mean_shift(20, 0, p=300)  # P < 10 N: fitted as without the option
     a = FINDER(random_state=0).fit(X, y)
     b = FINDER(screen=None, random_state=0).fit(X, y)
     assert a.screened_features_ is None
@@ -74,8 +67,8 @@ def test_screening_at_defaults_beats_no_screening_on_held_out_data():
     features the class-mean estimate is mostly noise; the inner CV picks a screen."""
     auc = {None: [], "auto": []}
     for seed in (0, 1):
-        X, y = _wide(20, 10 + seed)
-        Xt, yt = _wide(200, 100 + seed)
+        X, y = wide_mean_shift(20, 10 + seed)
+        Xt, yt = wide_mean_shift(200, 100 + seed)
         for screen in auc:
             f = FINDER(screen=screen, random_state=0).fit(X, y)
             auc[screen].append(roc_auc_score(yt, f.decision_function(Xt)))
@@ -102,8 +95,8 @@ def test_inner_cv_auc_is_not_inflated_by_the_final_scales():
     average (the fold's test rows pulled towards their class means)."""
     gap = []
     for seed in range(3):
-        X, y = _wide(25, seed, p=10_000, k=10, shift=1.0)
-        Xt, yt = _wide(100, 100 + seed, p=10_000, k=10, shift=1.0)
+        X, y = wide_mean_shift(25, seed, p=10_000, k=10, shift=1.0)
+        Xt, yt = wide_mean_shift(100, 100 + seed, p=10_000, k=10, shift=1.0)
         f = FINDER(n_components=0, n_residual=[1, 140], screen=None, random_state=0).fit(X, y)
         gap.append(f.cv_results_["mean_auc"].max() - roc_auc_score(yt, f.decision_function(Xt)))
     assert np.mean(gap) < 0.05
@@ -111,6 +104,6 @@ def test_inner_cv_auc_is_not_inflated_by_the_final_scales():
 
 @pytest.mark.parametrize("bad", ["all", 0, -3, [], [5, "x"], 2.5, True])
 def test_bad_screen_is_refused(bad):
-    X, y = _wide(10, 0, p=20)
+    X, y = wide_mean_shift(10, 0, p=20)
     with pytest.raises(ValueError, match="screen must be"):
         FINDER(screen=bad).fit(X, y)
