@@ -302,7 +302,8 @@ def test_cross_fit_changes_only_the_head_training_features():
 
 @pytest.mark.slow
 def test_lhco_sized_weakly_supervised_sample_runs():
-    """120 000 x 4 (LHC-Olympics-sized): the default head is the scalable one and it works."""
+    """120 000 x 4 (LHC-Olympics-sized): the default head is a scalable one (Nystroem or the
+    tree ensemble, chosen by inner CV; never the exact SVC) and it works."""
     rng = np.random.default_rng(0)
     n = 60_000
     X = rng.normal(size=(2 * n, 4)) * np.array([3.0, 2.0, 1.0, 1.0])
@@ -310,7 +311,7 @@ def test_lhco_sized_weakly_supervised_sample_runs():
     sig = rng.random(n) < 0.01
     X[n:][sig, 3] += 3.0
     f = FINDER(n_components=2, n_residual=2, variant="aca-l", random_state=0).fit(X, y)
-    assert f.head_kind_ == "nystroem"
+    assert f.head_kind_ in ("nystroem", "hgb")
     assert roc_auc_score(sig, f.decision_function(X[n:])) > 0.8
 
 
