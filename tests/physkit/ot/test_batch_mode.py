@@ -15,19 +15,7 @@ from physkit.ot.scaling import ScaledPotentials
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(params=["newton", "sinkhorn"])
-def engine(request, monkeypatch):
-    if request.param == "sinkhorn":
-        monkeypatch.setattr(sk, "NEWTON_MAX_POINTS", 0)
-    return request.param
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _problem(B, N, M, seed, dtype=F64, shift=0.0):

@@ -8,27 +8,12 @@ import pytest
 import torch
 
 from physkit.events import Events
-import physkit.ot.sinkhorn as sk
 from physkit.ot import SinkhornPotentials, emd_batch, sinkhorn_divergence
 
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small batched kernels run faster on one intra-op thread on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(params=["newton", "sinkhorn"])
-def engine(request, monkeypatch):
-    """Run a test with the semi-dual Newton solver (few points) and with forced Sinkhorn."""
-    if request.param == "sinkhorn":
-        monkeypatch.setattr(sk, "NEWTON_MAX_POINTS", 0)
-    return request.param
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
