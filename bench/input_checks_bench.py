@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from best_time import best  # noqa: E402  (bench/, the script's own folder)
 from physkit.io import count_events, read_block  # noqa: E402
 from physkit.io.read import rows_digest  # noqa: E402
 from physkit.pipeline import runner  # noqa: E402
@@ -51,15 +52,6 @@ def make_file(path: str, n: int, m: int = 50, compression=None) -> str:
         f["labels"] = rng.integers(0, 2, n).astype(np.int8)
         f["feat"] = rng.normal(size=(n, 4))
     return path
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def per_chunk(path: str, n: int, chunk: int, repeat: int) -> tuple[float, float]:

@@ -36,21 +36,13 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from best_time import best  # noqa: E402  (bench/, the script's own folder)
 
 
 def particles(n: int, mean: float, seed: int):
