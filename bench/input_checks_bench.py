@@ -102,7 +102,7 @@ def run(n: int, chunk: int, repeat: int) -> None:
             p = make_file(os.path.join(d, f"ev_{comp}.h5"), n, compression=comp)
             t_read, t_dig = per_chunk(p, n, chunk, repeat)
             t_count = best(lambda: count_events(p), repeat)
-            t_labels = best(lambda: runner._plan_file(p), repeat)
+            t_labels = best(lambda: runner._plan_file(p, {}), repeat)
             print(f"{n} events, chunks of {chunk}, {comp or 'uncompressed'} "
                   f"({os.path.getsize(p) / 1e6:.0f} MB):")
             print(f"  read_block of every chunk     {t_read:8.3f} s")
