@@ -26,22 +26,9 @@ def atomic_h5(path, *, track_order: bool = False, in_memory: bool = False):
         with _in_memory(path, track_order) as f:
             yield f
         return
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)
+    with _temporary_beside(path) as tmp:
         with h5py.File(tmp, "w", track_order=track_order) as f:
             yield f
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @contextmanager
@@ -61,16 +48,25 @@ def _in_memory(path, track_order: bool):
 def atomic_bytes(path):
     """Yield a binary file open on a temporary file next to ``path``, renamed to ``path``
     on a clean exit and removed on any error (usual permissions, as :func:`atomic_h5`)."""
+    with _temporary_beside(path) as tmp:
+        with open(tmp, "wb") as fh:
+            yield fh
+
+
+@contextmanager
+def _temporary_beside(path):
+    """Yield the name of a new, empty temporary file in ``path``'s directory, with the usual
+    permissions (``0o666`` less the umask); it is renamed to ``path`` on a clean exit and
+    removed on any error."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+                               dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.chmod(tmp, 0o666 & ~umask)
-            yield fh
+        os.chmod(tmp, 0o666 & ~umask)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
