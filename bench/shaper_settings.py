@@ -61,6 +61,14 @@ CONFIGS = [
     ("exact flow, full jets, 32 nodes per shape", {"coarse_points": None, "n_samples": 32}),
     ("exact flow, 15 screening steps", {"screen_steps": 15}),
     ("exact flow, 30 screening steps", {"screen_steps": 30}),
+    ("exact flow, the 2 best starts flow on after screening", {"screen_keep": 2}),
+    ("exact flow, the 3 best starts flow on after screening", {"screen_keep": 3}),
+    ("exact flow, 12 screening steps, the 2 best flow on", {"screen_steps": 12, "screen_keep": 2}),
+    ("exact flow, 16 nodes per shape, 12 screening steps, the 2 best flow on",
+     {"n_samples": 16, "screen_steps": 12, "screen_keep": 2}),
+    ("exact flow, 16 nodes per shape, no screening", {"n_samples": 16, "screen_steps": 0}),
+    ("exact flow, 60 steps, 12 screening steps, the 2 best flow on",
+     {"steps": 60, "screen_steps": 12, "screen_keep": 2}),
 ]
 TIE = 1e-4
 

@@ -339,8 +339,8 @@ class GeneralPath:
                      workers: int) -> FlowResult:
         """Flow every start (rows ``(n, ...)``: per group of ``layout`` ``(S, B)``, ``S * B``
         rows start-major) for ``screen_steps`` steps, then only each jet's first start and its
-        best one (by the flow's value; ties to the first) for the remaining
-        ``steps - screen_steps``; the others keep their screened end points. The first start
+        ``screen_keep`` best ones (by the flow's value, :func:`_screened_rows`) for the
+        remaining ``steps - screen_steps``; the others keep their screened end points. The first start
         follows the same two legs whether it flows alone or among others, so the single-start
         fit's end point is among the multi-start candidates. ``screen_steps = 0`` or
         ``>= steps``: every start flows ``steps`` steps in one leg."""
@@ -349,14 +349,7 @@ class GeneralPath:
         if not 0 < s.screen_steps < s.steps:
             return self._run_buckets(obs, xs, zs, ms, p0, s.steps, workers, order)
         res = self._run_buckets(obs, xs, zs, ms, p0, s.screen_steps, workers, order)
-        keep, lo = [], 0
-        for S, B in layout:
-            first = res.loss[lo:lo + S * B].reshape(S, B).argmin(dim=0)
-            jets = torch.arange(B, device=xs.device)
-            keep.append(lo + jets)  # the first start
-            keep.append((lo + first * B + jets)[first != 0])  # the best one, when another
-            lo += S * B
-        rows = torch.sort(torch.cat(keep)).values
+        rows = _screened_rows(res.loss, layout, s.screen_keep)
         more = self._run_buckets(obs, xs[rows], zs[rows], ms[rows],
                                  {k: v[rows] for k, v in res.params.items()},
                                  s.steps - s.screen_steps, workers,
@@ -408,6 +401,22 @@ class GeneralPath:
                               beta=s.beta, weight_lr=s.lr, tol=s.tol, patience=s.patience,
                               n_jobs=self._pot_jobs(), koopman=s.koopman)
         return flow_sinkhorn(obs, xs, zs, ms, p0, steps, s, koopman=s.koopman)
+
+
+def _screened_rows(loss: torch.Tensor, layout: List[Tuple[int, int]], keep: int
+                   ) -> torch.Tensor:
+    """Sorted rows that flow on after screening: per group of ``layout`` ``(S, B)`` (``S * B``
+    rows of ``loss`` start-major), each jet's first start and its ``keep`` starts of least
+    ``loss`` (ties by start order; the first start may be one of them)."""
+    rows, lo = [], 0
+    for S, B in layout:
+        jets = torch.arange(B, device=loss.device)
+        best = torch.sort(loss[lo:lo + S * B].reshape(S, B), dim=0, stable=True).indices
+        best = best[:min(keep, S)]  # (k, B)
+        rows.append(lo + jets)  # the first start
+        rows.append((lo + best * B + jets)[best != 0])
+        lo += S * B
+    return torch.sort(torch.cat(rows)).values
 
 
 def _centres(obs: Observable, params: Params) -> Optional[torch.Tensor]:

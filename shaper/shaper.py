@@ -20,7 +20,8 @@ Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
    * **general path** (every manifold; :mod:`shaper.general`): a multi-start flow from the kT
      initialisation and diverse further starts (``starts``; the optima of smaller family
      members fitted in the same call), as rows of one batch; every start is flowed
-     ``screen_steps`` steps, then the first and each jet's best one flow on. ``flow="exact"``
+     ``screen_steps`` steps, then the first and each jet's ``screen_keep`` best flow on.
+     ``flow="exact"``
      (default): majorise-minimise steps on the **exact** EMD between the jet and the shape's
      ``n_samples`` nodes per shape (:mod:`shaper.exact_flow`: POT plans and dual potentials,
      a Gauss-Newton step of the positional parameters, Adam on the weights, rows ending
@@ -83,9 +84,9 @@ ObservableLike = Union[str, Observable]
 #: (chosen on held-out sample jets: ``bench/shaper_settings.py``, bench/RESULTS.md)
 FLOW_DEFAULTS = {
     "exact": dict(n_samples=24, steps=80, lr=0.25, patience=2, starts=("kt", "wide"),
-                  polish_steps=2, screen_steps=6),
+                  polish_steps=2, screen_steps=12, screen_keep=2),
     "sinkhorn": dict(n_samples=15, steps=100, lr=0.04, patience=15, starts=(), polish_steps=0,
-                     screen_steps=0),
+                     screen_steps=0, screen_keep=1),
 }
 #: ``coarse_points="auto"`` for beta >= 1 per flow (None below)
 FLOW_COARSE_POINTS = {"exact": 32, "sinkhorn": 32}
@@ -126,8 +127,11 @@ class Shaper:
         :meth:`~shaper.observables.Observable.starts`: a wide shape on the hardest prong, a
         wide light shape around it, a narrow one on it). None: ``("kt", "wide")`` for the exact flow, none for the
         Sinkhorn flow.
-    screen_steps : steps every start flows before only the first and each jet's best go on
-        (0, or >= steps: all flow to the end). None: 6 exact, 0 Sinkhorn.
+    screen_steps : steps every start flows before only the first and each jet's
+        ``screen_keep`` best go on (0, or >= steps: all flow to the end). None: 12 exact, 0
+        Sinkhorn.
+    screen_keep : how many of each jet's starts of least flow value after ``screen_steps``
+        flow on besides the first (the first may be one of them). None: 2 exact, 1 Sinkhorn.
     koopman : :class:`physkit.flow.Koopman` DMD jump-ahead in the flow (None: off; it saves
         under a third of the exact flow's steps, bench/RESULTS.md).
     scaling, sinkhorn_iter, sinkhorn_tol : Sinkhorn eps-scaling factor, iteration cap per flow
@@ -194,7 +198,7 @@ class Shaper:
                  coarse_points: Union[int, str, None] = "auto", coarse_iter: int = 5,
                  polish_steps: Optional[int] = None, flow: str = "exact",
                  starts: Optional[Sequence[str]] = None, screen_steps: Optional[int] = None,
-                 koopman: Optional[Koopman] = None):
+                 screen_keep: Optional[int] = None, koopman: Optional[Koopman] = None):
         if isinstance(observables, (str, Observable)):
             observables = [observables]
         self.observables: List[Observable] = [o if isinstance(o, Observable) else from_name(o)
@@ -213,7 +217,7 @@ class Shaper:
         self.coarse_points, self.coarse_iter, self.polish_steps = (coarse_points, coarse_iter,
                                                                    polish_steps)
         self.flow, self.starts, self.koopman = flow, starts, koopman
-        self.screen_steps = screen_steps
+        self.screen_steps, self.screen_keep = screen_steps, screen_keep
         self._check_params()
 
     def _check_params(self) -> None:
@@ -261,6 +265,7 @@ class Shaper:
         self.coarse_iter = _integer("coarse_iter", self.coarse_iter, 0)
         self.polish_steps = _integer("polish_steps", self.polish_steps, 0)
         self.screen_steps = _integer("screen_steps", self.screen_steps, 0)
+        self.screen_keep = _integer("screen_keep", self.screen_keep, 0)
         if self.koopman is not None and not isinstance(self.koopman, Koopman):
             raise ValueError(f"koopman must be None or a physkit.flow.Koopman, got "
                              f"{self.koopman!r}")
@@ -298,6 +303,7 @@ class Shaper:
                 "point_restarts": self.point_restarts, "point_swaps": self.point_swaps,
                 "coarse_points": self.coarse_points, "flow": self.flow,
                 "starts": list(self.starts), "polish_steps": self.polish_steps,
+                "screen_steps": self.screen_steps, "screen_keep": self.screen_keep,
                 "koopman": None if self.koopman is None else repr(self.koopman),
                 "observables": [o.name for o in self.observables]}
 

@@ -36,6 +36,8 @@ NAME = "2-subjettiness"
     ("coarse_points", "many", "coarse_points must be a positive multiple of 32, None or 'auto'"),
     ("coarse_iter", -1, "coarse_iter must be an integer >= 0"),
     ("polish_steps", -2, "polish_steps must be an integer >= 0"),
+    ("screen_steps", -1, "screen_steps must be an integer >= 0"),
+    ("screen_keep", 1.5, "screen_keep must be an integer >= 0"),
     ("dtype", np.float32, "dtype must be a torch floating-point dtype"),
     ("dtype", torch.int32, "dtype must be a torch floating-point dtype"),
     ("n_jobs", 0, "n_jobs must be None, -1 or an integer >= 1"),
