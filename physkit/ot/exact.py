@@ -475,10 +475,13 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
     value, plan = np.empty(B), np.empty((B, N, M))
     u, v = np.empty((B, N)), np.empty((B, M))
 
+    finite = np.isfinite(Cn).all(axis=(1, 2))
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"emd_batch_plans: non-finite cost in row {bad}")
+
     def work(chunk):
         for k in range(*chunk):
-            if not np.isfinite(Cn[k]).all():
-                raise ValueError(f"emd_batch_plans: non-finite cost in row {k}")
             G, cost, uk, vk, code = _solve_with_duals(an[k], bn[k], Cn[k], int(n_iter_max))
             if code != _OPTIMAL:
                 msg = _RESULT_MESSAGES.get(code, f"unknown result code {code}")
