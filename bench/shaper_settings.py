@@ -69,6 +69,10 @@ CONFIGS = [
     ("exact flow, 16 nodes per shape, no screening", {"n_samples": 16, "screen_steps": 0}),
     ("exact flow, 6 screening steps, the best flows on (defaults before screen_keep)",
      {"screen_steps": 6, "screen_keep": 1}),
+    ("exact flow, 1 polish step at the reported resolution", {"polish_steps": 1}),
+    ("exact flow, extra starts 'wide' only (no raw kT start)", {"starts": ("wide",)}),
+    ("exact flow, 8 screening steps", {"screen_steps": 8}),
+    ("exact flow, patience 1", {"patience": 1}),
     ("exact flow, 60 steps, 12 screening steps, the 2 best flow on",
      {"steps": 60, "screen_steps": 12, "screen_keep": 2}),
 ]
