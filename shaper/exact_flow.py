@@ -32,12 +32,11 @@ independent: every row's numbers depend on that row only.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from physkit.angles import wrap_angle
+from physkit.angles import differences_in_range, wrap_angle
 from physkit.flow import Simplex, is_final_evaluation
 from physkit.ot import emd_batch_plans
 
@@ -67,15 +66,6 @@ def _bias(decay: float, t: torch.Tensor) -> torch.Tensor:
     return table[t.long()]
 
 
-def _may_wrap(x: torch.Tensor, y: torch.Tensor) -> bool:
-    """Whether an azimuth difference between ``x (b, M, 2)`` and ``y (b, K, 2)`` can reach pi
-    (with a margin for rounding)."""
-    if x.numel() == 0 or y.numel() == 0:
-        return False
-    reach = x[..., 1].abs().amax() + y[..., 1].abs().amax()
-    return bool(reach >= math.pi - 1e-6)
-
-
 class Transport:
     """The exact plan between jets and sampled shapes, summarised per node.
 
@@ -87,7 +77,7 @@ class Transport:
                  R: float, beta: float, n_jobs: Optional[int]):
         dy = x[:, :, None, 0] - y[:, None, :, 0]  # (b, M, K) particle - node
         dphi = x[:, :, None, 1] - y[:, None, :, 1]
-        if _may_wrap(x, y):  # (wrapping is the identity, bit for bit, on differences below pi)
+        if not differences_in_range(x[..., 1], y[..., 1]):
             dphi = wrap_angle(dphi)
         theta = torch.sqrt(dy * dy + dphi * dphi)
         if beta == 1.0:

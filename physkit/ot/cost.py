@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..angles import wrap_angle
+from ..angles import differences_in_range, wrap_angle
 
 
 def _check_params(R: float, beta: float) -> None:
@@ -49,7 +49,7 @@ def cost_matrix(x, y, R: float = 1.0, beta: float = 1.0, *, periodic_phi: bool =
         y = np.asarray(y)
     dy = x[..., :, None, 0] - y[..., None, :, 0]
     dphi = x[..., :, None, 1] - y[..., None, :, 1]
-    if periodic_phi:
+    if periodic_phi and not differences_in_range(x[..., 1], y[..., 1]):
         dphi = wrap_angle(dphi)
     d2 = (dy * dy + dphi * dphi) / (R * R)
     if beta == 2:
