@@ -84,7 +84,7 @@ ObservableLike = Union[str, Observable]
 #: (chosen on held-out sample jets: ``bench/shaper_settings.py``, bench/RESULTS.md)
 FLOW_DEFAULTS = {
     "exact": dict(n_samples=24, steps=80, lr=0.25, patience=2, starts=("kt", "wide"),
-                  polish_steps=2, screen_steps=12, screen_keep=2),
+                  polish_steps=4, screen_steps=12, screen_keep=2),
     "sinkhorn": dict(n_samples=15, steps=100, lr=0.04, patience=15, starts=(), polish_steps=0,
                      screen_steps=0, screen_keep=1),
 }
@@ -162,7 +162,7 @@ class Shaper:
     coarse_iter : Lloyd iterations of the coarse-graining (from exclusive-kT seeds).
     polish_steps : flow steps on the full jets after the coarse flow (0: none); with the exact
         flow, exact steps of the positional parameters on the full jets at the reported
-        resolution from the best end point (None: 2 exact, 0 Sinkhorn).
+        resolution from the best end point (None: 4 exact, 0 Sinkhorn).
     dtype : dtype of the general flow (float32 is faster; the exact steps run in float64).
     n_jobs : worker threads for the exact EMD and for the general-path buckets (None or -1:
         all cores available to the process). CPU only.
