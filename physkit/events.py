@@ -59,6 +59,9 @@ def pad_arrays(arrays) -> np.ndarray:
     (energyflow's list-of-events layout; columns after the third are ignored)."""
     parts = []
     for i, a in enumerate(arrays):
+        if not isinstance(a, (np.ndarray, torch.Tensor, list, tuple)):
+            raise TypeError(f"jet {i}: expected an (M, 3) array of (pT, y, phi), got "
+                            f"{type(a).__name__}")
         a = np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
         if a.ndim != 2 or a.shape[1] < 3:
             raise ValueError(f"jet {i}: expected an (M, 3) array of (pT, y, phi), got shape "

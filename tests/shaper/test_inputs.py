@@ -119,3 +119,14 @@ def test_pyshaper_and_paper_names(name, canonical):
     obs, ref = from_name(name), from_name(canonical)
     assert obs.name == name.strip() and obs.family == ref.family
     assert repr(obs.specs) == repr(ref.specs)
+
+
+def test_a_sequence_holding_events_or_other_objects_is_refused_at_once():
+    """A tuple such as ``(events, indices)`` passed by mistake used to be taken for a list of
+    jets: numpy turned the Events into a nested object array until memory ran out."""
+    x, _, _ = _jets()
+    ev = Events.from_padded(x[..., :3], dtype=torch.float64)
+    with pytest.raises(TypeError, match="jet 0: expected an \\(M, 3\\) array.*got Events"):
+        Shaper(OBS).compute((ev, np.arange(len(ev))))
+    with pytest.raises(TypeError, match="jet 1: .*got dict"):
+        Events.as_jets([x[0, :, :3], {"pt": 1.0}])
