@@ -73,7 +73,8 @@ CONFIGS = [
     ("exact flow, extra starts 'wide' only (no raw kT start)", {"starts": ("wide",)}),
     ("exact flow, 8 screening steps", {"screen_steps": 8}),
     ("exact flow, patience 1", {"patience": 1}),
-    ("exact flow, 4 polish steps at the reported resolution", {"polish_steps": 4}),
+    ("exact flow, 2 polish steps at the reported resolution", {"polish_steps": 2}),
+    ("exact flow, 8 polish steps at the reported resolution", {"polish_steps": 8}),
     ("exact flow, 60 steps, 12 screening steps, the 2 best flow on",
      {"steps": 60, "screen_steps": 12, "screen_keep": 2}),
 ]
