@@ -42,6 +42,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
+import numpy as np
 import torch
 
 from physkit.angles import wrap_angle
@@ -69,8 +70,11 @@ SWAPS, SWAP_CANDIDATES = 1, 5
 CANDIDATES = 64
 #: fewest jets per worker thread
 _MIN_PART = 64
+#: engines of the point path (:func:`point_engine`)
+ENGINES = ("numba", "torch")
 
-__all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "point_starts", "point_value",
+__all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "fit_points_compiled",
+           "point_engine", "ENGINES", "point_starts", "point_value",
            "local_search", "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND", "SWAPS",
            "SWAP_CANDIDATES"]
 
@@ -303,6 +307,51 @@ def fit_points(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: f
     return _report(x, z, cands, owner, polish.converged[:B], R, beta)
 
 
+def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: float,
+                        beta: float, max_iter: int, previous: Optional[torch.Tensor] = None,
+                        restarts: int = 0, swaps: int = SWAPS) -> PointFit:
+    """:func:`fit_points` by the compiled per-jet search (:func:`shaper.point_kernel.fit_jets`,
+    CPU tensors only): the same starts, moves, polish and report, every step in float64."""
+    from .point_kernel import fit_jets  # numba: imported (and compiled or loaded) on first use
+
+    B = x.shape[0]
+    xs = np.ascontiguousarray(x.detach().to(torch.float64).numpy())
+    zs = np.ascontiguousarray(z.detach().to(torch.float64).numpy())
+    counts = _real_counts(z).numpy().astype(np.int64)
+    kt = np.ascontiguousarray(seeds.subjets(n)[0].to(torch.float64).cpu().numpy())
+    more = np.ascontiguousarray(seeds.subjets(n + 1)[0].to(torch.float64).cpu().numpy())
+    prev = (np.zeros((B, 0, 2)) if previous is None
+            else np.ascontiguousarray(previous.detach().to(torch.float64).cpu().numpy()))
+    jiggle = (_jiggles(restarts, n, R, torch.float64, "cpu").numpy() if restarts > 0
+              else np.zeros((0, n, 2)))
+    centers, weights = np.zeros((B, n, 2)), np.zeros((B, n))
+    value, converged = np.zeros(B), np.zeros(B, dtype=np.bool_)
+    fit_jets(xs, zs, counts, kt, more, prev, jiggle, RESTART_ROUND, float(beta),
+             float(R) ** float(beta), int(max_iter), int(swaps), SWAP_CANDIDATES, SEARCH_ITER,
+             SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value, converged)
+    conv = torch.from_numpy(converged)
+    status = torch.where(conv, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
+    return PointFit(torch.from_numpy(centers).to(x.dtype), torch.from_numpy(weights).to(x.dtype),
+                    torch.from_numpy(value).to(x.dtype), status)
+
+
+def _real_counts(z: torch.Tensor) -> torch.Tensor:
+    """One past the last non-zero weight of each row ``(B,)`` int64 (0 for an empty row)."""
+    idx = torch.arange(1, z.shape[1] + 1)
+    return torch.where(z.cpu() != 0, idx, torch.zeros_like(idx)).amax(1)
+
+
+def point_engine(engine: Optional[str], device: torch.device) -> str:
+    """The engine of the point path: ``engine`` where given (one of :data:`ENGINES`), else the
+    compiled per-jet search (``"numba"``) on CPU and the batched torch search elsewhere."""
+    if engine is None:
+        return "numba" if torch.device(device).type == "cpu" else "torch"
+    if engine not in ENGINES or (engine == "numba" and torch.device(device).type != "cpu"):
+        raise ValueError(f"point_engine must be None, 'torch', or 'numba' (CPU only), got "
+                         f"{engine!r} on {device}")
+    return engine
+
+
 def _report(x, z, cands: List[torch.Tensor], owner: List[torch.Tensor], converged, R, beta
             ) -> PointFit:
     """The candidate of least :func:`point_value` per jet (candidate ``k``: centres for the
@@ -333,10 +382,12 @@ class PointBatch:
     """The jets of a chunk for the point path: every width group in one padded batch, one
     exclusive-kT clustering for all of them (the groups' ``seeds`` become views of it) and the
     n-subjettiness fits, computed once per ``n`` for all jets (thread-safe). Each group's
-    ``refined_seeds`` becomes a :class:`PointSeeds` on these fits."""
+    ``refined_seeds`` becomes a :class:`PointSeeds` on these fits. ``engine``: see
+    :func:`point_engine` (None: compiled on CPU, torch elsewhere)."""
 
     def __init__(self, groups: List["JetGroup"], *, R: float, beta: float, max_iter: int,
-                 restarts: int = 0, swaps: int = SWAPS, workers: int = 1):
+                 restarts: int = 0, swaps: int = SWAPS, workers: int = 1,
+                 engine: Optional[str] = None):
         self.groups = groups
         self.R, self.beta, self.max_iter, self.workers = R, beta, max_iter, workers
         self.restarts, self.swaps = restarts, swaps
@@ -354,6 +405,7 @@ class PointBatch:
             g.refined_seeds = PointSeeds(self, g)
             self.rows[id(g)] = slice(lo, lo + len(g))
             lo += len(g)
+        self.engine = point_engine(engine, self.x.device)
         self._fits: Dict[int, PointFit] = {}
         self._lock = threading.RLock()
 
@@ -366,18 +418,21 @@ class PointBatch:
             return self._fits[n]
 
     def _fit(self, n: int, prev: Optional[torch.Tensor]) -> PointFit:
-        """:func:`fit_points` of every jet, the jets split over ``workers`` threads (rows are
-        independent: the split does not change any number)."""
+        """:func:`fit_points_compiled` (engine ``"numba"``) or :func:`fit_points` (``"torch"``)
+        of every jet, the jets split over ``workers`` threads (rows are independent: the split
+        does not change any number)."""
         B = self.x.shape[0]
         k = max(1, min(self.workers, B // _MIN_PART))
         bounds = [B * i // k for i in range(k + 1)]
         parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
+        fit = fit_points_compiled if self.engine == "numba" else fit_points
+
         def run(rows: slice) -> PointFit:
-            return fit_points(self.x[rows], self.z[rows], self.seeds.rows(rows), n, R=self.R,
-                              beta=self.beta, max_iter=self.max_iter,
-                              previous=None if prev is None else prev[rows],
-                              restarts=self.restarts, swaps=self.swaps)
+            return fit(self.x[rows], self.z[rows], self.seeds.rows(rows), n, R=self.R,
+                       beta=self.beta, max_iter=self.max_iter,
+                       previous=None if prev is None else prev[rows],
+                       restarts=self.restarts, swaps=self.swaps)
 
         with thread_map(len(parts)) as pmap:
             fits = pmap(run, parts)
