@@ -43,18 +43,21 @@ _TWO_PI = 2.0 * math.pi
 __all__ = ["fit_jets", "jit"]
 
 
-def jit(fn):
-    """``numba.njit(cache=True, nogil=True)``; without the on-disk cache where numba finds no
-    writable cache directory (it then compiles in each process)."""
+def jit(fn=None, **options):
+    """``numba.njit(cache=True, nogil=True, error_model="numpy", **options)`` (a division by
+    zero gives inf / NaN, which the search rejects, instead of raising); without the on-disk
+    cache where numba finds no writable cache directory (it then compiles in each process)."""
+    if fn is None:
+        return lambda f: jit(f, **options)
     try:
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(fn)
     except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
         warnings.warn(f"numba cannot cache {fn.__name__} ({err}); compiling in this process",
                       RuntimeWarning, stacklevel=2)
-        return numba.njit(nogil=True)(fn)
+        return numba.njit(nogil=True, error_model="numpy", **options)(fn)
 
 
-@jit
+@jit(inline="always")
 def _wrap(a):
     """Angle ``a`` wrapped into ``(-pi, pi]`` (unchanged, bit for bit, when already there)."""
     if a > math.pi or a <= -math.pi:
@@ -62,7 +65,7 @@ def _wrap(a):
     return a
 
 
-@jit
+@jit(inline="always")
 def _power(d, beta):
     """``d^beta`` (exact products for beta = 1, 2)."""
     if beta == 1.0:
@@ -72,7 +75,7 @@ def _power(d, beta):
     return d ** beta
 
 
-@jit
+@jit(inline="always")
 def _nearest(xs, c, n):
     """Index of the first nearest centre of ``c (n, 2)`` to the point ``xs (2,)`` and its
     distance (azimuth wrapped)."""
@@ -80,10 +83,10 @@ def _nearest(xs, c, n):
     for j in range(n):
         dy = xs[0] - c[j, 0]
         dp = _wrap(xs[1] - c[j, 1])
-        d = math.sqrt(dy * dy + dp * dp)
-        if d < best:
-            best, jbest = d, j
-    return jbest, best
+        d2 = dy * dy + dp * dp
+        if d2 < best:
+            best, jbest = d2, j
+    return jbest, math.sqrt(best)
 
 
 @jit
@@ -173,6 +176,8 @@ def _step(sj, beta, lam, exact):
         if ak > 0.5 * A:  # the nearest particle dominates: snap
             ky, kp = sj[_KY], sj[_KP]
             rest = A - ak
+            if rest <= 0.0:  # the particle is the whole cluster: its minimiser
+                return ky, kp
             vy, vp = (gy - ak * ky) / rest - ky, (gp - ak * kp) / rest - kp
             if beta == 1.0:
                 vn = math.sqrt(vy * vy + vp * vp)
@@ -224,20 +229,51 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, s, sn, cn):
 
 
 @jit
-def _search(x, z, m, starts, beta, iters, tol, found, vals, s, sn, cn):
+def _seen(start, work):
+    """Whether ``start (n, 2)`` equals a start searched before for this jet (its search would
+    end at the same point: skipped); records it otherwise. ``work``: see :func:`_work`."""
+    tried, count = work[3], work[4]
+    for t in range(count[0]):
+        same = True
+        for j in range(start.shape[0]):
+            if start[j, 0] != tried[t, j, 0] or start[j, 1] != tried[t, j, 1]:
+                same = False
+                break
+        if same:
+            return True
+    tried[count[0]] = start
+    count[0] += 1
+    return False
+
+
+@jit
+def _work(n, cap):
+    """Work arrays of one jet: sums ``(n, 13)`` twice, proposed centres ``(n, 2)``, the starts
+    searched so far ``(cap, n, 2)`` and their count ``(1,)``."""
+    return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
+            np.empty((cap, n, 2)), np.zeros(1, np.int64))
+
+
+@jit
+def _search(x, z, m, starts, beta, iters, tol, found, vals, work):
     """Loose search (plain and over-relaxed Weiszfeld steps) from each start ``(S, n, 2)``:
-    end points into ``found (S, n, 2)``, values into ``vals (S,)``; returns the first best."""
+    end points into ``found (S, n, 2)``, values into ``vals (S,)`` (inf for a start searched
+    before); returns the first best."""
     best = 0
     for k in range(starts.shape[0]):
         found[k] = starts[k]
-        vals[k], _ = lloyd_row(x, z, m, found[k], beta, iters, tol, False, s, sn, cn)
+        if _seen(starts[k], work):
+            vals[k] = np.inf
+            continue
+        vals[k], _ = lloyd_row(x, z, m, found[k], beta, iters, tol, False, work[0], work[1],
+                               work[2])
         if vals[k] < vals[best]:
             best = k
     return best
 
 
 @jit
-def _take_best(x, z, m, starts, c, v, beta, iters, tol, s, sn, cn):
+def _take_best(x, z, m, starts, c, v, beta, iters, tol, work):
     """Search ``starts (S, n, 2)``; where the best found value is below ``v`` its centres
     replace ``c`` (in place). Returns the jet's best value."""
     S = starts.shape[0]
@@ -245,7 +281,7 @@ def _take_best(x, z, m, starts, c, v, beta, iters, tol, s, sn, cn):
         return v
     found = np.empty_like(starts)
     vals = np.empty(S)
-    k = _search(x, z, m, starts, beta, iters, tol, found, vals, s, sn, cn)
+    k = _search(x, z, m, starts, beta, iters, tol, found, vals, work)
     if vals[k] < v:
         c[:, :] = found[k]
         return vals[k]
@@ -341,8 +377,7 @@ def _gain_top(x, z, m, c, cand, th, beta, top):
 
 
 @jit
-def _local_search(x, z, m, c, v, prev, has_prev, swaps, top, beta, iters, tol, n_hard, s, sn,
-                  cn):
+def _local_search(x, z, m, c, v, prev, has_prev, swaps, top, beta, iters, tol, n_hard, work):
     """k-median local search on the best centres ``c (n, 2)`` (value ``v``; updated in place):
     the ``(n-1)`` optimum plus each of its best-gain candidates, then ``swaps`` rounds of swap
     moves (each centre replaced by each best-gain candidate of the other ``n - 1``), each
@@ -356,7 +391,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, top, beta, iters, tol, n
         for a in range(nt):
             st[a, :n - 1] = prev
             st[a, n - 1] = x[top[a]]
-        v = _take_best(x, z, m, st, c, v, beta, iters, tol, s, sn, cn)
+        v = _take_best(x, z, m, st, c, v, beta, iters, tol, work)
     rest = np.empty((n - 1, 2))
     for _ in range(swaps):
         st = np.empty((n * k, n, 2))
@@ -370,12 +405,12 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, top, beta, iters, tol, n
                 st[cnt, j] = x[top[a]]
                 st[cnt, j + 1:] = rest[j:]
                 cnt += 1
-        v = _take_best(x, z, m, st[:cnt], c, v, beta, iters, tol, s, sn, cn)
+        v = _take_best(x, z, m, st[:cnt], c, v, beta, iters, tol, work)
     return v
 
 
 @jit
-def _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, tol, s, sn, cn):
+def _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, tol, work):
     """Perturbed restarts: rounds of ``per_round`` offsets of ``jiggle (K, n, 2)`` added to the
     best centres ``c`` (phi wrapped), searched; a round's best replaces ``c`` where lower."""
     K, n = jiggle.shape[0], c.shape[0]
@@ -386,7 +421,7 @@ def _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, tol, s, sn, cn):
             for j in range(n):
                 st[a, j, 0] = c[j, 0] + jiggle[lo + a, j, 0]
                 st[a, j, 1] = _wrap(c[j, 1] + jiggle[lo + a, j, 1])
-        v = _take_best(x, z, m, st, c, v, beta, iters, tol, s, sn, cn)
+        v = _take_best(x, z, m, st, c, v, beta, iters, tol, work)
     return v
 
 
@@ -418,18 +453,19 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     """The search of one jet (module docstring); best centres into ``out (n, 2)``. Returns the
     value (not divided by R^beta) and whether the polish of the best converged."""
     n = kt.shape[0]
-    s, sn, cn = np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2))
+    work = _work(n, n + 4 + top.shape[0] * (1 + swaps * n) + jiggle.shape[0])
+    s, sn, cn = work[0], work[1], work[2]
     iters = min(max_iter, search_iter)
     st = _starts(x, z, m, kt, more, prev, has_prev, beta)
     found, vals = np.empty_like(st), np.empty(st.shape[0])
-    best = _search(x, z, m, st, beta, iters, search_tol, found, vals, s, sn, cn)
+    best = _search(x, z, m, st, beta, iters, search_tol, found, vals, work)
     c = found[best].copy()
     v = vals[best]
     if swaps > 0 and n > 1:
         v = _local_search(x, z, m, c, v, prev, has_prev, swaps, top, beta, iters, search_tol,
-                          n_hard, s, sn, cn)
+                          n_hard, work)
     if jiggle.shape[0] > 0:
-        v = _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, search_tol, s, sn, cn)
+        v = _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, search_tol, work)
     # polish: the final best, the structured starts' best where the moves replaced it, the kT
     # start's end point where another start was best
     rows = np.empty((3, n, 2))
