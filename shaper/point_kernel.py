@@ -197,13 +197,14 @@ def _step(sj, beta, lam, exact):
 
 
 @jit
-def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, s, sn, cn):
-    """Minimise the value from centres ``c (n, 2)`` (updated in place; work arrays ``s``,
-    ``sn (n, 13)``, ``cn (n, 2)``): proposals are kept where the value does not rise;
+def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
+    """Minimise the value from centres ``c (n, 2)`` (updated in place; ``work`` see
+    :func:`_work`): proposals are kept where the value does not rise;
     over-relaxed steps (with ``exact`` Newton and snap steps) while they succeed, a plain step
     after a failure; the row ends when a plain step gains less than ``tol`` times the value.
     Returns ``(value, converged)``."""
     n = c.shape[0]
+    s, sn, cn = work[0], work[1], work[2]
     v = _sums(x, z, m, c, beta, exact, s)
     relax, full = 1.0, True
     for _ in range(max_iter):
@@ -265,8 +266,7 @@ def _search(x, z, m, starts, beta, iters, tol, found, vals, work):
         if _seen(starts[k], work):
             vals[k] = np.inf
             continue
-        vals[k], _ = lloyd_row(x, z, m, found[k], beta, iters, tol, False, work[0], work[1],
-                               work[2])
+        vals[k], _ = lloyd_row(x, z, m, found[k], beta, iters, tol, False, work)
         if vals[k] < vals[best]:
             best = k
     return best
@@ -327,7 +327,7 @@ def _starts(x, z, m, kt, more, prev, has_prev, beta):
     return st
 
 
-@jit
+@jit(fastmath=True)
 def _candidates(x, z, m, n_hard, beta):
     """Where a new centre may go: the ``n_hard`` hardest real particles (indices ``(H,)``, by
     decreasing weight, ties in particle order) and their distances to every particle to the
@@ -347,7 +347,7 @@ def _candidates(x, z, m, n_hard, beta):
     return cand, th
 
 
-@jit
+@jit(fastmath=True)
 def _gain_top(x, z, m, c, cand, th, beta, top):
     """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
@@ -377,11 +377,13 @@ def _gain_top(x, z, m, c, cand, th, beta, top):
 
 
 @jit
-def _local_search(x, z, m, c, v, prev, has_prev, swaps, top, beta, iters, tol, n_hard, work):
+def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, tol, n_hard,
+                  work):
     """k-median local search on the best centres ``c (n, 2)`` (value ``v``; updated in place):
-    the ``(n-1)`` optimum plus each of its best-gain candidates, then ``swaps`` rounds of swap
-    moves (each centre replaced by each best-gain candidate of the other ``n - 1``), each
-    move searched; the best is replaced only by a lower value. Returns the value."""
+    the ``(n-1)`` optimum plus each of its best-gain candidates, then up to ``swaps`` rounds of
+    swap moves (each centre replaced by each best-gain candidate of the other ``n - 1``; a
+    round that lowers the value by less than the fraction ``gain`` ends them), each move
+    searched; the best is replaced only by a lower value. Returns the value."""
     n = c.shape[0]
     cand, th = _candidates(x, z, m, n_hard, beta)
     k = top.shape[0]
@@ -405,7 +407,11 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, top, beta, iters, tol, n
                 st[cnt, j] = x[top[a]]
                 st[cnt, j + 1:] = rest[j:]
                 cnt += 1
-        v = _take_best(x, z, m, st[:cnt], c, v, beta, iters, tol, work)
+        vn = _take_best(x, z, m, st[:cnt], c, v, beta, iters, tol, work)
+        gained = vn < v * (1.0 - gain)
+        v = vn
+        if not gained:
+            break
     return v
 
 
@@ -449,12 +455,11 @@ def _weights_sorted(x, z, m, c, w):
 
 @jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
-             top, search_iter, search_tol, polish_tol, n_hard, out):
+             gain, top, search_iter, search_tol, polish_tol, n_hard, out):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``. Returns the
     value (not divided by R^beta) and whether the polish of the best converged."""
     n = kt.shape[0]
     work = _work(n, n + 4 + top.shape[0] * (1 + swaps * n) + jiggle.shape[0])
-    s, sn, cn = work[0], work[1], work[2]
     iters = min(max_iter, search_iter)
     st = _starts(x, z, m, kt, more, prev, has_prev, beta)
     found, vals = np.empty_like(st), np.empty(st.shape[0])
@@ -462,8 +467,8 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     c = found[best].copy()
     v = vals[best]
     if swaps > 0 and n > 1:
-        v = _local_search(x, z, m, c, v, prev, has_prev, swaps, top, beta, iters, search_tol,
-                          n_hard, work)
+        v = _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters,
+                          search_tol, n_hard, work)
     if jiggle.shape[0] > 0:
         v = _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, search_tol, work)
     # polish: the final best, the structured starts' best where the moves replaced it, the kT
@@ -479,7 +484,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
         k += 1
     converged = True
     for r in range(k):
-        _, ok = lloyd_row(x, z, m, rows[r], beta, max_iter, polish_tol, True, s, sn, cn)
+        _, ok = lloyd_row(x, z, m, rows[r], beta, max_iter, polish_tol, True, work)
         if r == 0:
             converged = ok
     # report: the least exact value among the polished rows, the kT axes and the (n-1) axes
@@ -496,11 +501,12 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
 
 @jit
 def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_iter, swaps,
-             n_swap, search_iter, search_tol, polish_tol, n_hard, centers, weights, values,
+             gain, n_swap, search_iter, search_tol, polish_tol, n_hard, centers, weights, values,
              converged):
     """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)``, ``counts (B,)`` from the
     exclusive-kT axes ``kt (B, n, 2)`` and ``more (B, n + 1, 2)`` and the ``(n-1)`` optimum
-    ``prev (B, n-1, 2)`` (``(B, 0, 2)``: none), with ``swaps`` rounds of local search over
+    ``prev (B, n-1, 2)`` (``(B, 0, 2)``: none), with up to ``swaps`` rounds of swap moves
+    (while a round lowers the value by more than the fraction ``gain``) over
     ``n_swap`` best-gain candidates among the ``n_hard`` hardest particles and the restart
     offsets ``jiggle (K, n, 2)`` in rounds of ``per_round``. Writes centres ``(B, n, 2)`` and
     weights ``(B, n)`` by decreasing weight, values ``(B,)`` (divided by ``scale`` = R^beta)
@@ -510,8 +516,8 @@ def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_i
     for b in range(x.shape[0]):
         m = counts[b]
         v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
-                         beta, max_iter, swaps, top, search_iter, search_tol, polish_tol,
-                         n_hard, centers[b])
+                         beta, max_iter, swaps, gain, top, search_iter, search_tol,
+                         polish_tol, n_hard, centers[b])
         values[b] = v / scale
         converged[b] = ok
         _weights_sorted(x[b], z[b], m, centers[b], weights[b])

@@ -8,9 +8,10 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
    starts: which prongs one axis covers is the usual ambiguity between local minima); the
    ``(n-1)``-subjettiness axes plus the particle that costs most. All come from one
    exclusive-kT clustering of the chunk (:class:`shaper.seeds.KtSeeds`).
-2. **search**: every start of every jet is a row of one batch; :func:`shaper.lloyd.lloyd` in
-   float32 to a loose tolerance (:data:`SEARCH_TOL`, at most :data:`SEARCH_ITER` iterations);
-3. **local search** (``swaps`` rounds, 1 by default; :func:`local_search`): where a new
+2. **search**: Lloyd / Weiszfeld iterations from every start to a loose tolerance
+   (:data:`SEARCH_TOL`, at most :data:`SEARCH_ITER` iterations);
+3. **local search** (up to ``swaps`` rounds, 2 by default, a jet's rounds ending after one
+   that lowers its value by less than :data:`ROUND_GAIN`; :func:`local_search`): where a new
    centre pays most is measured by its *gain* (how much ``V`` falls when a particle becomes
    one more centre); the ``(n-1)`` optimum plus each of its :data:`SWAP_CANDIDATES` best-gain
    particles, then swap moves (each centre of the best so far replaced by each best-gain
@@ -32,9 +33,16 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
    are the masses nearest to each centre (the optimal plan of n free-weight points), the
    centres come by decreasing weight, and the value is an exact EMD (no POT call needed).
 
+Two engines run these steps (:func:`point_engine` chooses: the compiled one on CPU, torch
+elsewhere). **numba** (:func:`fit_points_compiled`, :mod:`shaper.point_kernel`): one compiled
+call per chunk (per thread's share of it) runs the whole search of each jet in turn, every step
+in float64, with per-jet early exit. **torch** (:func:`fit_points`): every start of every jet
+is a row of one batch; :func:`shaper.lloyd.lloyd` searches in float32 and polishes in float64,
+on any device. The two find the same minima up to rounding on almost every jet (tested).
+
 Every jet of a chunk goes through one :class:`PointBatch` (all width groups at once: no
 per-group loops; the jets split over the worker threads); a jet's numbers do not depend on the
-other jets (see :mod:`shaper.lloyd`).
+other jets nor on the thread split (see :mod:`shaper.lloyd` and :mod:`shaper.point_kernel`).
 """
 from __future__ import annotations
 
@@ -65,7 +73,10 @@ POLISH_TOL = 1e-10
 #: perturbed restarts per round
 RESTART_ROUND = 4
 #: rounds of swap moves (:func:`local_search`) by default, and best-gain particles tried per move
-SWAPS, SWAP_CANDIDATES = 1, 5
+SWAPS, SWAP_CANDIDATES = 2, 5
+#: a jet's next round of swap moves only after one that lowered its value by more than this
+#: fraction (a round that lowers nothing would repeat itself)
+ROUND_GAIN = 1e-3
 #: hardest particles per jet where the local search may put a new centre
 CANDIDATES = 64
 #: fewest jets per worker thread
@@ -76,7 +87,7 @@ ENGINES = ("numba", "torch")
 __all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "fit_points_compiled",
            "point_engine", "ENGINES", "point_starts", "point_value",
            "local_search", "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND", "SWAPS",
-           "SWAP_CANDIDATES"]
+           "SWAP_CANDIDATES", "ROUND_GAIN"]
 
 
 class PointFit(NamedTuple):
@@ -254,8 +265,9 @@ def local_search(x, z, best_c, best_v, *, previous: Optional[torch.Tensor], swap
                  R: float, beta: float, max_iter: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Improve each jet's best centres ``best_c (B, n, 2)`` (value ``best_v (B,)``): the
     ``(n-1)`` optimum ``previous`` plus each of its :data:`SWAP_CANDIDATES` best-gain particles,
-    then ``swaps`` rounds of swap moves (:func:`_swap_starts`), each searched; a jet's best is
-    replaced only where a move finds a lower value."""
+    then up to ``swaps`` rounds of swap moves (:func:`_swap_starts`; a jet's rounds end after
+    one that lowered its value by less than :data:`ROUND_GAIN`), each searched; a jet's best
+    is replaced only where a move finds a lower value."""
     k = SWAP_CANDIDATES
     cand = Candidates.of(x, z, beta)
     if previous is not None:
@@ -264,10 +276,17 @@ def local_search(x, z, best_c, best_v, *, previous: Optional[torch.Tensor], swap
                           for a in range(add.shape[1])], 1)
         best_c, best_v = _take_best(x, z, st, best_c, best_v, R=R, beta=beta,
                                     max_iter=max_iter)
-    if best_c.shape[1] > 1:
-        for _ in range(swaps):
-            best_c, best_v = _take_best(x, z, _swap_starts(x, z, best_c, cand, k, beta), best_c,
-                                        best_v, R=R, beta=beta, max_iter=max_iter)
+    rows = torch.arange(x.shape[0], device=x.device)
+    for _ in range(swaps if best_c.shape[1] > 1 else 0):  # rounds while they gain
+        sub = Candidates(*(t[rows] for t in cand))
+        xs, zs = x[rows], z[rows]
+        c, v = _take_best(xs, zs, _swap_starts(xs, zs, best_c[rows], sub, k, beta),
+                          best_c[rows], best_v[rows], R=R, beta=beta, max_iter=max_iter)
+        gained = v < best_v[rows] * (1 - ROUND_GAIN)
+        best_c, best_v = best_c.index_copy(0, rows, c), best_v.index_copy(0, rows, v)
+        rows = rows[gained]
+        if rows.numel() == 0:
+            break
     return best_c, best_v
 
 
@@ -327,8 +346,8 @@ def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int
     centers, weights = np.zeros((B, n, 2)), np.zeros((B, n))
     value, converged = np.zeros(B), np.zeros(B, dtype=np.bool_)
     fit_jets(xs, zs, counts, kt, more, prev, jiggle, RESTART_ROUND, float(beta),
-             float(R) ** float(beta), int(max_iter), int(swaps), SWAP_CANDIDATES, SEARCH_ITER,
-             SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value, converged)
+             float(R) ** float(beta), int(max_iter), int(swaps), ROUND_GAIN, SWAP_CANDIDATES,
+             SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value, converged)
     conv = torch.from_numpy(converged)
     status = torch.where(conv, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
     return PointFit(torch.from_numpy(centers).to(x.dtype), torch.from_numpy(weights).to(x.dtype),

@@ -145,8 +145,9 @@ class Shaper:
         ``[-R, R]^2``, then searched); 0 (default) fits from the structured starts only. Each
         restart costs about as much as one more start; see ``bench/RESULTS.md`` for what they
         buy against fastjet-contrib's ``MultiPass_Axes``.
-    point_swaps : rounds of local search on the exact point path (:func:`shaper.points.
-        local_search`: the ``(n-1)`` optimum plus a best-gain particle, and swap moves); 0
+    point_swaps : most rounds of swap moves on the exact point path (:func:`shaper.points.
+        local_search`: the ``(n-1)`` optimum plus a best-gain particle, and swap moves; a jet's
+        rounds stop after one that gains less than :data:`shaper.points.ROUND_GAIN`); 0
         fits from the structured starts only (faster, more local minima).
     point_engine : engine of the exact point path: None (default) the compiled per-jet search
         (``"numba"``, :mod:`shaper.point_kernel`) on CPU and the batched torch search
@@ -190,7 +191,7 @@ class Shaper:
                  patience: Optional[int] = None, scaling: float = 0.5,
                  sinkhorn_iter: Optional[int] = None, sinkhorn_warmup: int = 300,
                  sinkhorn_tol: float = 1e-2, exact_points: bool = True, lloyd_iter: int = 200,
-                 point_restarts: int = 0, point_swaps: int = 1,
+                 point_restarts: int = 0, point_swaps: int = 2,
                  point_engine: Optional[str] = None,
                  chunk_size: int = 2000, bucket_size: Optional[int] = None,
                  progress: Optional[bool] = None,
