@@ -150,6 +150,50 @@ def _sums(x, z, m, c, beta, exact, s):
     return v
 
 
+@jit(fastmath=True)
+def _sums_search(z, m, c, beta, s, buf):
+    """:func:`_sums` without the exact columns, in passes over the particles that the compiler
+    vectorises (``buf (7, M)``: rows 0, 1 the particles' y and phi, then work rows). The sums
+    are reassociated (fastmath): the value differs from :func:`value` at rounding level, and
+    a jet's numbers still depend on the jet alone."""
+    n = c.shape[0]
+    y, p, best, near, dy, dp, a = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6]
+    for j in range(n):
+        cy, cp, fj = c[j, 0], c[j, 1], float(j)
+        for i in range(m):
+            ey = y[i] - cy
+            ep = p[i] - cp
+            ep = ep - _TWO_PI if ep > math.pi else (ep + _TWO_PI if ep <= -math.pi else ep)
+            d2 = ey * ey + ep * ep
+            closer = j == 0 or d2 < best[i]
+            best[i] = d2 if closer else best[i]
+            near[i] = fj if closer else near[i]
+            dy[i] = ey if closer else dy[i]
+            dp[i] = ep if closer else dp[i]
+    v = 0.0
+    for i in range(m):
+        d = math.sqrt(best[i])
+        v += z[i] * _power(d, beta)
+        if beta == 1.0:
+            w = z[i] / d
+        elif beta == 2.0:
+            w = z[i]
+        else:
+            w = z[i] * d ** (beta - 2.0)
+        a[i] = w if d > _COINCIDE else 0.0
+    for j in range(n):
+        fj = float(j)
+        sa = sy = sp = on = 0.0
+        for i in range(m):
+            mine = near[i] == fj
+            sa += a[i] if mine else 0.0
+            sy += a[i] * dy[i] if mine else 0.0
+            sp += a[i] * dp[i] if mine else 0.0
+            on += z[i] if mine and a[i] == 0.0 else 0.0
+        s[j, _A], s[j, _GY], s[j, _GP], s[j, _ON] = sa, sy, sp, on
+    return v
+
+
 @jit
 def _step(sj, beta, lam, exact):
     """Move ``(dy, dphi)`` of one centre from its sums ``sj (13,)``: the Weiszfeld step times
@@ -204,15 +248,16 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
     after a failure; the row ends when a plain step gains less than ``tol`` times the value.
     Returns ``(value, converged)``."""
     n = c.shape[0]
-    s, sn, cn = work[0], work[1], work[2]
-    v = _sums(x, z, m, c, beta, exact, s)
+    s, sn, cn, buf = work[0], work[1], work[2], work[5]
+    v = _sums(x, z, m, c, beta, exact, s) if exact else _sums_search(z, m, c, beta, s, buf)
     relax, full = 1.0, True
     for _ in range(max_iter):
         for j in range(n):
             my, mp = _step(s[j], beta, relax, exact and full)
             cn[j, 0] = c[j, 0] + my
             cn[j, 1] = _wrap(c[j, 1] + mp)
-        vn = _sums(x, z, m, cn, beta, exact, sn)
+        vn = (_sums(x, z, m, cn, beta, exact, sn) if exact
+              else _sums_search(z, m, cn, beta, sn, buf))
         better = vn <= v
         small = v - vn <= tol * (vn if better else v)
         if better:
@@ -248,11 +293,15 @@ def _seen(start, work):
 
 
 @jit
-def _work(n, cap):
-    """Work arrays of one jet: sums ``(n, 13)`` twice, proposed centres ``(n, 2)``, the starts
-    searched so far ``(cap, n, 2)`` and their count ``(1,)``."""
+def _work(x, m, n, cap):
+    """Work arrays of one jet ``x (M, 2)``: sums ``(n, 13)`` twice, proposed centres ``(n, 2)``,
+    the starts searched so far ``(cap, n, 2)`` and their count ``(1,)``, and the rows of
+    :func:`_sums_search` ``(7, m)`` (the particles' y and phi first)."""
+    buf = np.zeros((7, max(m, 1)))
+    for i in range(m):
+        buf[0, i], buf[1, i] = x[i, 0], x[i, 1]
     return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
-            np.empty((cap, n, 2)), np.zeros(1, np.int64))
+            np.empty((cap, n, 2)), np.zeros(1, np.int64), buf)
 
 
 @jit
@@ -459,7 +508,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     """The search of one jet (module docstring); best centres into ``out (n, 2)``. Returns the
     value (not divided by R^beta) and whether the polish of the best converged."""
     n = kt.shape[0]
-    work = _work(n, n + 4 + top.shape[0] * (1 + swaps * n) + jiggle.shape[0])
+    work = _work(x, m, n, n + 4 + top.shape[0] * (1 + swaps * n) + jiggle.shape[0])
     iters = min(max_iter, search_iter)
     st = _starts(x, z, m, kt, more, prev, has_prev, beta)
     found, vals = np.empty_like(st), np.empty(st.shape[0])
