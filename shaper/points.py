@@ -442,8 +442,8 @@ class PointBatch:
         does not change any number)."""
         B = self.x.shape[0]
         k = max(1, min(self.workers, B // _MIN_PART))
-        bounds = [B * i // k for i in range(k + 1)]
-        parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        # interleaved shares: the jets come in width groups, so each thread gets every width
+        parts = [slice(i, None, k) for i in range(k)]
 
         fit = fit_points_compiled if self.engine == "numba" else fit_points
 
@@ -455,7 +455,11 @@ class PointBatch:
 
         with thread_map(len(parts)) as pmap:
             fits = pmap(run, parts)
-        return PointFit(*(torch.cat(t) for t in zip(*fits)))
+        out = [torch.empty((B, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in fits[0]]
+        for rows, fit_part in zip(parts, fits):
+            for o, t in zip(out, fit_part):
+                o[rows] = t
+        return PointFit(*out)
 
     def group_fit(self, group: "JetGroup", n: int, return_grads: bool = False) -> GroupFit:
         """:meth:`fit` of the jets of ``group`` (its rows), with gradients on request."""
