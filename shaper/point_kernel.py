@@ -12,8 +12,11 @@ particle (so it never exceeds the kT-axes value nor tau_(n-1)).
 
 Differences from the torch engine (:mod:`shaper.lloyd`): every step is float64 (no float32
 search); a particle counts in its first nearest centre only; the pull and Hessian sums are taken
-on wrapped azimuth differences for every particle (so they hold across phi = pi); the gains
-of the local search are float64. Each jet is computed alone, in a fixed order of operations, so
+on wrapped azimuth differences for every particle (so they hold across phi = pi); a start equal
+to one searched before is skipped; a cluster of one particle snaps onto it. The loose search's
+sums and the candidates' gains are vectorised with reassociated (fastmath) sums: they only
+rank starts and accept steps, the reported value is recomputed particle by particle in order
+(:func:`value`). Each jet is computed alone, with the same code whatever its neighbours, so
 its numbers do not depend on the other jets of the call nor on the thread split.
 
 Conventions: ``x (B, M, 2)`` particle (y, phi) in the jet's centred frame, real particles first,
@@ -40,7 +43,7 @@ _NEWTON_REACH = 0.5
 _GROW, _MAX_RELAX = 1.5, 8.0
 _TWO_PI = 2.0 * math.pi
 
-__all__ = ["fit_jets", "jit"]
+__all__ = ["fit_jets", "lloyd_row", "value", "jit"]
 
 
 def jit(fn=None, **options):

@@ -92,8 +92,8 @@ __all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "fit_points_com
 
 class PointFit(NamedTuple):
     """n-subjettiness of ``B`` jets: centres ``(B, n, 2)`` and weights ``(B, n)`` (float64,
-    centred frame; by decreasing weight, ties in the order found), value ``(B,)`` (tau_n, an exact EMD) and status ``(B,)`` int8 (MAX_STEPS where
-    the polish hit its iteration cap)."""
+    centred frame; by decreasing weight, ties in the order found), value ``(B,)`` (tau_n, an
+    exact EMD) and status ``(B,)`` int8 (MAX_STEPS where the polish hit its iteration cap)."""
 
     centers: torch.Tensor
     weights: torch.Tensor
