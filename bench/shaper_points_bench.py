@@ -4,8 +4,12 @@
 On the same centred jets, one after the other in one process, with the same torch / OpenMP
 thread count:
 
-* physkit ``Shaper(["2-subjettiness", "3-subjettiness"])`` (one call) and the two observables
-  in separate calls, each after an untimed warm-up on 2 jets;
+* physkit ``Shaper(["2-subjettiness", "3-subjettiness"])`` (one call; with ``threads`` worker
+  threads and with 1) and the two observables in separate calls, each after an untimed warm-up
+  on 2 jets (which also loads or compiles the numba kernel); the same call with the torch
+  engine (``point_engine="torch"``, what runs on GPUs) for comparison;
+* the numba kernel's compile time: a fresh process with an empty numba cache, then one more
+  with that cache filled (``import shaper`` and a 2-jet call each; outside the timed runs);
 * fastjet-contrib ``KT_Axes``, ``OnePass_KT_Axes`` and ``MultiPass_Axes`` (``--passes``
   randomised passes) for tau_2 and tau_3 in one call each (``bench/fastjet_nsub.py``);
 * physkit ``Shaper(["isotropy"])``.
@@ -16,6 +20,10 @@ fastjet-contrib value (the same normalised measure, beta = 1, R0 = R); a jet cou
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -36,6 +44,30 @@ def _physkit(ev, names, threads, R, beta, **kw):
     res = sh.compute(ev)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {n: np.asarray(res[n].value, dtype=np.float64) for n in names}, wall, cpu
+
+
+_FIRST_CALL = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from shaper import Shaper
+x = np.zeros((2, 3, 3)); x[:, :, 0] = [3, 2, 1]; x[:, :, 1] = [0, .3, -.2]; x[:, :, 2] = [0, .2, .4]
+Shaper(["3-subjettiness"], progress=False).compute(x)
+print(time.perf_counter() - t0)
+"""
+
+
+def compile_seconds() -> dict:
+    """Wall seconds of ``import shaper`` plus a first 2-jet 3-subjettiness call in a fresh
+    process: with an empty numba cache (compiling the kernel) and again with it filled."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for key in ("cold_s", "cached_s"):
+            r = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True,
+                               capture_output=True, text=True)
+            out[key] = float(r.stdout.strip().splitlines()[-1])
+    return out
 
 
 def _share(v, ref):
@@ -61,6 +93,18 @@ def points_bench(ev, labels, threads: int, R: float, beta: float, passes: int = 
     pk = np.stack([vals[k] for k in names], 1)
     out["physkit_one_call"] = dict(wall_s=w, cpu_s=c, jets_s=n / w)
     log(f"physkit tau2+tau3 one call: {n / w:.0f} jets/s ({w:.2f} s wall, {c:.2f} s CPU)")
+    if threads != 1:
+        v1, w, c = _physkit(ev, names, 1, R, beta, **kw)
+        assert all(np.array_equal(v1[k], vals[k]) for k in names)  # threads change no number
+        out["physkit_one_call_1t"] = dict(wall_s=w, cpu_s=c, jets_s=n / w)
+        log(f"physkit tau2+tau3 one call, 1 thread: {n / w:.0f} jets/s")
+    vt, w, c = _physkit(ev, names, threads, R, beta, point_engine="torch", **kw)
+    out["physkit_torch_engine"] = dict(wall_s=w, cpu_s=c, jets_s=n / w)
+    log(f"physkit tau2+tau3 one call, torch engine: {n / w:.0f} jets/s")
+    out["numba_vs_torch"] = {k: dict(share_le=_share(vals[k], vt[k]),
+                                     worst_ratio=_worst(vals[k], vt[k])) for k in names}
+    out["compile"] = compile_seconds()
+    log(f"first call in a fresh process (import + 2 jets): {out['compile']}")
     sep_w = sep_c = 0.0
     for k in names:
         _, w, c = _physkit(ev, [k], threads, R, beta, **kw)
@@ -97,13 +141,18 @@ def points_markdown(r: dict) -> str:
     one = r["OnePass_KT_Axes"]["wall_s"]
     lines = ["| tool (tau_2 + tau_3) | jets/s (wall) | CPU s | speed / OnePass (wall) |",
              "|---|---|---|---|"]
-    for key, label in (("physkit_one_call", "physkit, one call"),
+    th = r["threads"]
+    for key, label in (("physkit_one_call", f"physkit, one call ({th} threads)"),
+                       ("physkit_one_call_1t", "physkit, one call (1 thread)"),
+                       ("physkit_torch_engine", f"physkit, one call, torch engine ({th} threads)"),
                        ("physkit_two_calls", "physkit, two calls"),
                        ("physkit_2-subjettiness", "physkit, tau_2 alone"),
                        ("physkit_3-subjettiness", "physkit, tau_3 alone"),
                        ("KT_Axes", "fastjet-contrib KT_Axes"),
                        ("OnePass_KT_Axes", "fastjet-contrib OnePass_KT_Axes"),
                        ("MultiPass_Axes", f"fastjet-contrib MultiPass_Axes ({r['passes']})")):
+        if key not in r:
+            continue
         t = r[key]
         lines.append(f"| {label} | {n / t['wall_s']:.0f} | {t['cpu_s']:.2f} | "
                      f"{one / t['wall_s']:.2f}x |")
@@ -119,4 +168,13 @@ def points_markdown(r: dict) -> str:
     if "auc_tau32" in r:
         lines += ["", "tau_32 AUC: " + ", ".join(f"{k} {v:.4f}"
                                                  for k, v in r["auc_tau32"].items())]
+    if "numba_vs_torch" in r:
+        lines += ["", "numba engine <= torch engine (1+1e-6): " + ", ".join(
+            f"{k} {v['share_le']:.2%} (worst ratio {v['worst_ratio']:.6f})"
+            for k, v in r["numba_vs_torch"].items())]
+    if "compile" in r:
+        c = r["compile"]
+        lines += ["", f"first call in a fresh process (import shaper + 2 jets, outside the timed "
+                      f"runs): {c['cold_s']:.1f} s with an empty numba cache (compiling), "
+                      f"{c['cached_s']:.1f} s with it filled"]
     return "\n".join(lines)

@@ -8,9 +8,10 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
    starts: which prongs one axis covers is the usual ambiguity between local minima); the
    ``(n-1)``-subjettiness axes plus the particle that costs most. All come from one
    exclusive-kT clustering of the chunk (:class:`shaper.seeds.KtSeeds`).
-2. **search**: every start of every jet is a row of one batch; :func:`shaper.lloyd.lloyd` in
-   float32 to a loose tolerance (:data:`SEARCH_TOL`, at most :data:`SEARCH_ITER` iterations);
-3. **local search** (``swaps`` rounds, 1 by default; :func:`local_search`): where a new
+2. **search**: Lloyd / Weiszfeld iterations from every start to a loose tolerance
+   (:data:`SEARCH_TOL`, at most :data:`SEARCH_ITER` iterations);
+3. **local search** (up to ``swaps`` rounds, 2 by default, a jet's rounds ending after one
+   that lowers its value by less than :data:`ROUND_GAIN`; :func:`local_search`): where a new
    centre pays most is measured by its *gain* (how much ``V`` falls when a particle becomes
    one more centre); the ``(n-1)`` optimum plus each of its :data:`SWAP_CANDIDATES` best-gain
    particles, then swap moves (each centre of the best so far replaced by each best-gain
@@ -32,9 +33,16 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
    are the masses nearest to each centre (the optimal plan of n free-weight points), the
    centres come by decreasing weight, and the value is an exact EMD (no POT call needed).
 
+Two engines run these steps (:func:`point_engine` chooses: the compiled one on CPU, torch
+elsewhere). **numba** (:func:`fit_points_compiled`, :mod:`shaper.point_kernel`): one compiled
+call per chunk (per thread's share of it) runs the whole search of each jet in turn, every step
+in float64, with per-jet early exit. **torch** (:func:`fit_points`): every start of every jet
+is a row of one batch; :func:`shaper.lloyd.lloyd` searches in float32 and polishes in float64,
+on any device. The two find the same minima up to rounding on almost every jet (tested).
+
 Every jet of a chunk goes through one :class:`PointBatch` (all width groups at once: no
 per-group loops; the jets split over the worker threads); a jet's numbers do not depend on the
-other jets (see :mod:`shaper.lloyd`).
+other jets nor on the thread split (see :mod:`shaper.lloyd` and :mod:`shaper.point_kernel`).
 """
 from __future__ import annotations
 
@@ -42,6 +50,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
+import numpy as np
 import torch
 
 from physkit.angles import wrap_angle
@@ -64,21 +73,27 @@ POLISH_TOL = 1e-10
 #: perturbed restarts per round
 RESTART_ROUND = 4
 #: rounds of swap moves (:func:`local_search`) by default, and best-gain particles tried per move
-SWAPS, SWAP_CANDIDATES = 1, 5
+SWAPS, SWAP_CANDIDATES = 2, 5
+#: a jet's next round of swap moves only after one that lowered its value by more than this
+#: fraction (a round that lowers nothing would repeat itself)
+ROUND_GAIN = 1e-3
 #: hardest particles per jet where the local search may put a new centre
 CANDIDATES = 64
 #: fewest jets per worker thread
 _MIN_PART = 64
+#: engines of the point path (:func:`point_engine`)
+ENGINES = ("numba", "torch")
 
-__all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "point_starts", "point_value",
+__all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "fit_points_compiled",
+           "point_engine", "ENGINES", "point_starts", "point_value",
            "local_search", "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND", "SWAPS",
-           "SWAP_CANDIDATES"]
+           "SWAP_CANDIDATES", "ROUND_GAIN"]
 
 
 class PointFit(NamedTuple):
     """n-subjettiness of ``B`` jets: centres ``(B, n, 2)`` and weights ``(B, n)`` (float64,
-    centred frame; by decreasing weight, ties in the order found), value ``(B,)`` (tau_n, an exact EMD) and status ``(B,)`` int8 (MAX_STEPS where
-    the polish hit its iteration cap)."""
+    centred frame; by decreasing weight, ties in the order found), value ``(B,)`` (tau_n, an
+    exact EMD) and status ``(B,)`` int8 (MAX_STEPS where the polish hit its iteration cap)."""
 
     centers: torch.Tensor
     weights: torch.Tensor
@@ -250,8 +265,9 @@ def local_search(x, z, best_c, best_v, *, previous: Optional[torch.Tensor], swap
                  R: float, beta: float, max_iter: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Improve each jet's best centres ``best_c (B, n, 2)`` (value ``best_v (B,)``): the
     ``(n-1)`` optimum ``previous`` plus each of its :data:`SWAP_CANDIDATES` best-gain particles,
-    then ``swaps`` rounds of swap moves (:func:`_swap_starts`), each searched; a jet's best is
-    replaced only where a move finds a lower value."""
+    then up to ``swaps`` rounds of swap moves (:func:`_swap_starts`; a jet's rounds end after
+    one that lowered its value by less than :data:`ROUND_GAIN`), each searched; a jet's best
+    is replaced only where a move finds a lower value."""
     k = SWAP_CANDIDATES
     cand = Candidates.of(x, z, beta)
     if previous is not None:
@@ -260,10 +276,17 @@ def local_search(x, z, best_c, best_v, *, previous: Optional[torch.Tensor], swap
                           for a in range(add.shape[1])], 1)
         best_c, best_v = _take_best(x, z, st, best_c, best_v, R=R, beta=beta,
                                     max_iter=max_iter)
-    if best_c.shape[1] > 1:
-        for _ in range(swaps):
-            best_c, best_v = _take_best(x, z, _swap_starts(x, z, best_c, cand, k, beta), best_c,
-                                        best_v, R=R, beta=beta, max_iter=max_iter)
+    rows = torch.arange(x.shape[0], device=x.device)
+    for _ in range(swaps if best_c.shape[1] > 1 else 0):  # rounds while they gain
+        sub = Candidates(*(t[rows] for t in cand))
+        xs, zs = x[rows], z[rows]
+        c, v = _take_best(xs, zs, _swap_starts(xs, zs, best_c[rows], sub, k, beta),
+                          best_c[rows], best_v[rows], R=R, beta=beta, max_iter=max_iter)
+        gained = v < best_v[rows] * (1 - ROUND_GAIN)
+        best_c, best_v = best_c.index_copy(0, rows, c), best_v.index_copy(0, rows, v)
+        rows = rows[gained]
+        if rows.numel() == 0:
+            break
     return best_c, best_v
 
 
@@ -303,6 +326,51 @@ def fit_points(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: f
     return _report(x, z, cands, owner, polish.converged[:B], R, beta)
 
 
+def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: float,
+                        beta: float, max_iter: int, previous: Optional[torch.Tensor] = None,
+                        restarts: int = 0, swaps: int = SWAPS) -> PointFit:
+    """:func:`fit_points` by the compiled per-jet search (:func:`shaper.point_kernel.fit_jets`,
+    CPU tensors only): the same starts, moves, polish and report, every step in float64."""
+    from .point_kernel import fit_jets  # numba: imported (and compiled or loaded) on first use
+
+    B = x.shape[0]
+    xs = np.ascontiguousarray(x.detach().to(torch.float64).numpy())
+    zs = np.ascontiguousarray(z.detach().to(torch.float64).numpy())
+    counts = _real_counts(z).numpy().astype(np.int64)
+    kt = np.ascontiguousarray(seeds.subjets(n)[0].to(torch.float64).cpu().numpy())
+    more = np.ascontiguousarray(seeds.subjets(n + 1)[0].to(torch.float64).cpu().numpy())
+    prev = (np.zeros((B, 0, 2)) if previous is None
+            else np.ascontiguousarray(previous.detach().to(torch.float64).cpu().numpy()))
+    jiggle = (_jiggles(restarts, n, R, torch.float64, "cpu").numpy() if restarts > 0
+              else np.zeros((0, n, 2)))
+    centers, weights = np.zeros((B, n, 2)), np.zeros((B, n))
+    value, converged = np.zeros(B), np.zeros(B, dtype=np.bool_)
+    fit_jets(xs, zs, counts, kt, more, prev, jiggle, RESTART_ROUND, float(beta),
+             float(R) ** float(beta), int(max_iter), int(swaps), ROUND_GAIN, SWAP_CANDIDATES,
+             SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value, converged)
+    conv = torch.from_numpy(converged)
+    status = torch.where(conv, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
+    return PointFit(torch.from_numpy(centers).to(x.dtype), torch.from_numpy(weights).to(x.dtype),
+                    torch.from_numpy(value).to(x.dtype), status)
+
+
+def _real_counts(z: torch.Tensor) -> torch.Tensor:
+    """One past the last non-zero weight of each row ``(B,)`` int64 (0 for an empty row)."""
+    idx = torch.arange(1, z.shape[1] + 1)
+    return torch.where(z.cpu() != 0, idx, torch.zeros_like(idx)).amax(1)
+
+
+def point_engine(engine: Optional[str], device: torch.device) -> str:
+    """The engine of the point path: ``engine`` where given (one of :data:`ENGINES`), else the
+    compiled per-jet search (``"numba"``) on CPU and the batched torch search elsewhere."""
+    if engine is None:
+        return "numba" if torch.device(device).type == "cpu" else "torch"
+    if engine not in ENGINES or (engine == "numba" and torch.device(device).type != "cpu"):
+        raise ValueError(f"point_engine must be None, 'torch', or 'numba' (CPU only), got "
+                         f"{engine!r} on {device}")
+    return engine
+
+
 def _report(x, z, cands: List[torch.Tensor], owner: List[torch.Tensor], converged, R, beta
             ) -> PointFit:
     """The candidate of least :func:`point_value` per jet (candidate ``k``: centres for the
@@ -333,10 +401,12 @@ class PointBatch:
     """The jets of a chunk for the point path: every width group in one padded batch, one
     exclusive-kT clustering for all of them (the groups' ``seeds`` become views of it) and the
     n-subjettiness fits, computed once per ``n`` for all jets (thread-safe). Each group's
-    ``refined_seeds`` becomes a :class:`PointSeeds` on these fits."""
+    ``refined_seeds`` becomes a :class:`PointSeeds` on these fits. ``engine``: see
+    :func:`point_engine` (None: compiled on CPU, torch elsewhere)."""
 
     def __init__(self, groups: List["JetGroup"], *, R: float, beta: float, max_iter: int,
-                 restarts: int = 0, swaps: int = SWAPS, workers: int = 1):
+                 restarts: int = 0, swaps: int = SWAPS, workers: int = 1,
+                 engine: Optional[str] = None):
         self.groups = groups
         self.R, self.beta, self.max_iter, self.workers = R, beta, max_iter, workers
         self.restarts, self.swaps = restarts, swaps
@@ -354,6 +424,7 @@ class PointBatch:
             g.refined_seeds = PointSeeds(self, g)
             self.rows[id(g)] = slice(lo, lo + len(g))
             lo += len(g)
+        self.engine = point_engine(engine, self.x.device)
         self._fits: Dict[int, PointFit] = {}
         self._lock = threading.RLock()
 
@@ -366,22 +437,29 @@ class PointBatch:
             return self._fits[n]
 
     def _fit(self, n: int, prev: Optional[torch.Tensor]) -> PointFit:
-        """:func:`fit_points` of every jet, the jets split over ``workers`` threads (rows are
-        independent: the split does not change any number)."""
+        """:func:`fit_points_compiled` (engine ``"numba"``) or :func:`fit_points` (``"torch"``)
+        of every jet, the jets split over ``workers`` threads (rows are independent: the split
+        does not change any number)."""
         B = self.x.shape[0]
         k = max(1, min(self.workers, B // _MIN_PART))
-        bounds = [B * i // k for i in range(k + 1)]
-        parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        # interleaved shares: the jets come in width groups, so each thread gets every width
+        parts = [slice(i, None, k) for i in range(k)]
+
+        fit = fit_points_compiled if self.engine == "numba" else fit_points
 
         def run(rows: slice) -> PointFit:
-            return fit_points(self.x[rows], self.z[rows], self.seeds.rows(rows), n, R=self.R,
-                              beta=self.beta, max_iter=self.max_iter,
-                              previous=None if prev is None else prev[rows],
-                              restarts=self.restarts, swaps=self.swaps)
+            return fit(self.x[rows], self.z[rows], self.seeds.rows(rows), n, R=self.R,
+                       beta=self.beta, max_iter=self.max_iter,
+                       previous=None if prev is None else prev[rows],
+                       restarts=self.restarts, swaps=self.swaps)
 
         with thread_map(len(parts)) as pmap:
             fits = pmap(run, parts)
-        return PointFit(*(torch.cat(t) for t in zip(*fits)))
+        out = [torch.empty((B, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in fits[0]]
+        for rows, fit_part in zip(parts, fits):
+            for o, t in zip(out, fit_part):
+                o[rows] = t
+        return PointFit(*out)
 
     def group_fit(self, group: "JetGroup", n: int, return_grads: bool = False) -> GroupFit:
         """:meth:`fit` of the jets of ``group`` (its rows), with gradients on request."""

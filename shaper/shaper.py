@@ -14,7 +14,9 @@ Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
      (:mod:`shaper.lloyd`) from several structured starts per jet (kT axes, winner-take-all
      axes, ``n + 1`` kT axes less one, the ``(n-1)`` optimum plus the costliest particle),
      ``point_swaps`` rounds of local search (best-gain particles added and swapped in) and
-     ``point_restarts`` perturbed restarts: float32 search, float64 polish of the best. The
+     ``point_restarts`` perturbed restarts, then a polish of the best. On CPU the whole search
+     of a jet is one compiled call (:mod:`shaper.point_kernel`, float64); on other devices the
+     batched torch search (float32 search, float64 polish; ``point_engine``). The
      value never exceeds the kT-axes value nor tau_(n-1); it is an exact EMD (the optimal plan
      of n free-weight points is the nearest-centre assignment) and needs no POT call;
    * **general path** (every manifold; :mod:`shaper.general`): a multi-start flow from the kT
@@ -73,7 +75,7 @@ from .batching import (fixed_width_frame, pad_to, padded_width, pinned_torch_thr
 from .general import GeneralPath, SharedFlow
 from .group import GroupFit, JetGroup
 from .observables import Observable, from_family, from_name
-from .points import PointBatch
+from .points import PointBatch, point_engine as choose_point_engine
 from .results import ObservableResult, Results
 
 __all__ = ["Shaper", "padded_width"]
@@ -147,9 +149,13 @@ class Shaper:
         ``[-R, R]^2``, then searched); 0 (default) fits from the structured starts only. Each
         restart costs about as much as one more start; see ``bench/RESULTS.md`` for what they
         buy against fastjet-contrib's ``MultiPass_Axes``.
-    point_swaps : rounds of local search on the exact point path (:func:`shaper.points.
-        local_search`: the ``(n-1)`` optimum plus a best-gain particle, and swap moves); 0
+    point_swaps : most rounds of swap moves on the exact point path (:func:`shaper.points.
+        local_search`: the ``(n-1)`` optimum plus a best-gain particle, and swap moves; a jet's
+        rounds stop after one that gains less than :data:`shaper.points.ROUND_GAIN`); 0
         fits from the structured starts only (faster, more local minima).
+    point_engine : engine of the exact point path: None (default) the compiled per-jet search
+        (``"numba"``, :mod:`shaper.point_kernel`) on CPU and the batched torch search
+        (``"torch"``) on other devices; or one of them by name (``"numba"`` on CPU only).
     chunk_size : jets per batch; bucket_size : rows per general-path flow (more rows per flow
         spread the per-step overhead). None: 128 on CPU, 4096 on other devices (there a step's
         cost is set by kernel launches, not rows, so one large bucket beats many small ones);
@@ -189,7 +195,8 @@ class Shaper:
                  patience: Optional[int] = None, scaling: float = 0.5,
                  sinkhorn_iter: Optional[int] = None, sinkhorn_warmup: int = 300,
                  sinkhorn_tol: float = 1e-2, exact_points: bool = True, lloyd_iter: int = 200,
-                 point_restarts: int = 0, point_swaps: int = 1,
+                 point_restarts: int = 0, point_swaps: int = 2,
+                 point_engine: Optional[str] = None,
                  chunk_size: int = 2000, bucket_size: Optional[int] = None,
                  progress: Optional[bool] = None,
                  dtype: torch.dtype = torch.float32, n_jobs: Optional[int] = None,
@@ -210,6 +217,7 @@ class Shaper:
         self.sinkhorn_iter, self.sinkhorn_warmup = sinkhorn_iter, sinkhorn_warmup
         self.exact_points, self.lloyd_iter = exact_points, lloyd_iter
         self.point_restarts, self.point_swaps = point_restarts, point_swaps
+        self.point_engine = point_engine
         self.chunk_size, self.progress, self.dtype = chunk_size, progress, dtype
         self.bucket_size = bucket_size
         self.n_jobs, self.seed, self.torch_threads = n_jobs, seed, torch_threads
@@ -249,6 +257,7 @@ class Shaper:
             "lloyd_iter", self.lloyd_iter, 0)
         self.point_restarts = _integer("point_restarts", self.point_restarts, 0)
         self.point_swaps = _integer("point_swaps", self.point_swaps, 0)
+        self.point_engine = choose_point_engine(self.point_engine, self.device)
         self.chunk_size = _integer("chunk_size", self.chunk_size, 1)
         if self.bucket_size is None:
             self.bucket_size = 128 if self.device.type == "cpu" else 4096
@@ -301,6 +310,7 @@ class Shaper:
                 "n_eval_samples": self.n_eval_samples, "steps": self.steps, "lr": self.lr,
                 "tol": self.tol, "patience": self.patience, "exact_points": self.exact_points,
                 "point_restarts": self.point_restarts, "point_swaps": self.point_swaps,
+                "point_engine": self.point_engine,
                 "coarse_points": self.coarse_points, "flow": self.flow,
                 "starts": list(self.starts), "polish_steps": self.polish_steps,
                 "screen_steps": self.screen_steps, "screen_keep": self.screen_keep,
@@ -383,6 +393,7 @@ class Shaper:
             groups = pmap(lambda t: self._prepare(pad_to(ev[t[0]], t[1]), inner), todo)
             points = PointBatch(groups, R=self.R, beta=self.beta, max_iter=self.lloyd_iter,
                                 restarts=self.point_restarts, swaps=self.point_swaps,
+                                engine=self.point_engine,
                                 workers=self._workers())
             reports = {o.name: self._fit_observable(o, groups, points, return_grads, pmap)
                        for o in self.observables}

@@ -1,0 +1,575 @@
+"""The exact point path's per-jet search, compiled (numba): the CPU engine of
+:mod:`shaper.points`.
+
+:func:`fit_jets` runs, for each jet of a chunk (or of one thread's share of it) in one
+compiled call, the whole search of :func:`shaper.points.fit_points` for one ``n``: the
+structured starts (exclusive-kT axes, their winner-take-all particles, the ``n + 1`` kT axes
+less one, the ``(n-1)`` optimum plus its costliest particle), a loose Lloyd / Weiszfeld search
+from each, the k-median local search (best-gain add moves on the ``(n-1)`` optimum, swap moves),
+optional perturbed restarts, a tight polish with Newton and snap steps, and the exact report:
+the least value among the polished rows, the kT axes and the ``(n-1)`` axes plus the costliest
+particle (so it never exceeds the kT-axes value nor tau_(n-1)).
+
+Differences from the torch engine (:mod:`shaper.lloyd`): every step is float64 (no float32
+search); a particle counts in its first nearest centre only; the pull and Hessian sums are taken
+on wrapped azimuth differences for every particle (so they hold across phi = pi); a start equal
+to one searched before is skipped; a cluster of one particle snaps onto it. The loose search's
+sums and the candidates' gains are vectorised with reassociated (fastmath) sums: they only
+rank starts and accept steps, the reported value is recomputed particle by particle in order
+(:func:`value`). Each jet is computed alone, with the same code whatever its neighbours, so
+its numbers do not depend on the other jets of the call nor on the thread split.
+
+Conventions: ``x (B, M, 2)`` particle (y, phi) in the jet's centred frame, real particles first,
+``z (B, M)`` weights (0 on padding), ``counts (B,)`` real particles per jet; angles in radians;
+values are ``sum_i z_i min_j (theta_ij / R)^beta``. The functions are ``nogil``: threads run
+side by side (:class:`shaper.points.PointBatch`).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numba
+import numpy as np
+
+#: columns of the per-centre sums (:func:`_sums`)
+_A, _GY, _GP, _ON, _Q, _QYY, _QPP, _QYP, _DK, _KY, _KP, _KN, _KZ = range(13)
+_NCOL = 13
+#: a centre closer than this to a particle sits on it (float64)
+_COINCIDE = 1e-13
+#: Newton steps are taken when shorter than this fraction of the distance to the nearest particle
+_NEWTON_REACH = 0.5
+#: over-relaxation: factor growth on success and cap
+_GROW, _MAX_RELAX = 1.5, 8.0
+_TWO_PI = 2.0 * math.pi
+
+__all__ = ["fit_jets", "lloyd_row", "value", "jit"]
+
+
+def jit(fn=None, **options):
+    """``numba.njit(cache=True, nogil=True, error_model="numpy", **options)`` (a division by
+    zero gives inf / NaN, which the search rejects, instead of raising); without the on-disk
+    cache where numba finds no writable cache directory (it then compiles in each process)."""
+    if fn is None:
+        return lambda f: jit(f, **options)
+    try:
+        return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(fn)
+    except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
+        warnings.warn(f"numba cannot cache {fn.__name__} ({err}); compiling in this process",
+                      RuntimeWarning, stacklevel=2)
+        return numba.njit(nogil=True, error_model="numpy", **options)(fn)
+
+
+@jit(inline="always")
+def _wrap(a):
+    """Angle ``a`` wrapped into ``(-pi, pi]`` (unchanged, bit for bit, when already there)."""
+    if a > math.pi or a <= -math.pi:
+        return a - _TWO_PI * math.ceil((a - math.pi) / _TWO_PI)
+    return a
+
+
+@jit(inline="always")
+def _power(d, beta):
+    """``d^beta`` (exact products for beta = 1, 2)."""
+    if beta == 1.0:
+        return d
+    if beta == 2.0:
+        return d * d
+    return d ** beta
+
+
+@jit(inline="always")
+def _nearest(xs, c, n):
+    """Index of the first nearest centre of ``c (n, 2)`` to the point ``xs (2,)`` and its
+    distance (azimuth wrapped)."""
+    best, jbest = np.inf, 0
+    for j in range(n):
+        dy = xs[0] - c[j, 0]
+        dp = _wrap(xs[1] - c[j, 1])
+        d2 = dy * dy + dp * dp
+        if d2 < best:
+            best, jbest = d2, j
+    return jbest, math.sqrt(best)
+
+
+@jit
+def value(x, z, m, c, beta):
+    """``sum_i z_i min_j theta_ij^beta`` of one jet (``x (M, 2)``, ``z (M,)``, ``m`` real
+    particles) at centres ``c (n, 2)``, summed particle by particle in order (not divided by
+    R^beta)."""
+    v = 0.0
+    n = c.shape[0]
+    for i in range(m):
+        _, d = _nearest(x[i], c, n)
+        v += z[i] * _power(d, beta)
+    return v
+
+
+@jit
+def _sums(x, z, m, c, beta, exact, s):
+    """Per-centre sums over each centre's (first-)nearest particles into ``s (n, 13)``; returns
+    the value (:func:`value`). With ``delta = x_i - c`` (wrapped), ``d = |delta|`` and
+    ``a = z d^(beta - 2)`` (0 where ``d`` is 0): ``sum a``, ``sum a delta`` (the pull),
+    ``sum z [d = 0]``; with ``exact`` also ``q = (2 - beta) a / d^2`` sums ``q``,
+    ``q delta delta^T`` (the Hessian's rank-one terms), and the nearest real particle of the
+    cluster: its distance, ``delta``, multiplicity (ties) and weight."""
+    n = c.shape[0]
+    s[:, :] = 0.0
+    for j in range(n):
+        s[j, _DK] = np.inf
+    v = 0.0
+    for i in range(m):
+        j, d = _nearest(x[i], c, n)
+        zi = z[i]
+        v += zi * _power(d, beta)
+        dy = x[i, 0] - c[j, 0]
+        dp = _wrap(x[i, 1] - c[j, 1])
+        if d <= _COINCIDE:
+            s[j, _ON] += zi
+            a = 0.0
+        elif beta == 1.0:
+            a = zi / d
+        elif beta == 2.0:
+            a = zi
+        else:
+            a = zi * d ** (beta - 2.0)
+        s[j, _A] += a
+        s[j, _GY] += a * dy
+        s[j, _GP] += a * dp
+        if exact:
+            if d > _COINCIDE:
+                q = (2.0 - beta) * a / (d * d)
+                s[j, _Q] += q
+                s[j, _QYY] += q * dy * dy
+                s[j, _QPP] += q * dp * dp
+                s[j, _QYP] += q * dy * dp
+            if zi != 0.0:
+                if d < s[j, _DK]:
+                    s[j, _DK], s[j, _KY], s[j, _KP] = d, dy, dp
+                    s[j, _KN], s[j, _KZ] = 1.0, zi
+                elif d == s[j, _DK]:
+                    s[j, _KN] += 1.0
+                    s[j, _KZ] += zi
+    return v
+
+
+@jit(fastmath=True)
+def _sums_search(z, m, c, beta, s, buf):
+    """:func:`_sums` without the exact columns, in passes over the particles that the compiler
+    vectorises (``buf (7, M)``: rows 0, 1 the particles' y and phi, then work rows). The sums
+    are reassociated (fastmath): the value differs from :func:`value` at rounding level, and
+    a jet's numbers still depend on the jet alone."""
+    n = c.shape[0]
+    y, p, best, near, dy, dp, a = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6]
+    for j in range(n):
+        cy, cp, fj = c[j, 0], c[j, 1], float(j)
+        for i in range(m):
+            ey = y[i] - cy
+            ep = p[i] - cp
+            ep = ep - _TWO_PI if ep > math.pi else (ep + _TWO_PI if ep <= -math.pi else ep)
+            d2 = ey * ey + ep * ep
+            closer = j == 0 or d2 < best[i]
+            best[i] = d2 if closer else best[i]
+            near[i] = fj if closer else near[i]
+            dy[i] = ey if closer else dy[i]
+            dp[i] = ep if closer else dp[i]
+    v = 0.0
+    for i in range(m):
+        d = math.sqrt(best[i])
+        v += z[i] * _power(d, beta)
+        if beta == 1.0:
+            w = z[i] / d
+        elif beta == 2.0:
+            w = z[i]
+        else:
+            w = z[i] * d ** (beta - 2.0)
+        a[i] = w if d > _COINCIDE else 0.0
+    for j in range(n):
+        fj = float(j)
+        sa = sy = sp = on = 0.0
+        for i in range(m):
+            mine = near[i] == fj
+            sa += a[i] if mine else 0.0
+            sy += a[i] * dy[i] if mine else 0.0
+            sp += a[i] * dp[i] if mine else 0.0
+            on += z[i] if mine and a[i] == 0.0 else 0.0
+        s[j, _A], s[j, _GY], s[j, _GP], s[j, _ON] = sa, sy, sp, on
+    return v
+
+
+@jit
+def _step(sj, beta, lam, exact):
+    """Move ``(dy, dphi)`` of one centre from its sums ``sj (13,)``: the Weiszfeld step times
+    ``lam`` (Vardi-Zhang where mass sits on the centre, beta = 1; none for beta < 1), or with
+    ``exact`` where it applies the snap (nearest particle set apart: the exact minimiser of
+    the others' quadratic majoriser plus the particle's cone, beta = 1; onto it for beta < 1;
+    the others' step for beta > 1) or a Newton step within reach (see :mod:`shaper.lloyd`)."""
+    A, E, gy, gp = sj[_A], sj[_ON], sj[_GY], sj[_GP]
+    my = mp = 0.0
+    if A > 0.0:
+        my, mp = gy / A, gp / A
+        if beta == 1.0 and E > 0.0:
+            rn = math.sqrt(gy * gy + gp * gp)
+            keep = min(max(1.0 - E / (rn if rn > 0.0 else 1.0), 0.0), 1.0)
+            my, mp = my * keep, mp * keep
+        elif beta < 1.0 and E != 0.0:
+            my = mp = 0.0
+    my, mp = my * lam, mp * lam
+    if not exact or beta == 2.0:
+        return my, mp
+    dk, zk = sj[_DK], sj[_KZ]
+    if sj[_KN] == 1.0 and dk > 0.0 and E == 0.0:
+        ak = zk * _power(dk, beta - 2.0) if beta != 1.0 else zk / dk
+        if ak > 0.5 * A:  # the nearest particle dominates: snap
+            ky, kp = sj[_KY], sj[_KP]
+            rest = A - ak
+            if rest <= 0.0:  # the particle is the whole cluster: its minimiser
+                return ky, kp
+            vy, vp = (gy - ak * ky) / rest - ky, (gp - ak * kp) / rest - kp
+            if beta == 1.0:
+                vn = math.sqrt(vy * vy + vp * vp)
+                f = max(1.0 - zk / rest / (vn if vn > 0.0 else 1.0), 0.0)
+            else:
+                f = 1.0 if beta > 1.0 else 0.0
+            if f > 0.0:  # a majoriser step off the particle: over-relaxed like Weiszfeld's
+                return (ky + f * vy) * lam, (kp + f * vp) * lam
+            return ky, kp
+    hyy, hpp, hyp = A - sj[_QYY], A - sj[_QPP], -sj[_QYP]
+    det = hyy * hpp - hyp * hyp
+    if A > 0.0 and E == 0.0 and hyy > 0.0 and det > 1e-9 * A * A:
+        ny, np_ = (hpp * gy - hyp * gp) / det, (hyy * gp - hyp * gy) / det
+        if math.sqrt(ny * ny + np_ * np_) < _NEWTON_REACH * dk:
+            return ny, np_
+    return my, mp
+
+
+@jit
+def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
+    """Minimise the value from centres ``c (n, 2)`` (updated in place; ``work`` see
+    :func:`_work`): proposals are kept where the value does not rise;
+    over-relaxed steps (with ``exact`` Newton and snap steps) while they succeed, a plain step
+    after a failure; the row ends when a plain step gains less than ``tol`` times the value.
+    Returns ``(value, converged)``."""
+    n = c.shape[0]
+    s, sn, cn, buf = work[0], work[1], work[2], work[5]
+    v = _sums(x, z, m, c, beta, exact, s) if exact else _sums_search(z, m, c, beta, s, buf)
+    relax, full = 1.0, True
+    for _ in range(max_iter):
+        for j in range(n):
+            my, mp = _step(s[j], beta, relax, exact and full)
+            cn[j, 0] = c[j, 0] + my
+            cn[j, 1] = _wrap(c[j, 1] + mp)
+        vn = (_sums(x, z, m, cn, beta, exact, sn) if exact
+              else _sums_search(z, m, cn, beta, sn, buf))
+        better = vn <= v
+        small = v - vn <= tol * (vn if better else v)
+        if better:
+            c[:, :] = cn
+            s[:, :] = sn
+            v = vn
+        if not full and (not better or small):
+            return v, True
+        if full and better and not small:
+            relax = min(relax * _GROW, _MAX_RELAX)
+        elif full:
+            relax = 1.0
+        full = better and not small
+    return v, False
+
+
+@jit
+def _seen(start, work):
+    """Whether ``start (n, 2)`` equals a start searched before for this jet (its search would
+    end at the same point: skipped); records it otherwise. ``work``: see :func:`_work`."""
+    tried, count = work[3], work[4]
+    for t in range(count[0]):
+        same = True
+        for j in range(start.shape[0]):
+            if start[j, 0] != tried[t, j, 0] or start[j, 1] != tried[t, j, 1]:
+                same = False
+                break
+        if same:
+            return True
+    tried[count[0]] = start
+    count[0] += 1
+    return False
+
+
+@jit
+def _work(x, m, n, cap):
+    """Work arrays of one jet ``x (M, 2)``: sums ``(n, 13)`` twice, proposed centres ``(n, 2)``,
+    the starts searched so far ``(cap, n, 2)`` and their count ``(1,)``, and the rows of
+    :func:`_sums_search` ``(7, m)`` (the particles' y and phi first)."""
+    buf = np.zeros((7, max(m, 1)))
+    for i in range(m):
+        buf[0, i], buf[1, i] = x[i, 0], x[i, 1]
+    return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
+            np.empty((cap, n, 2)), np.zeros(1, np.int64), buf)
+
+
+@jit
+def _search(x, z, m, starts, beta, iters, tol, found, vals, work):
+    """Loose search (plain and over-relaxed Weiszfeld steps) from each start ``(S, n, 2)``:
+    end points into ``found (S, n, 2)``, values into ``vals (S,)`` (inf for a start searched
+    before); returns the first best."""
+    best = 0
+    for k in range(starts.shape[0]):
+        found[k] = starts[k]
+        if _seen(starts[k], work):
+            vals[k] = np.inf
+            continue
+        vals[k], _ = lloyd_row(x, z, m, found[k], beta, iters, tol, False, work)
+        if vals[k] < vals[best]:
+            best = k
+    return best
+
+
+@jit
+def _take_best(x, z, m, starts, c, v, beta, iters, tol, work):
+    """Search ``starts (S, n, 2)``; where the best found value is below ``v`` its centres
+    replace ``c`` (in place). Returns the jet's best value."""
+    S = starts.shape[0]
+    if S == 0:
+        return v
+    found = np.empty_like(starts)
+    vals = np.empty(S)
+    k = _search(x, z, m, starts, beta, iters, tol, found, vals, work)
+    if vals[k] < v:
+        c[:, :] = found[k]
+        return vals[k]
+    return v
+
+
+@jit
+def _costliest(x, z, m, c, beta):
+    """Index of the particle of largest ``z_i min_j theta_ij^beta`` (the first; 0 if none)."""
+    far, worst = 0, -1.0
+    for i in range(m):
+        _, d = _nearest(x[i], c, c.shape[0])
+        cost = z[i] * _power(d, beta)
+        if cost > worst:
+            far, worst = i, cost
+    return far
+
+
+@jit
+def _starts(x, z, m, kt, more, prev, has_prev, beta):
+    """The structured starts ``(S, n, 2)``: the kT axes, the hardest particle nearest to each
+    (winner-take-all; the axis where none is), the ``n + 1`` kT axes less one each, and the
+    ``(n-1)`` optimum plus its costliest particle (given ``has_prev``), last."""
+    n = kt.shape[0]
+    st = np.empty((3 + n + (1 if has_prev else 0), n, 2))
+    st[0] = kt
+    st[1] = kt
+    hard = np.zeros(n)
+    for i in range(m):
+        j, _ = _nearest(x[i], kt, n)
+        if z[i] > hard[j]:
+            hard[j] = z[i]
+            st[1, j] = x[i]
+    for j in range(n + 1):
+        k = 0
+        for i in range(n + 1):
+            if i != j:
+                st[2 + j, k] = more[i]
+                k += 1
+    if has_prev:
+        st[-1, :n - 1] = prev
+        st[-1, n - 1] = x[_costliest(x, z, m, prev, beta)]
+    return st
+
+
+@jit(fastmath=True)
+def _candidates(x, z, m, n_hard, beta):
+    """Where a new centre may go: the ``n_hard`` hardest real particles (indices ``(H,)``, by
+    decreasing weight, ties in particle order) and their distances to every particle to the
+    power beta ``(H, m)``."""
+    order = np.argsort(-z[:m], kind="mergesort")
+    h = 0
+    while h < min(n_hard, m) and z[order[h]] > 0.0:
+        h += 1
+    cand = order[:h].copy()
+    th = np.empty((h, m))
+    for a in range(h):
+        xa = x[cand[a]]
+        for i in range(m):
+            dy = x[i, 0] - xa[0]
+            dp = _wrap(x[i, 1] - xa[1])
+            th[a, i] = _power(math.sqrt(dy * dy + dp * dp), beta)
+    return cand, th
+
+
+@jit(fastmath=True)
+def _gain_top(x, z, m, c, cand, th, beta, top):
+    """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
+    ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
+    nearest centre), best first (ties: the harder), into ``top``; returns how many."""
+    dist = np.empty(m)
+    for i in range(m):
+        _, d = _nearest(x[i], c, c.shape[0])
+        dist[i] = _power(d, beta)
+    h = cand.shape[0]
+    gain = np.zeros(h)
+    for a in range(h):
+        g = 0.0
+        for i in range(m):
+            if dist[i] > th[a, i]:
+                g += z[i] * (dist[i] - th[a, i])
+        gain[a] = g
+    k = min(top.shape[0], h)
+    used = np.zeros(h, np.bool_)
+    for t in range(k):
+        pick = -1
+        for a in range(h):
+            if not used[a] and (pick < 0 or gain[a] > gain[pick]):
+                pick = a
+        used[pick] = True
+        top[t] = cand[pick]
+    return k
+
+
+@jit
+def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, tol, n_hard,
+                  work):
+    """k-median local search on the best centres ``c (n, 2)`` (value ``v``; updated in place):
+    the ``(n-1)`` optimum plus each of its best-gain candidates, then up to ``swaps`` rounds of
+    swap moves (each centre replaced by each best-gain candidate of the other ``n - 1``; a
+    round that lowers the value by less than the fraction ``gain`` ends them), each move
+    searched; the best is replaced only by a lower value. Returns the value."""
+    n = c.shape[0]
+    cand, th = _candidates(x, z, m, n_hard, beta)
+    k = top.shape[0]
+    if has_prev:
+        nt = _gain_top(x, z, m, prev, cand, th, beta, top)
+        st = np.empty((nt, n, 2))
+        for a in range(nt):
+            st[a, :n - 1] = prev
+            st[a, n - 1] = x[top[a]]
+        v = _take_best(x, z, m, st, c, v, beta, iters, tol, work)
+    rest = np.empty((n - 1, 2))
+    for _ in range(swaps):
+        st = np.empty((n * k, n, 2))
+        cnt = 0
+        for j in range(n):
+            rest[:j] = c[:j]
+            rest[j:] = c[j + 1:]
+            nt = _gain_top(x, z, m, rest, cand, th, beta, top)
+            for a in range(nt):
+                st[cnt, :j] = rest[:j]
+                st[cnt, j] = x[top[a]]
+                st[cnt, j + 1:] = rest[j:]
+                cnt += 1
+        vn = _take_best(x, z, m, st[:cnt], c, v, beta, iters, tol, work)
+        gained = vn < v * (1.0 - gain)
+        v = vn
+        if not gained:
+            break
+    return v
+
+
+@jit
+def _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, tol, work):
+    """Perturbed restarts: rounds of ``per_round`` offsets of ``jiggle (K, n, 2)`` added to the
+    best centres ``c`` (phi wrapped), searched; a round's best replaces ``c`` where lower."""
+    K, n = jiggle.shape[0], c.shape[0]
+    for lo in range(0, K, per_round):
+        hi = min(lo + per_round, K)
+        st = np.empty((hi - lo, n, 2))
+        for a in range(hi - lo):
+            for j in range(n):
+                st[a, j, 0] = c[j, 0] + jiggle[lo + a, j, 0]
+                st[a, j, 1] = _wrap(c[j, 1] + jiggle[lo + a, j, 1])
+        v = _take_best(x, z, m, st, c, v, beta, iters, tol, work)
+    return v
+
+
+@jit
+def _weights_sorted(x, z, m, c, w):
+    """Mass ``w (n,)`` of the particles (first-)nearest to each centre; ``c (n, 2)`` and ``w``
+    reordered by decreasing weight (ties in the order found), phi wrapped."""
+    n = c.shape[0]
+    mass = np.zeros(n)
+    for i in range(m):
+        j, _ = _nearest(x[i], c, n)
+        mass[j] += z[i]
+    cc = c.copy()
+    used = np.zeros(n, np.bool_)
+    for t in range(n):
+        pick = -1
+        for j in range(n):
+            if not used[j] and (pick < 0 or mass[j] > mass[pick]):
+                pick = j
+        used[pick] = True
+        w[t] = mass[pick]
+        c[t, 0] = cc[pick, 0]
+        c[t, 1] = _wrap(cc[pick, 1])
+
+
+@jit
+def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
+             gain, top, search_iter, search_tol, polish_tol, n_hard, out):
+    """The search of one jet (module docstring); best centres into ``out (n, 2)``. Returns the
+    value (not divided by R^beta) and whether the polish of the best converged."""
+    n = kt.shape[0]
+    work = _work(x, m, n, n + 4 + top.shape[0] * (1 + swaps * n) + jiggle.shape[0])
+    iters = min(max_iter, search_iter)
+    st = _starts(x, z, m, kt, more, prev, has_prev, beta)
+    found, vals = np.empty_like(st), np.empty(st.shape[0])
+    best = _search(x, z, m, st, beta, iters, search_tol, found, vals, work)
+    c = found[best].copy()
+    v = vals[best]
+    if swaps > 0 and n > 1:
+        v = _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters,
+                          search_tol, n_hard, work)
+    if jiggle.shape[0] > 0:
+        v = _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, search_tol, work)
+    # polish: the final best, the structured starts' best where the moves replaced it, the kT
+    # start's end point where another start was best
+    rows = np.empty((3, n, 2))
+    rows[0] = c
+    k = 1
+    if v < vals[best]:
+        rows[k] = found[best]
+        k += 1
+    if best != 0:
+        rows[k] = found[0]
+        k += 1
+    converged = True
+    for r in range(k):
+        _, ok = lloyd_row(x, z, m, rows[r], beta, max_iter, polish_tol, True, work)
+        if r == 0:
+            converged = ok
+    # report: the least exact value among the polished rows, the kT axes and the (n-1) axes
+    # plus the costliest particle (first wins ties)
+    vbest = np.inf
+    for r in range(k + 1 + (1 if has_prev else 0)):
+        cand = rows[r] if r < k else (st[0] if r == k else st[-1])
+        vr = value(x, z, m, cand, beta)
+        if vr < vbest:
+            vbest = vr
+            out[:, :] = cand
+    return vbest, converged
+
+
+@jit
+def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_iter, swaps,
+             gain, n_swap, search_iter, search_tol, polish_tol, n_hard, centers, weights, values,
+             converged):
+    """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)``, ``counts (B,)`` from the
+    exclusive-kT axes ``kt (B, n, 2)`` and ``more (B, n + 1, 2)`` and the ``(n-1)`` optimum
+    ``prev (B, n-1, 2)`` (``(B, 0, 2)``: none), with up to ``swaps`` rounds of swap moves
+    (while a round lowers the value by more than the fraction ``gain``) over
+    ``n_swap`` best-gain candidates among the ``n_hard`` hardest particles and the restart
+    offsets ``jiggle (K, n, 2)`` in rounds of ``per_round``. Writes centres ``(B, n, 2)`` and
+    weights ``(B, n)`` by decreasing weight, values ``(B,)`` (divided by ``scale`` = R^beta)
+    and whether each jet's polish converged ``(B,)``."""
+    has_prev = prev.shape[1] > 0
+    top = np.empty(n_swap, np.int64)
+    for b in range(x.shape[0]):
+        m = counts[b]
+        v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
+                         beta, max_iter, swaps, gain, top, search_iter, search_tol,
+                         polish_tol, n_hard, centers[b])
+        values[b] = v / scale
+        converged[b] = ok
+        _weights_sorted(x[b], z[b], m, centers[b], weights[b])
