@@ -417,15 +417,25 @@ def _gain_top(x, z, m, c, cand, th, beta, top):
                 g += z[i] * (dist[i] - th[a, i])
         gain[a] = g
     k = min(top.shape[0], h)
-    used = np.zeros(h, np.bool_)
+    order = np.empty(k, np.int64)
+    _largest_first(gain, k, order)
+    for t in range(k):
+        top[t] = cand[order[t]]
+    return k
+
+
+@jit
+def _largest_first(v, k, order):
+    """Indices of the ``k`` largest entries of ``v`` into ``order[:k]``, largest first (ties:
+    the lower index)."""
+    used = np.zeros(v.shape[0], np.bool_)
     for t in range(k):
         pick = -1
-        for a in range(h):
-            if not used[a] and (pick < 0 or gain[a] > gain[pick]):
+        for a in range(v.shape[0]):
+            if not used[a] and (pick < 0 or v[a] > v[pick]):
                 pick = a
         used[pick] = True
-        top[t] = cand[pick]
-    return k
+        order[t] = pick
 
 
 @jit
@@ -493,13 +503,10 @@ def _weights_sorted(x, z, m, c, w):
         j, _ = _nearest(x[i], c, n)
         mass[j] += z[i]
     cc = c.copy()
-    used = np.zeros(n, np.bool_)
+    order = np.empty(n, np.int64)
+    _largest_first(mass, n, order)
     for t in range(n):
-        pick = -1
-        for j in range(n):
-            if not used[j] and (pick < 0 or mass[j] > mass[pick]):
-                pick = j
-        used[pick] = True
+        pick = order[t]
         w[t] = mass[pick]
         c[t, 0] = cc[pick, 0]
         c[t, 1] = _wrap(cc[pick, 1])
