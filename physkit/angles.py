@@ -55,9 +55,7 @@ def differences_in_range(phi_a, phi_b) -> bool:
     """Whether every difference between azimuths ``phi_a`` and ``phi_b`` (arrays or tensors of
     any shapes) certainly lies inside ``(-pi, pi)``, so that :func:`wrap_angle` of it is the
     identity, bit for bit: ``max |phi_a| + max |phi_b| < pi`` with a margin for rounding."""
-    if phi_a.size == 0 if isinstance(phi_a, np.ndarray) else phi_a.numel() == 0:
-        return True
-    if phi_b.size == 0 if isinstance(phi_b, np.ndarray) else phi_b.numel() == 0:
+    if any(len(t.reshape(-1)) == 0 for t in (phi_a, phi_b)):
         return True
     reach = abs(phi_a).max() + abs(phi_b).max()
     return bool(reach < math.pi - 1e-6)

@@ -58,7 +58,7 @@ _A, _AY, _AP, _COST, _ON = range(5)
 _Q, _QY, _QP, _QYY, _QPP, _QYP, _DNEAR, _KY, _KP, _KN, _KZ = range(5, 16)
 
 __all__ = ["LloydFit", "lloyd", "theta", "cluster_sums", "nearest_masses", "point_objective",
-           "point_value_grads", "coarse_grain", "row_widths"]
+           "point_value_grads", "coarse_grain", "row_widths", "real_counts"]
 
 
 class LloydFit(NamedTuple):
@@ -76,13 +76,18 @@ def _coincide(dtype: torch.dtype) -> float:
     return 1e-13 if dtype == torch.float64 else 1e-7
 
 
+def real_counts(z: torch.Tensor) -> torch.Tensor:
+    """One past the last non-zero weight of each row of ``z (B, M)``: ``(B,)`` int64 (0 for an
+    empty row)."""
+    idx = torch.arange(1, z.shape[1] + 1, device=z.device)
+    return torch.where(z != 0, idx, torch.zeros_like(idx)).amax(1)
+
+
 def row_widths(z: torch.Tensor) -> torch.Tensor:
     """Width ``(B,)`` at which each row of weights ``z (B, M)`` is evaluated: one past its last
-    non-zero weight, rounded up to a multiple of :data:`WIDTH_STEP` (at least one step)."""
-    m = z.shape[1]
-    idx = torch.arange(1, m + 1, device=z.device)
-    last = torch.where(z != 0, idx, torch.zeros_like(idx)).amax(1)
-    return ((last + WIDTH_STEP - 1) // WIDTH_STEP).clamp_min(1) * WIDTH_STEP
+    non-zero weight (:func:`real_counts`), rounded up to a multiple of :data:`WIDTH_STEP` (at
+    least one step)."""
+    return ((real_counts(z) + WIDTH_STEP - 1) // WIDTH_STEP).clamp_min(1) * WIDTH_STEP
 
 
 def _distances(x: torch.Tensor, c: torch.Tensor, wrap_rows: Optional[torch.Tensor]) -> torch.Tensor:

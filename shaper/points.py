@@ -58,7 +58,7 @@ from physkit.flow import Status
 
 from .batching import thread_map
 from .group import GroupFit
-from .lloyd import WIDTH_STEP, lloyd, point_value_grads, theta
+from .lloyd import WIDTH_STEP, lloyd, point_value_grads, real_counts, theta
 from .seeds import KtSeeds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -336,7 +336,7 @@ def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int
     B = x.shape[0]
     xs = np.ascontiguousarray(x.detach().to(torch.float64).numpy())
     zs = np.ascontiguousarray(z.detach().to(torch.float64).numpy())
-    counts = _real_counts(z).numpy().astype(np.int64)
+    counts = real_counts(z).cpu().numpy().astype(np.int64)
     kt = np.ascontiguousarray(seeds.subjets(n)[0].to(torch.float64).cpu().numpy())
     more = np.ascontiguousarray(seeds.subjets(n + 1)[0].to(torch.float64).cpu().numpy())
     prev = (np.zeros((B, 0, 2)) if previous is None
@@ -352,12 +352,6 @@ def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int
     status = torch.where(conv, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
     return PointFit(torch.from_numpy(centers).to(x.dtype), torch.from_numpy(weights).to(x.dtype),
                     torch.from_numpy(value).to(x.dtype), status)
-
-
-def _real_counts(z: torch.Tensor) -> torch.Tensor:
-    """One past the last non-zero weight of each row ``(B,)`` int64 (0 for an empty row)."""
-    idx = torch.arange(1, z.shape[1] + 1)
-    return torch.where(z.cpu() != 0, idx, torch.zeros_like(idx)).amax(1)
 
 
 def point_engine(engine: Optional[str], device: torch.device) -> str:

@@ -30,7 +30,7 @@ wall time on 2 cores), so :func:`emds` and :func:`emd_batch` parallelise with th
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import ot
@@ -127,6 +127,13 @@ def _network_simplex(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: in
 
 
 # ------------------------------------------------------------------ inputs
+def _first_nonfinite_row(t: np.ndarray) -> Optional[int]:
+    """Index of the first row (leading axis) of ``t`` holding a non-finite value, or None."""
+    if np.isfinite(t).all():
+        return None
+    return int(np.flatnonzero(~np.isfinite(t.reshape(len(t), -1)).all(1))[0])
+
+
 def _event_arrays(ev, dtype, what: str):
     """``(M, 3)`` array / tensor or one-jet Events -> (weights (k,), points (k, 2), rows (k,))."""
     if isinstance(ev, Events):
@@ -371,8 +378,8 @@ def _batch_solve(x, a, y, b, R, beta, n_jobs, n_iter_max, grads: bool):
         raise ValueError(f"{what}: shapes x {x.shape}, a {a.shape}, y {y.shape}, "
                          f"b {b.shape} do not match (B, N, 2), (B, N), (B, M, 2), (B, M)")
     for name, t in (("x", x), ("a", a), ("y", y), ("b", b)):
-        if not np.isfinite(t).all():
-            row = int(np.flatnonzero(~np.isfinite(t.reshape(B, -1)).all(1))[0])
+        row = _first_nonfinite_row(t)
+        if row is not None:
             raise ValueError(f"{what}: non-finite value in {name}, row {row}")
     for name, w in (("a", a), ("b", b)):
         if (w < 0).any():
@@ -475,9 +482,8 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
     value, plan = np.empty(B), np.empty((B, N, M))
     u, v = np.empty((B, N)), np.empty((B, M))
 
-    finite = np.isfinite(Cn).all(axis=(1, 2))
-    if not finite.all():
-        bad = int(np.flatnonzero(~finite)[0])
+    bad = _first_nonfinite_row(Cn)
+    if bad is not None:
         raise ValueError(f"emd_batch_plans: non-finite cost in row {bad}")
 
     def work(chunk):
