@@ -68,10 +68,6 @@ class Flowed(NamedTuple):
     nested: int = 0
 
 
-#: kept for callers of earlier versions
-SharedFlow = Flowed
-
-
 class GeneralPath:
     """Fits of any observable to jet groups, with the settings of ``shaper`` (read when used)."""
 

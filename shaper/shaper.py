@@ -72,7 +72,7 @@ from physkit.flow import Koopman, Status
 
 from .batching import (fixed_width_frame, pad_to, padded_width, pinned_torch_threads, real_first,
                        thread_map, width_groups)
-from .general import GeneralPath, SharedFlow
+from .general import Flowed, GeneralPath
 from .group import GroupFit, JetGroup
 from .observables import Observable, from_family, from_name
 from .points import PointBatch, point_engine as choose_point_engine
@@ -420,7 +420,7 @@ class Shaper:
         family and return each group's report."""
         if self.nested:
             pmap(lambda g: self._fit_smaller(obs, g, points), groups)
-        shared: List[Optional[SharedFlow]] = [None] * len(groups)
+        shared: List[Optional[Flowed]] = [None] * len(groups)
         if self._on_point_path(obs):
             points.fit(obs.n_points)  # every group at once, before the group threads
         elif obs.specs and self.coarse_points is not None:
@@ -438,7 +438,7 @@ class Shaper:
         return obs.n_points is not None and self.exact_points
 
     def _fit(self, obs: Observable, group: JetGroup, points: PointBatch, return_grads: bool,
-             shared: Optional[SharedFlow] = None) -> GroupFit:
+             shared: Optional[Flowed] = None) -> GroupFit:
         """``obs`` fitted to ``group`` on the exact point path or the general path."""
         if self._on_point_path(obs):
             return points.group_fit(group, obs.n_points, return_grads)
