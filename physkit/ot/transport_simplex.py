@@ -1,0 +1,495 @@
+"""Exact optimal transport of small dense balanced problems: a primal transportation simplex.
+
+Problem: ``min_{P >= 0} sum_ij P_ij C_ij`` subject to ``P 1 = a``, ``P^T 1 = b`` with
+``a (n,) > 0``, ``b (m,) > 0``, ``sum a = sum b`` and ``C (n, m)`` float64 (any units).
+
+Method (numba, one compiled call per batch of rows, GIL released):
+
+- basis: a spanning tree of ``n + m - 1`` arcs of the bipartite row/column graph
+  (degenerate zero-flow basic arcs are kept), stored as linked adjacency lists plus parent,
+  depth and dual potential per node; rooted at row 0 with ``u_0 = 0``;
+- start: the least-cost (matrix-minimum) rule, which on transport between nearby point
+  clouds starts close to optimal (few pivots left);
+- pricing: block pricing (the most negative reduced cost ``C_ij - u_i - v_j`` within a
+  cyclic block of cells); the leaving arc is the last blocking arc met going round the
+  cycle from its apex in the entering arc's direction;
+- anti-cycling: after ``n + m`` consecutive degenerate pivots, Bland's rule (first
+  improving cell, smallest blocking cell) until a pivot moves mass, so every run terminates;
+- optimality: every reduced cost ``>= -tol`` with ``tol = TOL_REL * max|C|``;
+- at the end the basic flows are recomputed from the tree by leaf elimination (so the
+  plan's marginals are ``a`` and ``b`` to rounding) and the duals satisfy
+  ``u_i + v_j = C_ij`` on the tree exactly as computed, ``<= C_ij + tol`` elsewhere.
+
+Status codes follow POT's: :data:`OPTIMAL` (1), :data:`ITERATION_LIMIT` (3); the batch
+entry point marks rows it leaves to the caller (more cells than ``max_cells``) :data:`SKIPPED`.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+OPTIMAL = 1
+ITERATION_LIMIT = 3
+SKIPPED = -1
+#: reduced costs above ``-TOL_REL * max|C|`` count as non-negative (optimality test)
+TOL_REL = 1e-13
+#: default cap on pivots per problem
+DEFAULT_MAX_PIVOTS = 10_000_000
+
+
+def _jit(fn=None, **options):
+    """``numba.njit(cache=True, nogil=True, **options)``; without the on-disk cache where
+    numba finds no writable cache directory (it then compiles in each process)."""
+    if fn is None:
+        return lambda f: _jit(f, **options)
+    try:
+        return numba.njit(cache=True, nogil=True, **options)(fn)
+    except RuntimeError as err:  # pragma: no cover - "cannot cache function ...: no locator"
+        warnings.warn(f"numba cannot cache {fn.__name__} ({err}); compiling in this process",
+                      RuntimeWarning, stacklevel=2)
+        return numba.njit(nogil=True, **options)(fn)
+
+
+# ------------------------------------------------------------------ tree bookkeeping
+@_jit(inline="always")
+def _link(h, node, head, nxt, prv):
+    """Push half-edge ``h`` onto ``node``'s adjacency list."""
+    nxt[h] = head[node]
+    prv[h] = -1
+    if head[node] >= 0:
+        prv[head[node]] = h
+    head[node] = h
+
+
+@_jit(inline="always")
+def _unlink(h, node, head, nxt, prv):
+    """Remove half-edge ``h`` from ``node``'s adjacency list."""
+    if prv[h] >= 0:
+        nxt[prv[h]] = nxt[h]
+    else:
+        head[node] = nxt[h]
+    if nxt[h] >= 0:
+        prv[nxt[h]] = prv[h]
+
+
+@_jit(inline="always")
+def _hang(s, t, k, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack, order):
+    """(Re)hang the subtree containing ``s`` below ``t`` through arc ``k`` (``t = -1``: ``s``
+    is the root): depth-first, setting parent, parent arc, depth and potential
+    (``u_r + v_c = C_rc`` on every tree arc). Writes the visit order into ``order`` and
+    returns how many nodes it visited."""
+    parent[s] = t
+    parc[s] = k
+    if t >= 0:
+        depth[s] = depth[t] + 1
+        pot[s] = C[arc_r[k], arc_c[k]] - pot[t]
+    else:
+        depth[s] = 0
+        pot[s] = 0.0
+    top = 0
+    stack[0] = s
+    count = 0
+    while top >= 0:
+        x = stack[top]
+        top -= 1
+        order[count] = x
+        count += 1
+        h = head[x]
+        while h >= 0:
+            kk = h >> 1
+            if kk != parc[x]:
+                y = n + arc_c[kk] if (h & 1) == 0 else arc_r[kk]
+                parent[y] = x
+                parc[y] = kk
+                depth[y] = depth[x] + 1
+                pot[y] = C[arc_r[kk], arc_c[kk]] - pot[x]
+                top += 1
+                stack[top] = y
+            h = nxt[h]
+    return count
+
+
+# ------------------------------------------------------------------ start
+@_jit(inline="always")
+def _row_min(C, i, m, col_done):
+    """Cheapest open column of row ``i`` (-1 when none is open)."""
+    best, arg = np.inf, -1
+    for j in range(m):
+        if col_done[j] == 0 and C[i, j] < best:
+            best, arg = C[i, j], j
+    return arg
+
+
+@_jit
+def _least_cost_start(C, a, b, n, m, rmin, ra, rb, row_done, col_done, arc_r, arc_c, flow):
+    """Matrix-minimum rule: repeatedly take the cheapest cell of the open rows and columns
+    (each row caches its cheapest open column), ship ``min(supply, demand)`` and close
+    exactly one line (the last row / column stays open until the final cell), which yields
+    a spanning tree of ``n + m - 1`` arcs. Ties: lowest row, then lowest column."""
+    for i in range(n):
+        ra[i] = a[i]
+        row_done[i] = 0
+    for j in range(m):
+        rb[j] = b[j]
+        col_done[j] = 0
+    for i in range(n):
+        rmin[i] = _row_min(C, i, m, col_done)
+    rows_left, cols_left = n, m
+    last = n + m - 2
+    for k in range(last + 1):
+        best, i = np.inf, -1
+        for r in range(n):
+            if row_done[r] == 0:
+                if col_done[rmin[r]] != 0:
+                    rmin[r] = _row_min(C, r, m, col_done)
+                if C[r, rmin[r]] < best:
+                    best, i = C[r, rmin[r]], r
+        j = rmin[i]
+        arc_r[k] = i
+        arc_c[k] = j
+        if k == last:
+            flow[k] = ra[i]
+        elif rows_left > 1 and (cols_left == 1 or ra[i] <= rb[j]):
+            flow[k] = ra[i]
+            rb[j] = max(rb[j] - ra[i], 0.0)
+            ra[i] = 0.0
+            row_done[i] = 1
+            rows_left -= 1
+        else:
+            flow[k] = rb[j]
+            ra[i] = max(ra[i] - rb[j], 0.0)
+            rb[j] = 0.0
+            col_done[j] = 1
+            cols_left -= 1
+
+
+# ------------------------------------------------------------------ pricing
+@_jit(inline="always")
+def _price_block(C, n, m, pot, cursor, block, tol):
+    """Block pricing from flat cell ``cursor``: the most negative reduced cost within the
+    first block (of ``block`` cells, cyclically) that holds one below ``-tol``.
+    Returns ``(i, j, next_cursor)``, ``i = -1`` when no cell prices out (optimal)."""
+    total = n * m
+    i = cursor // m
+    j = cursor - i * m
+    best = -tol
+    bi, bj = -1, -1
+    seen = 0
+    inblock = 0
+    while seen < total:
+        d = C[i, j] - pot[i] - pot[n + j]
+        if d < best:
+            best = d
+            bi, bj = i, j
+        seen += 1
+        inblock += 1
+        j += 1
+        if j == m:
+            j = 0
+            i += 1
+            if i == n:
+                i = 0
+        if inblock == block:
+            if bi >= 0:
+                break
+            inblock = 0
+    return bi, bj, i * m + j
+
+
+@_jit(inline="always")
+def _price_bland(C, n, m, pot, tol):
+    """Bland's rule: the first cell (row-major) with reduced cost below ``-tol``."""
+    for i in range(n):
+        for j in range(m):
+            if C[i, j] - pot[i] - pot[n + j] < -tol:
+                return i, j
+    return -1, -1
+
+
+# ------------------------------------------------------------------ pivot
+@_jit(inline="always")
+def _ratio_test(p, q, n, m, arc_r, arc_c, flow, parent, parc, depth, bland):
+    """Walk the cycle closed by the entering arc (row ``p`` -> column node ``q``) up to its
+    apex. Returns ``(theta, leaving arc, leaving on p's side, apex)``: ``theta`` is the least
+    flow among the arcs the pivot decreases (column nodes' parent arcs on ``q``'s side, row
+    nodes' on ``p``'s side). Ties: the last blocking arc from the apex in the entering arc's
+    direction, or with ``bland`` the smallest cell index."""
+    x, y = p, q
+    tp, tq = np.inf, np.inf
+    kp, kq = -1, -1
+    while x != y:
+        if depth[x] >= depth[y]:
+            if x < n:
+                k = parc[x]
+                f = flow[k]
+                if f < tp or (bland and f == tp and
+                              arc_r[k] * m + arc_c[k] < arc_r[kp] * m + arc_c[kp]):
+                    tp, kp = f, k
+            x = parent[x]
+        else:
+            if y >= n:
+                k = parc[y]
+                f = flow[k]
+                if f < tq or (f == tq and (not bland or
+                                           arc_r[k] * m + arc_c[k] < arc_r[kq] * m + arc_c[kq])):
+                    tq, kq = f, k
+            y = parent[y]
+    if kp < 0:
+        return tq, kq, False, x
+    if kq < 0:
+        return tp, kp, True, x
+    if bland and tp == tq:
+        on_p = arc_r[kp] * m + arc_c[kp] < arc_r[kq] * m + arc_c[kq]
+        return tp, (kp if on_p else kq), on_p, x
+    if tq <= tp:
+        return tq, kq, False, x
+    return tp, kp, True, x
+
+
+@_jit(inline="always")
+def _push(p, q, apex, theta, n, flow, parent, parc):
+    """Move ``theta`` round the cycle: ``-theta`` on the decreasing arcs, ``+theta`` on the
+    others (the entering arc is set by the caller)."""
+    x = p
+    while x != apex:
+        if x < n:
+            flow[parc[x]] -= theta
+        else:
+            flow[parc[x]] += theta
+        x = parent[x]
+    y = q
+    while y != apex:
+        if y >= n:
+            flow[parc[y]] -= theta
+        else:
+            flow[parc[y]] += theta
+        y = parent[y]
+
+
+# ------------------------------------------------------------------ one problem
+@_jit
+def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
+    """Solve one problem on the leading ``n x m`` block of ``C``; ``bufs`` / ``ibufs`` are
+    scratch arrays sized for the batch's largest problem. Writes ``plan[:n, :m]``,
+    ``u[:n]``, ``v[:m]``; returns ``(cost, status, pivots)``."""
+    nn = n + m
+    na = nn - 1
+    pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
+    parent, parc, depth, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
+    stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
+    nxt, prv = ibufs[8], ibufs[9]
+    _least_cost_start(C, a, b, n, m, ibufs[4], ra, rb, ibufs[10][:n], ibufs[10][n:nn],
+                      arc_r, arc_c, flow)
+    for x in range(nn):
+        head[x] = -1
+    for k in range(na):
+        _link(2 * k, arc_r[k], head, nxt, prv)
+        _link(2 * k + 1, n + arc_c[k], head, nxt, prv)
+    _hang(0, -1, -1, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack, order)
+    cmax = 0.0
+    for i in range(n):
+        for j in range(m):
+            cmax = max(cmax, abs(C[i, j]))
+    tol = tol_rel * cmax
+    theta_small = 1e-15 * (a[:n].sum())
+    status, pivots, degenerate, cursor = OPTIMAL, 0, 0, 0
+    bland = False
+    while True:
+        if bland:
+            i, j = _price_bland(C, n, m, pot, tol)
+        else:
+            i, j, cursor = _price_block(C, n, m, pot, cursor, block, tol)
+        if i < 0:
+            break
+        if pivots >= max_pivots:
+            status = ITERATION_LIMIT
+            break
+        p, q = i, n + j
+        theta, kl, on_p, apex = _ratio_test(p, q, n, m, arc_r, arc_c, flow, parent, parc,
+                                            depth, bland)
+        if theta > 0.0:
+            _push(p, q, apex, theta, n, flow, parent, parc)
+        _unlink(2 * kl, arc_r[kl], head, nxt, prv)
+        _unlink(2 * kl + 1, n + arc_c[kl], head, nxt, prv)
+        arc_r[kl], arc_c[kl], flow[kl] = i, j, theta
+        _link(2 * kl, i, head, nxt, prv)
+        _link(2 * kl + 1, q, head, nxt, prv)
+        if on_p:
+            _hang(p, q, kl, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack, order)
+        else:
+            _hang(q, p, kl, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack, order)
+        pivots += 1
+        if theta <= theta_small:
+            degenerate += 1
+            bland = bland or degenerate > nn
+        else:
+            degenerate = 0
+            bland = False
+    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots
+
+
+@_jit
+def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
+    """Basic flows by leaf elimination (children before parents), then plan, duals, cost."""
+    pot, flow, rem = bufs[0], bufs[1], bufs[2]
+    parent, parc, depth, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
+    stack, order, arc_r, arc_c, nxt = ibufs[4], ibufs[5], ibufs[6], ibufs[7], ibufs[8]
+    nn = n + m
+    count = _hang(0, -1, -1, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack,
+                  order)
+    for x in range(n):
+        rem[x] = a[x]
+    for j in range(m):
+        rem[n + j] = b[j]
+    for t in range(count - 1, 0, -1):
+        x = order[t]
+        f = rem[x]
+        k = parc[x]
+        flow[k] = f if f > 0.0 else 0.0
+        rem[parent[x]] -= f
+    for i in range(n):
+        for j in range(m):
+            plan[i, j] = 0.0
+    cost = 0.0
+    for k in range(nn - 1):
+        plan[arc_r[k], arc_c[k]] = flow[k]
+        cost += flow[k] * C[arc_r[k], arc_c[k]]
+    for i in range(n):
+        u[i] = pot[i]
+    for j in range(m):
+        v[j] = pot[n + j]
+    return cost
+
+
+# ------------------------------------------------------------------ batch
+@_jit
+def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel,
+                plan, cost, u, v, status, pivots):
+    """Rows ``start:stop`` of a padded batch ``C (B, N, M)``, ``a (B, N)``, ``b (B, M)``
+    (zero weight = padding, dropped; each row balanced by the caller). Rows with more than
+    ``max_cells`` real cells get ``status = SKIPPED``. Zero-weight entries get plan 0 and
+    potential 0."""
+    N, M = C.shape[1], C.shape[2]
+    nn = N + M
+    bufs = np.empty((4, nn))
+    ibufs = np.empty((11, max(2 * nn, 1)), dtype=np.int64)
+    Cw = np.empty((N, M))
+    aw, bw = np.empty(N), np.empty(M)
+    ia, ib = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
+    pw, uw, vw = np.empty((N, M)), np.empty(N), np.empty(M)
+    for r in range(start, stop):
+        n, m = 0, 0
+        for i in range(N):
+            if a[r, i] > 0.0:
+                ia[n] = i
+                aw[n] = a[r, i]
+                n += 1
+        for j in range(M):
+            if b[r, j] > 0.0:
+                ib[m] = j
+                bw[m] = b[r, j]
+                m += 1
+        plan[r] = 0.0
+        u[r] = 0.0
+        v[r] = 0.0
+        if n * m > max_cells:
+            status[r] = SKIPPED
+            continue
+        for i in range(n):
+            for j in range(m):
+                Cw[i, j] = C[r, ia[i], ib[j]]
+        cost[r], status[r], pivots[r] = _solve(Cw, aw, bw, n, m, max_pivots, block, tol_rel,
+                                               bufs, ibufs, pw, uw, vw)
+        for i in range(n):
+            u[r, ia[i]] = uw[i]
+            for j in range(m):
+                plan[r, ia[i], ib[j]] = pw[i, j]
+        for j in range(m):
+            v[r, ib[j]] = vw[j]
+
+
+class TransportSolution(NamedTuple):
+    """Result of :func:`transport_simplex` (one problem: no batch axis) or
+    :func:`transport_simplex_batch` (leading batch axis ``B``).
+
+    plan ``(B, N, M)``; cost ``(B,)`` = ``sum plan * C``; u ``(B, N)``, v ``(B, M)``: dual
+    potentials, ``u_i + v_j <= C_ij + tol`` with equality on the basis (which holds the
+    plan's support), 0 at zero-weight entries; status ``(B,)`` (:data:`OPTIMAL`,
+    :data:`ITERATION_LIMIT` or :data:`SKIPPED`); pivots ``(B,)``.
+    """
+
+    plan: np.ndarray
+    cost: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    status: np.ndarray
+    pivots: np.ndarray
+
+
+def default_block(n: int, m: int) -> int:
+    """Pricing block (cells): ``max(64, sqrt(n m))``, at most ``n m``."""
+    return min(n * m, max(64, int(np.sqrt(n * m))))
+
+
+def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
+                            max_pivots: int = DEFAULT_MAX_PIVOTS,
+                            block: int | None = None) -> TransportSolution:
+    """Exact transport of ``B`` padded balanced problems, one compiled call (GIL released).
+
+    Parameters
+    ----------
+    C : ``(B, N, M)`` finite costs. a : ``(B, N)``, b : ``(B, M)``: non-negative weights,
+        0 = padding (dropped); ``sum a = sum b`` per row (to rounding; the plan's marginals
+        are exact on ``a``'s side, the rounding residue lands on the tree's root).
+    max_cells : rows with more real cells (``n * m``) are left (``status = SKIPPED``).
+    max_pivots : pivot cap per row (``status = ITERATION_LIMIT`` when reached).
+    block : pricing block in cells (default :func:`default_block` of the padded shape).
+
+    A row's numbers depend only on that row (not on the batch or its padding).
+    """
+    C = np.ascontiguousarray(C, dtype=np.float64)
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    if C.ndim != 3 or a.shape != C.shape[:2] or b.shape != (C.shape[0], C.shape[2]):
+        raise ValueError(f"transport_simplex_batch: shapes C {C.shape}, a {a.shape}, "
+                         f"b {b.shape} do not match (B, N, M), (B, N), (B, M)")
+    if not (np.isfinite(C).all() and np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("transport_simplex_batch: non-finite cost or weight")
+    if (a < 0).any() or (b < 0).any():
+        raise ValueError("transport_simplex_batch: negative weight")
+    sa, sb = a.sum(1), b.sum(1)
+    if ((sa <= 0) | (sb <= 0)).any() or (np.abs(sa - sb) > 1e-12 * np.maximum(sa, sb)).any():
+        raise ValueError("transport_simplex_batch: every row needs equal positive masses "
+                         "(sum a = sum b > 0)")
+    B, N, M = C.shape
+    out = TransportSolution(np.empty((B, N, M)), np.zeros(B), np.empty((B, N)),
+                            np.empty((B, M)), np.empty(B, dtype=np.int64),
+                            np.zeros(B, dtype=np.int64))
+    cells = N * M if max_cells is None else int(max_cells)
+    blk = default_block(N, M) if block is None else int(block)
+    solve_rows(C, a, b, 0, B, cells, max_pivots, blk, out)
+    return out
+
+
+def solve_rows(C, a, b, start: int, stop: int, max_cells: int, max_pivots: int, block: int,
+               out: TransportSolution) -> None:
+    """Solve rows ``start:stop`` into the preallocated ``out`` (no checks: contiguous
+    float64 inputs, balanced rows; for callers that split a batch across threads)."""
+    _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, TOL_REL, out.plan,
+                out.cost, out.u, out.v, out.status, out.pivots)
+
+
+def transport_simplex(a, b, C, *, max_pivots: int = DEFAULT_MAX_PIVOTS,
+                      block: int | None = None) -> TransportSolution:
+    """Exact transport of one balanced problem ``a (n,)``, ``b (m,)``, ``C (n, m)``
+    (zero weights dropped); :class:`TransportSolution` without the batch axis."""
+    C = np.asarray(C, dtype=np.float64)
+    if C.ndim != 2:
+        raise ValueError(f"transport_simplex: C must be (n, m), got shape {C.shape}")
+    blk = default_block(*C.shape) if block is None else block
+    res = transport_simplex_batch(C[None], np.asarray(a)[None], np.asarray(b)[None],
+                                  max_pivots=max_pivots, block=blk)
+    return TransportSolution(*(t[0] for t in res))
