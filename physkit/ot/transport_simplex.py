@@ -6,8 +6,9 @@ Problem: ``min_{P >= 0} sum_ij P_ij C_ij`` subject to ``P 1 = a``, ``P^T 1 = b``
 Method (numba, one compiled call per batch of rows, GIL released):
 
 - basis: a spanning tree of ``n + m - 1`` arcs of the bipartite row/column graph
-  (degenerate zero-flow basic arcs are kept), stored as linked adjacency lists plus parent,
-  depth and dual potential per node; rooted at row 0 with ``u_0 = 0``;
+  (degenerate zero-flow basic arcs are kept), stored as linked adjacency lists plus parent
+  and dual potential per node; rooted at row 0 with ``u_0 = 0``; a pivot reverses the
+  parent links on one path and shifts the potentials of the subtree it moves;
 - start: the least-cost (matrix-minimum) rule, which on transport between nearby point
   clouds starts close to optimal (few pivots left);
 - pricing: block pricing (the most negative reduced cost ``C_ij - u_i - v_j`` within a
@@ -54,7 +55,7 @@ def _jit(fn=None, **options):
 
 
 # ------------------------------------------------------------------ tree bookkeeping
-@_jit(inline="always")
+@_jit
 def _link(h, node, head, nxt, prv):
     """Push half-edge ``h`` onto ``node``'s adjacency list."""
     nxt[h] = head[node]
@@ -64,7 +65,7 @@ def _link(h, node, head, nxt, prv):
     head[node] = h
 
 
-@_jit(inline="always")
+@_jit
 def _unlink(h, node, head, nxt, prv):
     """Remove half-edge ``h`` from ``node``'s adjacency list."""
     if prv[h] >= 0:
@@ -75,22 +76,14 @@ def _unlink(h, node, head, nxt, prv):
         prv[nxt[h]] = prv[h]
 
 
-@_jit(inline="always")
-def _hang(s, t, k, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack, order):
-    """(Re)hang the subtree containing ``s`` below ``t`` through arc ``k`` (``t = -1``: ``s``
-    is the root): depth-first, setting parent, parent arc, depth and potential
-    (``u_r + v_c = C_rc`` on every tree arc). Writes the visit order into ``order`` and
-    returns how many nodes it visited."""
-    parent[s] = t
-    parc[s] = k
-    if t >= 0:
-        depth[s] = depth[t] + 1
-        pot[s] = C[arc_r[k], arc_c[k]] - pot[t]
-    else:
-        depth[s] = 0
-        pot[s] = 0.0
+@_jit
+def _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order):
+    """Root the tree at row 0 (``u_0 = 0``): depth-first, setting parent, parent arc and
+    potential (``u_r + v_c = C_rc`` on every tree arc). Writes the visit order into
+    ``order`` and returns how many nodes it visited."""
+    parent[0], parc[0], pot[0] = -1, -1, 0.0
     top = 0
-    stack[0] = s
+    stack[0] = 0
     count = 0
     while top >= 0:
         x = stack[top]
@@ -104,7 +97,6 @@ def _hang(s, t, k, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stac
                 y = n + arc_c[kk] if (h & 1) == 0 else arc_r[kk]
                 parent[y] = x
                 parc[y] = kk
-                depth[y] = depth[x] + 1
                 pot[y] = C[arc_r[kk], arc_c[kk]] - pot[x]
                 top += 1
                 stack[top] = y
@@ -113,40 +105,39 @@ def _hang(s, t, k, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stac
 
 
 # ------------------------------------------------------------------ start
-@_jit(inline="always")
-def _row_min(C, i, m, col_done):
-    """Cheapest open column of row ``i`` (-1 when none is open)."""
+@_jit
+def _row_min(C, i, m, colpen):
+    """Cheapest open column of row ``i`` and its cost (``colpen``: 0 open, inf closed)."""
     best, arg = np.inf, -1
+    Ci = C[i]
     for j in range(m):
-        if col_done[j] == 0 and C[i, j] < best:
-            best, arg = C[i, j], j
-    return arg
+        c = Ci[j] + colpen[j]
+        if c < best:
+            best, arg = c, j
+    return arg, best
 
 
 @_jit
-def _least_cost_start(C, a, b, n, m, rmin, ra, rb, row_done, col_done, arc_r, arc_c, flow):
+def _least_cost_start(C, a, b, n, m, rmin, ra, rb, rv, colpen, arc_r, arc_c, flow):
     """Matrix-minimum rule: repeatedly take the cheapest cell of the open rows and columns
-    (each row caches its cheapest open column), ship ``min(supply, demand)`` and close
-    exactly one line (the last row / column stays open until the final cell), which yields
-    a spanning tree of ``n + m - 1`` arcs. Ties: lowest row, then lowest column."""
+    (each row caches its cheapest open column ``rmin`` and cost ``rv``, inf once closed),
+    ship ``min(supply, demand)`` and close exactly one line (the last row / column stays
+    open until the final cell), which yields a spanning tree of ``n + m - 1`` arcs.
+    Ties: lowest row, then lowest column."""
     for i in range(n):
         ra[i] = a[i]
-        row_done[i] = 0
     for j in range(m):
         rb[j] = b[j]
-        col_done[j] = 0
+        colpen[j] = 0.0
     for i in range(n):
-        rmin[i] = _row_min(C, i, m, col_done)
+        rmin[i], rv[i] = _row_min(C, i, m, colpen)
     rows_left, cols_left = n, m
     last = n + m - 2
     for k in range(last + 1):
         best, i = np.inf, -1
         for r in range(n):
-            if row_done[r] == 0:
-                if col_done[rmin[r]] != 0:
-                    rmin[r] = _row_min(C, r, m, col_done)
-                if C[r, rmin[r]] < best:
-                    best, i = C[r, rmin[r]], r
+            if rv[r] < best:
+                best, i = rv[r], r
         j = rmin[i]
         arc_r[k] = i
         arc_c[k] = j
@@ -156,50 +147,52 @@ def _least_cost_start(C, a, b, n, m, rmin, ra, rb, row_done, col_done, arc_r, ar
             flow[k] = ra[i]
             rb[j] = max(rb[j] - ra[i], 0.0)
             ra[i] = 0.0
-            row_done[i] = 1
+            rv[i] = np.inf
             rows_left -= 1
         else:
             flow[k] = rb[j]
             ra[i] = max(ra[i] - rb[j], 0.0)
             rb[j] = 0.0
-            col_done[j] = 1
+            colpen[j] = np.inf
             cols_left -= 1
+            for r in range(n):
+                if rmin[r] == j and rv[r] < np.inf:
+                    rmin[r], rv[r] = _row_min(C, r, m, colpen)
 
 
 # ------------------------------------------------------------------ pricing
-@_jit(inline="always")
-def _price_block(C, n, m, pot, cursor, block, tol):
-    """Block pricing from flat cell ``cursor``: the most negative reduced cost within the
-    first block (of ``block`` cells, cyclically) that holds one below ``-tol``.
-    Returns ``(i, j, next_cursor)``, ``i = -1`` when no cell prices out (optimal)."""
-    total = n * m
-    i = cursor // m
-    j = cursor - i * m
+@_jit
+def _price_block(C, n, m, pot, row, block_rows, tol):
+    """Block pricing by rows from row ``row``: the most negative reduced cost
+    ``C_ij - u_i - v_j`` within the first block of ``block_rows`` rows (cyclically) that
+    holds one below ``-tol``. Returns ``(i, j, next_row)``, ``i = -1`` when no cell prices
+    out (optimal)."""
+    v = pot[n:n + m]
     best = -tol
     bi, bj = -1, -1
-    seen = 0
     inblock = 0
-    while seen < total:
-        d = C[i, j] - pot[i] - pot[n + j]
-        if d < best:
-            best = d
-            bi, bj = i, j
-        seen += 1
+    for _ in range(n):
+        ui = pot[row]
+        Ci = C[row]
+        rbest, rj = np.inf, -1
+        for j in range(m):
+            d = Ci[j] - v[j]
+            if d < rbest:
+                rbest, rj = d, j
+        if rbest - ui < best:
+            best, bi, bj = rbest - ui, row, rj
+        row += 1
+        if row == n:
+            row = 0
         inblock += 1
-        j += 1
-        if j == m:
-            j = 0
-            i += 1
-            if i == n:
-                i = 0
-        if inblock == block:
+        if inblock == block_rows:
             if bi >= 0:
                 break
             inblock = 0
-    return bi, bj, i * m + j
+    return bi, bj, row
 
 
-@_jit(inline="always")
+@_jit
 def _price_bland(C, n, m, pot, tol):
     """Bland's rule: the first cell (row-major) with reduced cost below ``-tol``."""
     for i in range(n):
@@ -210,46 +203,68 @@ def _price_bland(C, n, m, pot, tol):
 
 
 # ------------------------------------------------------------------ pivot
-@_jit(inline="always")
-def _ratio_test(p, q, n, m, arc_r, arc_c, flow, parent, parc, depth, bland):
-    """Walk the cycle closed by the entering arc (row ``p`` -> column node ``q``) up to its
-    apex. Returns ``(theta, leaving arc, leaving on p's side, apex)``: ``theta`` is the least
-    flow among the arcs the pivot decreases (column nodes' parent arcs on ``q``'s side, row
-    nodes' on ``p``'s side). Ties: the last blocking arc from the apex in the entering arc's
-    direction, or with ``bland`` the smallest cell index."""
+@_jit
+def _apex(p, q, parent, mark, stamp):
+    """Join of the tree paths from ``p`` and ``q`` to the root: walk up from both in turn,
+    marking nodes ``2 stamp`` (``p``'s side) / ``2 stamp + 1``, until one side meets a node
+    the other marked."""
+    sp, sq = 2 * stamp, 2 * stamp + 1
+    mark[p], mark[q] = sp, sq
     x, y = p, q
-    tp, tq = np.inf, np.inf
-    kp, kq = -1, -1
-    while x != y:
-        if depth[x] >= depth[y]:
-            if x < n:
-                k = parc[x]
-                f = flow[k]
-                if f < tp or (bland and f == tp and
-                              arc_r[k] * m + arc_c[k] < arc_r[kp] * m + arc_c[kp]):
-                    tp, kp = f, k
+    while True:
+        if parent[x] >= 0:
             x = parent[x]
-        else:
-            if y >= n:
-                k = parc[y]
-                f = flow[k]
-                if f < tq or (f == tq and (not bland or
-                                           arc_r[k] * m + arc_c[k] < arc_r[kq] * m + arc_c[kq])):
-                    tq, kq = f, k
+            if mark[x] == sq:
+                return x
+            mark[x] = sp
+        if parent[y] >= 0:
             y = parent[y]
+            if mark[y] == sp:
+                return y
+            mark[y] = sq
+
+
+@_jit
+def _ratio_test(p, q, apex, n, m, arc_r, arc_c, flow, parent, parc, bland):
+    """Walk the cycle closed by the entering arc (row ``p`` -> column node ``q``) up to its
+    apex. Returns ``(theta, leaving arc, leaving on p's side, the leaving arc's lower
+    node)``: ``theta`` is the least flow among the arcs the pivot decreases (column nodes'
+    parent arcs on ``q``'s side, row nodes' on ``p``'s side). Ties: the last blocking arc
+    from the apex in the entering arc's direction, or with ``bland`` the smallest cell."""
+    tp, tq = np.inf, np.inf
+    kp, kq, wp, wq = -1, -1, -1, -1
+    x = p
+    while x != apex:
+        if x < n:
+            k = parc[x]
+            f = flow[k]
+            if f < tp or (bland and f == tp and
+                          arc_r[k] * m + arc_c[k] < arc_r[kp] * m + arc_c[kp]):
+                tp, kp, wp = f, k, x
+        x = parent[x]
+    y = q
+    while y != apex:
+        if y >= n:
+            k = parc[y]
+            f = flow[k]
+            if f < tq or (f == tq and (not bland or
+                                       arc_r[k] * m + arc_c[k] < arc_r[kq] * m + arc_c[kq])):
+                tq, kq, wq = f, k, y
+        y = parent[y]
     if kp < 0:
-        return tq, kq, False, x
+        return tq, kq, False, wq
     if kq < 0:
-        return tp, kp, True, x
+        return tp, kp, True, wp
     if bland and tp == tq:
-        on_p = arc_r[kp] * m + arc_c[kp] < arc_r[kq] * m + arc_c[kq]
-        return tp, (kp if on_p else kq), on_p, x
+        if arc_r[kp] * m + arc_c[kp] < arc_r[kq] * m + arc_c[kq]:
+            return tp, kp, True, wp
+        return tq, kq, False, wq
     if tq <= tp:
-        return tq, kq, False, x
-    return tp, kp, True, x
+        return tq, kq, False, wq
+    return tp, kp, True, wp
 
 
-@_jit(inline="always")
+@_jit
 def _push(p, q, apex, theta, n, flow, parent, parc):
     """Move ``theta`` round the cycle: ``-theta`` on the decreasing arcs, ``+theta`` on the
     others (the entering arc is set by the caller)."""
@@ -269,6 +284,39 @@ def _push(p, q, apex, theta, n, flow, parent, parc):
         y = parent[y]
 
 
+@_jit
+def _reroot(s, t, k, w, parent, parc):
+    """The detached subtree (below the leaving arc, whose lower node is ``w``) hangs from
+    ``t`` through arc ``k`` at ``s``: reverse the parent links on the path ``s`` .. ``w``."""
+    x, prev, prev_arc = s, t, k
+    while True:
+        nx, na = parent[x], parc[x]
+        parent[x], parc[x] = prev, prev_arc
+        if x == w:
+            return
+        prev, prev_arc, x = x, na, nx
+
+
+@_jit
+def _shift(s, k, n, sigma, head, nxt, arc_r, arc_c, pot, stack, via):
+    """Add ``sigma`` to the row potentials and ``-sigma`` to the column potentials of the
+    subtree reached from ``s`` without crossing arc ``k`` (depth first)."""
+    top = 0
+    stack[0], via[0] = s, k
+    while top >= 0:
+        x, kx = stack[top], via[top]
+        top -= 1
+        pot[x] += sigma if x < n else -sigma
+        h = head[x]
+        while h >= 0:
+            kk = h >> 1
+            if kk != kx:
+                top += 1
+                stack[top] = n + arc_c[kk] if (h & 1) == 0 else arc_r[kk]
+                via[top] = kk
+            h = nxt[h]
+
+
 # ------------------------------------------------------------------ one problem
 @_jit
 def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
@@ -278,17 +326,17 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
     nn = n + m
     na = nn - 1
     pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
-    parent, parc, depth, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
+    parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
     stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
     nxt, prv = ibufs[8], ibufs[9]
-    _least_cost_start(C, a, b, n, m, ibufs[4], ra, rb, ibufs[10][:n], ibufs[10][n:nn],
-                      arc_r, arc_c, flow)
+    _least_cost_start(C, a, b, n, m, ibufs[4], ra, rb, pot[:n], pot[n:nn], arc_r, arc_c, flow)
     for x in range(nn):
         head[x] = -1
+        mark[x] = 0
     for k in range(na):
         _link(2 * k, arc_r[k], head, nxt, prv)
         _link(2 * k + 1, n + arc_c[k], head, nxt, prv)
-    _hang(0, -1, -1, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack, order)
+    _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
     cmax = 0.0
     for i in range(n):
         for j in range(m):
@@ -296,20 +344,23 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
     tol = tol_rel * cmax
     theta_small = 1e-15 * (a[:n].sum())
     status, pivots, degenerate, cursor = OPTIMAL, 0, 0, 0
+    block_rows = max(1, (block + m - 1) // m)
     bland = False
     while True:
         if bland:
             i, j = _price_bland(C, n, m, pot, tol)
         else:
-            i, j, cursor = _price_block(C, n, m, pot, cursor, block, tol)
+            i, j, cursor = _price_block(C, n, m, pot, cursor, block_rows, tol)
         if i < 0:
             break
         if pivots >= max_pivots:
             status = ITERATION_LIMIT
             break
         p, q = i, n + j
-        theta, kl, on_p, apex = _ratio_test(p, q, n, m, arc_r, arc_c, flow, parent, parc,
-                                            depth, bland)
+        d = C[i, j] - pot[p] - pot[q]
+        apex = _apex(p, q, parent, mark, pivots + 1)
+        theta, kl, on_p, w = _ratio_test(p, q, apex, n, m, arc_r, arc_c, flow, parent, parc,
+                                         bland)
         if theta > 0.0:
             _push(p, q, apex, theta, n, flow, parent, parc)
         _unlink(2 * kl, arc_r[kl], head, nxt, prv)
@@ -318,9 +369,11 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
         _link(2 * kl, i, head, nxt, prv)
         _link(2 * kl + 1, q, head, nxt, prv)
         if on_p:
-            _hang(p, q, kl, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack, order)
+            _reroot(p, q, kl, w, parent, parc)
+            _shift(p, kl, n, d, head, nxt, arc_r, arc_c, pot, stack, order)
         else:
-            _hang(q, p, kl, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack, order)
+            _reroot(q, p, kl, w, parent, parc)
+            _shift(q, kl, n, -d, head, nxt, arc_r, arc_c, pot, stack, order)
         pivots += 1
         if theta <= theta_small:
             degenerate += 1
@@ -335,11 +388,10 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
 def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
     """Basic flows by leaf elimination (children before parents), then plan, duals, cost."""
     pot, flow, rem = bufs[0], bufs[1], bufs[2]
-    parent, parc, depth, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
+    parent, parc, head = ibufs[0], ibufs[1], ibufs[3]
     stack, order, arc_r, arc_c, nxt = ibufs[4], ibufs[5], ibufs[6], ibufs[7], ibufs[8]
     nn = n + m
-    count = _hang(0, -1, -1, C, n, arc_r, arc_c, head, nxt, parent, parc, depth, pot, stack,
-                  order)
+    count = _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
     for x in range(n):
         rem[x] = a[x]
     for j in range(m):
@@ -430,8 +482,8 @@ class TransportSolution(NamedTuple):
 
 
 def default_block(n: int, m: int) -> int:
-    """Pricing block (cells): ``max(64, sqrt(n m))``, at most ``n m``."""
-    return min(n * m, max(64, int(np.sqrt(n * m))))
+    """Pricing block (cells, rounded up to whole rows): ``max(128, sqrt(n m))``."""
+    return max(128, int(np.sqrt(n * m)))
 
 
 def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
