@@ -123,3 +123,39 @@ def test_max_cells_skips_rows_and_pivot_cap_reports():
 def test_bad_input_raises(C, a, b, match):
     with pytest.raises(ValueError, match=match):
         ts.transport_simplex_batch(C, a, b)
+
+
+# ------------------------------------------------------------------ wiring in exact.py
+def test_exact_entry_points_split_by_size_and_agree_with_pot(monkeypatch):
+    import physkit.ot.exact as exact
+
+    rng = np.random.default_rng(11)
+    B, N, M = 6, 14, 20
+    C = rng.random((B, N, M))
+    a, b = rng.random((B, N)), rng.random((B, M))
+    a[::2, 4:] = 0.0  # even rows: 4 x 20 = 80 real cells, odd rows 14 x 20 = 280
+    b[1, :3] = 0.0
+    monkeypatch.setattr(exact, "SMALL_PROBLEM_CELLS", 100)
+    mixed = exact.emd_batch_plans(C, a, b, n_jobs=2)
+    monkeypatch.setattr(exact, "SMALL_PROBLEM_CELLS", 0)
+    pot = exact.emd_batch_plans(C, a, b, n_jobs=2)
+    np.testing.assert_allclose(mixed.value.numpy(), pot.value.numpy(), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(mixed.plan[1::2].numpy(), pot.plan[1::2].numpy())  # POT rows
+    an = a / a.sum(1, keepdims=True)
+    np.testing.assert_allclose(mixed.plan.numpy().sum(2), an, rtol=0, atol=1e-14)
+    red = C - mixed.u.numpy()[:, :, None] - mixed.v.numpy()[:, None, :]
+    assert red.min() >= -1e-12  # padding potentials priced too
+    ev0 = np.column_stack([rng.random(9), rng.normal(0, 0.3, (9, 2))])
+    ev1 = np.column_stack([rng.random(7), rng.normal(0, 0.3, (7, 2))])
+    want = exact.emd(ev0, ev1, R=0.4)
+    monkeypatch.setattr(exact, "SMALL_PROBLEM_CELLS", 10_000)
+    assert exact.emd(ev0, ev1, R=0.4) == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def test_exact_small_path_errors_name_the_row():
+    import physkit.ot.exact as exact
+
+    C = np.stack([np.zeros((2, 2)), [[1.0, 2.0], [3.0, 100.0]]])
+    w = np.full((2, 2), 0.5)
+    with pytest.raises(exact.EMDError, match="row 1: transportation simplex failed: iteration"):
+        exact.emd_batch_plans(C, w, w, n_iter_max=0)
