@@ -3,6 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/ot_small_bench.py [--reps 200] [--n-jets 6]
+    .venv/bin/python bench/ot_small_bench.py --end [--n-jets 150]
 
 One thread, same run, cold solves (no warm start). Two sets of problems:
 
@@ -10,7 +11,14 @@ One thread, same run, cold solves (no warm start). Two sets of problems:
   path's shapes (16x16, 32x24, 32x50, 74x26, 74x384);
 - recorded: the exact problems SHAPER's general path solves (``1-diskiness``,
   ``2-point-diskiness``, ``isotropy`` on ``--n-jets`` held-out sample jets), captured at
-  :mod:`physkit.ot.exact`'s solver calls, grouped by size.
+  :mod:`physkit.ot.exact`'s POT calls (all problems routed to POT while recording),
+  grouped by size (the batch column pads each group to its largest shape).
+
+``--end``: the end effect on SHAPER: CPU seconds per jet of ``Shaper([obs], n_jobs=1)`` on
+``--n-jets`` held-out jets with POT for every exact solve (``exact.SMALL_PROBLEM_CELLS = 0``,
+"before") and with the default size rule ("after"), same run, one thread, and per
+observable the share of jets whose value is lower / equal / higher after, the extreme
+ratios after / before and the mean values (lower: better fits).
 
 Prints per solve microseconds of POT, of ours one problem per call (``transport_simplex``,
 its Python checks included) and of ours in one padded batch call
@@ -77,7 +85,9 @@ def recorded_problems(n_jets: int):
         return orig_solve(a, b, C, n_iter_max, flow)
 
     out = {}
+    cells = exact.SMALL_PROBLEM_CELLS
     exact._solve_with_duals, exact._solve = duals, solve
+    exact.SMALL_PROBLEM_CELLS = 0  # every problem through POT's entry points, recorded
     try:
         for obs in ("1-diskiness", "2-point-diskiness", "isotropy"):
             seen.clear()
@@ -85,6 +95,7 @@ def recorded_problems(n_jets: int):
             out[obs] = list(seen)
     finally:
         exact._solve_with_duals, exact._solve = orig_duals, orig_solve
+        exact.SMALL_PROBLEM_CELLS = cells
     return out
 
 
@@ -127,35 +138,68 @@ def report(label: str, problems) -> None:
     to, co, piv = time_ours(problems)
     tb = time_ours_batch(problems)
     rel = np.max(np.abs(co - cp) / np.maximum(np.abs(cp), 1e-300))
-    print(f"{label:28s} {len(problems):6d} {tp * 1e6:9.1f} {to * 1e6:9.1f} {tb * 1e6:9.1f} "
+    print(f"{label:38s} {len(problems):6d} {tp * 1e6:9.1f} {to * 1e6:9.1f} {tb * 1e6:9.1f} "
           f"{tp / to:7.2f} {tp / tb:7.2f} {piv.mean():7.1f} {rel:9.1e}", flush=True)
+
+
+def end_effect(n_jets: int) -> None:
+    import torch
+
+    import physkit.ot.exact as exact
+    from shaper import Shaper
+    from shaper_settings import held_out_jets
+
+    torch.set_num_threads(1)
+    ev, _ = held_out_jets(os.path.join(os.path.dirname(HERE), "data", "jets_sample.h5"),
+                          n_jets)
+    default = exact.SMALL_PROBLEM_CELLS
+    print(f"{len(ev)} held-out jets, one thread, SMALL_PROBLEM_CELLS = {default}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'observable':20s} {'POT ms/jet':>10s} {'ours ms/jet':>11s} {'speed-up':>8s} "
+          f"{'lower':>6s} {'equal':>6s} {'higher':>6s} {'min ratio':>10s} {'max ratio':>10s} "
+          f"{'mean POT':>9s} {'mean ours':>9s}")
+    for obs in ("1-diskiness", "2-point-diskiness", "isotropy"):
+        cpu, vals = {}, {}
+        for label, cells in (("pot", 0), ("ours", default)):
+            exact.SMALL_PROBLEM_CELLS = cells
+            try:
+                sh = Shaper([obs], n_jobs=1, progress=False)
+                sh.compute(ev[:2])
+                c0 = time.process_time()
+                vals[label] = sh.compute(ev)[obs].value
+                cpu[label] = (time.process_time() - c0) / len(ev)
+            finally:
+                exact.SMALL_PROBLEM_CELLS = default
+        q = vals["ours"] / vals["pot"]
+        print(f"{obs:20s} {cpu['pot'] * 1e3:10.2f} {cpu['ours'] * 1e3:11.2f} "
+              f"{cpu['pot'] / cpu['ours']:8.2f} {np.mean(q < 1):6.1%} {np.mean(q == 1):6.1%} "
+              f"{np.mean(q > 1):6.1%} {q.min():10.6f} {q.max():10.6f} "
+              f"{vals['pot'].mean():9.6f} {vals['ours'].mean():9.6f}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=200, help="random problems per shape")
     ap.add_argument("--n-jets", type=int, default=6, help="held-out jets for recorded problems")
+    ap.add_argument("--end", action="store_true", help="end effect on Shaper (see above)")
     args = ap.parse_args()
+    if args.end:
+        end_effect(args.n_jets)
+        return
     warm = random_problems(4, 5, 2, 0)
     report("(compile)", warm)
     print(f"one thread, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'problems':28s} {'count':>6s} {'POT us':>9s} {'ours us':>9s} {'batch us':>9s} "
+    print(f"{'problems':38s} {'count':>6s} {'POT us':>9s} {'ours us':>9s} {'batch us':>9s} "
           f"{'ratio':>7s} {'r batch':>7s} {'pivots':>7s} {'max rel':>9s}")
     for n, m in SHAPES:
         reps = args.reps if n * m < 5000 else max(args.reps // 10, 5)
         report(f"random {n}x{m}", random_problems(n, m, reps, n * 1000 + m))
     if args.n_jets > 0:
         for obs, probs in recorded_problems(args.n_jets).items():
-            by_size: dict = {}
-            for p in probs:
-                nm = p[2].size
-                key = "<= 400" if nm <= 400 else "<= 1600" if nm <= 1600 else "<= 4000" \
-                    if nm <= 4000 else "> 4000"
-                by_size.setdefault(key, []).append(p)
-            report(f"{obs} all", probs)
-            for key in ("<= 400", "<= 1600", "<= 4000", "> 4000"):
-                report(f"  {obs[:14]} n*m {key}", by_size.get(key, []))
-
+            groups = (("n*m <= 1600", 0, 1600), ("1600 < n*m <= 10000", 1600, 10_000),
+                      ("n*m > 10000", 10_000, np.inf))
+            for key, lo, hi in groups:
+                report(f"{obs[:17]} {key}", [p for p in probs if lo < p[2].size <= hi])
 
 if __name__ == "__main__":
     main()
