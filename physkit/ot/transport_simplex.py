@@ -427,7 +427,7 @@ def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel,
     N, M = C.shape[1], C.shape[2]
     nn = N + M
     bufs = np.empty((4, nn))
-    ibufs = np.empty((11, max(2 * nn, 1)), dtype=np.int64)
+    ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
     Cw = np.empty((N, M))
     aw, bw = np.empty(N), np.empty(M)
     ia, ib = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
