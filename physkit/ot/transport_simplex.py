@@ -319,10 +319,11 @@ def _shift(s, k, n, sigma, head, nxt, arc_r, arc_c, pot, stack, via):
 
 # ------------------------------------------------------------------ one problem
 @_jit
-def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
+def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, u, v):
     """Solve one problem on the leading ``n x m`` block of ``C``; ``bufs`` / ``ibufs`` are
-    scratch arrays sized for the batch's largest problem. Writes ``plan[:n, :m]``,
-    ``u[:n]``, ``v[:m]``; returns ``(cost, status, pivots)``."""
+    scratch arrays sized for the batch's largest problem; after more than ``stall``
+    consecutive degenerate pivots (``stall < 0``: ``n + m``) Bland's rule. Writes
+    ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns ``(cost, status, pivots)``."""
     nn = n + m
     na = nn - 1
     pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
@@ -346,6 +347,8 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
     status, pivots, degenerate, cursor = OPTIMAL, 0, 0, 0
     block_rows = max(1, (block + m - 1) // m)
     bland = False
+    if stall < 0:
+        stall = nn
     while True:
         if bland:
             i, j = _price_bland(C, n, m, pot, tol)
@@ -377,7 +380,7 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, bufs, ibufs, plan, u, v):
         pivots += 1
         if theta <= theta_small:
             degenerate += 1
-            bland = bland or degenerate > nn
+            bland = bland or degenerate > stall
         else:
             degenerate = 0
             bland = False
@@ -418,7 +421,7 @@ def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
 
 # ------------------------------------------------------------------ batch
 @_jit
-def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel,
+def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel, stall,
                 plan, cost, u, v, status, pivots):
     """Rows ``start:stop`` of a padded batch ``C (B, N, M)``, ``a (B, N)``, ``b (B, M)``
     (zero weight = padding, dropped; each row balanced by the caller). Rows with more than
@@ -454,7 +457,7 @@ def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel,
             for j in range(m):
                 Cw[i, j] = C[r, ia[i], ib[j]]
         cost[r], status[r], pivots[r] = _solve(Cw, aw, bw, n, m, max_pivots, block, tol_rel,
-                                               bufs, ibufs, pw, uw, vw)
+                                               stall, bufs, ibufs, pw, uw, vw)
         for i in range(n):
             u[r, ia[i]] = uw[i]
             for j in range(m):
@@ -487,8 +490,8 @@ def default_block(n: int, m: int) -> int:
 
 
 def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
-                            max_pivots: int = DEFAULT_MAX_PIVOTS,
-                            block: int | None = None) -> TransportSolution:
+                            max_pivots: int = DEFAULT_MAX_PIVOTS, block: int | None = None,
+                            stall: int | None = None) -> TransportSolution:
     """Exact transport of ``B`` padded balanced problems, one compiled call (GIL released).
 
     Parameters
@@ -499,6 +502,8 @@ def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
     max_cells : rows with more real cells (``n * m``) are left (``status = SKIPPED``).
     max_pivots : pivot cap per row (``status = ITERATION_LIMIT`` when reached).
     block : pricing block in cells (default :func:`default_block` of the padded shape).
+    stall : consecutive degenerate pivots after which Bland's rule takes over until a pivot
+        moves mass (default ``n + m``; 0: Bland after every degenerate pivot).
 
     A row's numbers depend only on that row (not on the batch or its padding).
     """
@@ -522,20 +527,20 @@ def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
                             np.zeros(B, dtype=np.int64))
     cells = N * M if max_cells is None else int(max_cells)
     blk = default_block(N, M) if block is None else int(block)
-    solve_rows(C, a, b, 0, B, cells, max_pivots, blk, out)
+    solve_rows(C, a, b, 0, B, cells, max_pivots, blk, out, -1 if stall is None else int(stall))
     return out
 
 
 def solve_rows(C, a, b, start: int, stop: int, max_cells: int, max_pivots: int, block: int,
-               out: TransportSolution) -> None:
+               out: TransportSolution, stall: int = -1) -> None:
     """Solve rows ``start:stop`` into the preallocated ``out`` (no checks: contiguous
     float64 inputs, balanced rows; for callers that split a batch across threads)."""
-    _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, TOL_REL, out.plan,
+    _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, TOL_REL, stall, out.plan,
                 out.cost, out.u, out.v, out.status, out.pivots)
 
 
 def transport_simplex(a, b, C, *, max_pivots: int = DEFAULT_MAX_PIVOTS,
-                      block: int | None = None) -> TransportSolution:
+                      block: int | None = None, stall: int | None = None) -> TransportSolution:
     """Exact transport of one balanced problem ``a (n,)``, ``b (m,)``, ``C (n, m)``
     (zero weights dropped); :class:`TransportSolution` without the batch axis."""
     C = np.asarray(C, dtype=np.float64)
@@ -543,5 +548,5 @@ def transport_simplex(a, b, C, *, max_pivots: int = DEFAULT_MAX_PIVOTS,
         raise ValueError(f"transport_simplex: C must be (n, m), got shape {C.shape}")
     blk = default_block(*C.shape) if block is None else block
     res = transport_simplex_batch(C[None], np.asarray(a)[None], np.asarray(b)[None],
-                                  max_pivots=max_pivots, block=blk)
+                                  max_pivots=max_pivots, block=blk, stall=stall)
     return TransportSolution(*(t[0] for t in res))

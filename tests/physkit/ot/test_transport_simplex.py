@@ -73,10 +73,18 @@ def _degenerate_problems(rng):
     yield a, b, rng.integers(0, 3, (15, 15)).astype(float)
 
 
-def test_degenerate_problems_terminate_optimal():
+@pytest.mark.parametrize("stall", [None, 0])
+def test_degenerate_problems_terminate_optimal(stall):
+    """``stall=0``: Bland's rule after every degenerate pivot (the anti-cycling path)."""
     rng = np.random.default_rng(7)
-    for a, b, C in _degenerate_problems(rng):
-        _check_solution(a, b, C, ts.transport_simplex(a, b, C), _pot_cost(a, b, C))
+    problems = list(_degenerate_problems(rng))
+    for n in (30, 60):  # assignment problems with few distinct costs
+        x = rng.integers(0, 3, (n, 2)).astype(float)
+        problems.append((np.full(n, 1 / n), np.full(n, 1 / n),
+                         np.abs(x[:, None] - x[None, ::-1]).sum(-1)))
+    for a, b, C in problems:
+        res = ts.transport_simplex(a, b, C, stall=stall)
+        _check_solution(a, b, C, res, _pot_cost(a, b, C))
 
 
 def test_batch_rows_independent_of_batch_and_padding():
