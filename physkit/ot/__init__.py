@@ -3,9 +3,11 @@
 Cost (energyflow's convention): ``(theta_ij / R) ** beta`` with periodic azimuth.
 
 - :func:`cost_matrix` — batched ground cost ``(B, N, M)`` (numpy or torch).
-- Exact (POT network simplex): :func:`emd`, :func:`emds`, :func:`emd_batch`,
+- Exact: :func:`emd`, :func:`emds`, :func:`emd_batch`,
   :func:`emd_batch_grads` (value and exact gradients from the plan and dual potentials),
-  :func:`emd_batch_plans` (plans and dual potentials of a batch with precomputed costs).
+  :func:`emd_batch_plans` (plans and dual potentials of a batch with precomputed costs);
+  small problems by :mod:`physkit.ot.transport_simplex` (compiled transportation simplex:
+  ``transport_simplex``, ``transport_simplex_batch``), larger ones by POT's network simplex.
 - Entropic: :func:`sinkhorn_divergence` (batched, log-domain, debiased, eps-scaling,
   masks, warm starts, envelope-theorem gradients), :class:`SinkhornPotentials`.
 """

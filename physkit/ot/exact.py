@@ -24,8 +24,13 @@ coordinates unless ``gdim=2``), one-jet :class:`physkit.events.Events`, or (for
 :func:`emds`) anything :meth:`physkit.events.Events.as_jets` reads, awkward / vector
 records included. Zero-weight rows are ignored.
 
-POT's solver releases the GIL (measured: two threads run two problems in ~0.55x the serial
-wall time on 2 cores), so :func:`emds` and :func:`emd_batch` parallelise with threads.
+Solver: problems of at most :data:`SMALL_PROBLEM_CELLS` cells (``n * m`` after dropping
+zero weights) go to :mod:`physkit.ot.transport_simplex` (a compiled primal transportation
+simplex, faster than POT there: bench/RESULTS.md, "Exact solver for small problems"),
+larger ones to POT's network simplex. Both release the GIL (measured for POT: two threads
+run two problems in ~0.55x the serial wall time on 2 cores), so :func:`emds` and
+:func:`emd_batch` parallelise with threads. The optimal value is unique; where the optimal
+plan or duals are not (degenerate problems) the two solvers may return different ones.
 """
 from __future__ import annotations
 
@@ -39,10 +44,14 @@ import torch
 from ..angles import wrap_angle
 from ..cores import n_workers
 from ..events import Events
+from . import transport_simplex as _ts
 from .cost import _check_params, cost_matrix
 
 #: default cap on network-simplex iterations (POT's default, 1e5, is too small for big jets)
 DEFAULT_N_ITER_MAX = 10_000_000
+#: problems with at most this many cells (``n * m``, zero weights dropped) are solved by
+#: :mod:`physkit.ot.transport_simplex`, larger ones by POT (0: POT for every problem)
+SMALL_PROBLEM_CELLS = 10_000
 
 _OPTIMAL = 1
 _RESULT_MESSAGES = {0: "problem infeasible (weights are not balanced)",
@@ -113,7 +122,14 @@ def _network_simplex(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: in
     b = np.ascontiguousarray(b, dtype=np.float64)
     b = b * (a.sum() / b.sum())  # exact balance, as POT's wrapper does
     C = np.ascontiguousarray(C, dtype=np.float64)
-    if duals:
+    if len(a) * len(b) <= SMALL_PROBLEM_CELLS:
+        res = _small_solve(a[None], b[None], C[None], n_iter_max, 0, 1)
+        cost, code, G, u = float(res.cost[0]), int(res.status[0]), res.plan[0], res.u[0]
+        if code != _OPTIMAL:
+            raise EMDError(f"{what}: transportation simplex failed: "
+                           f"{_RESULT_MESSAGES[code]} (result code {code}; problem "
+                           f"{len(a)} x {len(b)}, n_iter_max={n_iter_max})")
+    elif duals:
         cost, code, G, u = _solve_duals(a, b, C, int(n_iter_max))
     else:
         cost, code, G = _solve(a, b, C, int(n_iter_max), flow)
@@ -124,6 +140,22 @@ def _network_simplex(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: in
     if not np.isfinite(cost):
         raise EMDError(f"{what}: POT returned a non-finite cost {cost}")
     return (cost, G, u) if duals else (cost, G)
+
+
+def _small_solve(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int, start: int,
+                 stop: int, out: Optional[_ts.TransportSolution] = None):
+    """Rows ``start:stop`` of the padded batch ``(B, N, M)`` with at most
+    :data:`SMALL_PROBLEM_CELLS` real cells by :mod:`~physkit.ot.transport_simplex` (others:
+    ``status`` SKIPPED) into ``out`` (allocated when None); inputs contiguous float64,
+    rows balanced."""
+    if out is None:
+        B, N, M = C.shape
+        out = _ts.TransportSolution(np.empty((B, N, M)), np.zeros(B), np.empty((B, N)),
+                                    np.empty((B, M)), np.empty(B, dtype=np.int64),
+                                    np.zeros(B, dtype=np.int64))
+    _ts.solve_rows(C, a, b, start, stop, SMALL_PROBLEM_CELLS, int(n_iter_max),
+                   _ts.default_block(*C.shape[1:]), out)
+    return out
 
 
 # ------------------------------------------------------------------ inputs
@@ -486,13 +518,23 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
     if bad is not None:
         raise ValueError(f"emd_batch_plans: non-finite cost in row {bad}")
 
+    small = _ts.TransportSolution(plan, value, u, v, np.empty(B, dtype=np.int64),
+                                  np.zeros(B, dtype=np.int64))
+    an, bn = np.ascontiguousarray(an), np.ascontiguousarray(bn)
+
     def work(chunk):
+        _small_solve(an, bn, Cn, n_iter_max, *chunk, out=small)
         for k in range(*chunk):
-            G, cost, uk, vk, code = _solve_with_duals(an[k], bn[k], Cn[k], int(n_iter_max))
+            code = small.status[k]
+            if code == _ts.SKIPPED:
+                G, cost, uk, vk, code = _solve_with_duals(an[k], bn[k], Cn[k], int(n_iter_max))
+                value[k], plan[k], u[k], v[k] = cost, G, uk, vk
+                solver = "POT network simplex"
+            else:
+                solver = "transportation simplex"
             if code != _OPTIMAL:
                 msg = _RESULT_MESSAGES.get(code, f"unknown result code {code}")
-                raise EMDError(f"emd_batch_plans: row {k}: POT network simplex failed: {msg}")
-            value[k], plan[k], u[k], v[k] = cost, G, uk, vk
+                raise EMDError(f"emd_batch_plans: row {k}: {solver} failed: {msg}")
 
     workers = n_workers(n_jobs)
     step = max(1, -(-B // (4 * workers))) if workers > 1 else max(B, 1)

@@ -1,0 +1,552 @@
+"""Exact optimal transport of small dense balanced problems: a primal transportation simplex.
+
+Problem: ``min_{P >= 0} sum_ij P_ij C_ij`` subject to ``P 1 = a``, ``P^T 1 = b`` with
+``a (n,) > 0``, ``b (m,) > 0``, ``sum a = sum b`` and ``C (n, m)`` float64 (any units).
+
+Method (numba, one compiled call per batch of rows, GIL released):
+
+- basis: a spanning tree of ``n + m - 1`` arcs of the bipartite row/column graph
+  (degenerate zero-flow basic arcs are kept), stored as linked adjacency lists plus parent
+  and dual potential per node; rooted at row 0 with ``u_0 = 0``; a pivot reverses the
+  parent links on one path and shifts the potentials of the subtree it moves;
+- start: the least-cost (matrix-minimum) rule, which on transport between nearby point
+  clouds starts close to optimal (few pivots left);
+- pricing: block pricing (the most negative reduced cost ``C_ij - u_i - v_j`` within a
+  cyclic block of cells); the leaving arc is the last blocking arc met going round the
+  cycle from its apex in the entering arc's direction;
+- anti-cycling: after ``n + m`` consecutive degenerate pivots, Bland's rule (first
+  improving cell, smallest blocking cell) until a pivot moves mass, so every run terminates;
+- optimality: every reduced cost ``>= -tol`` with ``tol = TOL_REL * max|C|``;
+- at the end the basic flows are recomputed from the tree by leaf elimination (so the
+  plan's marginals are ``a`` and ``b`` to rounding) and the duals satisfy
+  ``u_i + v_j = C_ij`` on the tree exactly as computed, ``<= C_ij + tol`` elsewhere.
+
+Status codes follow POT's: :data:`OPTIMAL` (1), :data:`ITERATION_LIMIT` (3); the batch
+entry point marks rows it leaves to the caller (more cells than ``max_cells``) :data:`SKIPPED`.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+OPTIMAL = 1
+ITERATION_LIMIT = 3
+SKIPPED = -1
+#: reduced costs above ``-TOL_REL * max|C|`` count as non-negative (optimality test)
+TOL_REL = 1e-13
+#: default cap on pivots per problem
+DEFAULT_MAX_PIVOTS = 10_000_000
+
+
+def _jit(fn=None, **options):
+    """``numba.njit(cache=True, nogil=True, **options)``; without the on-disk cache where
+    numba finds no writable cache directory (it then compiles in each process)."""
+    if fn is None:
+        return lambda f: _jit(f, **options)
+    try:
+        return numba.njit(cache=True, nogil=True, **options)(fn)
+    except RuntimeError as err:  # pragma: no cover - "cannot cache function ...: no locator"
+        warnings.warn(f"numba cannot cache {fn.__name__} ({err}); compiling in this process",
+                      RuntimeWarning, stacklevel=2)
+        return numba.njit(nogil=True, **options)(fn)
+
+
+# ------------------------------------------------------------------ tree bookkeeping
+@_jit
+def _link(h, node, head, nxt, prv):
+    """Push half-edge ``h`` onto ``node``'s adjacency list."""
+    nxt[h] = head[node]
+    prv[h] = -1
+    if head[node] >= 0:
+        prv[head[node]] = h
+    head[node] = h
+
+
+@_jit
+def _unlink(h, node, head, nxt, prv):
+    """Remove half-edge ``h`` from ``node``'s adjacency list."""
+    if prv[h] >= 0:
+        nxt[prv[h]] = nxt[h]
+    else:
+        head[node] = nxt[h]
+    if nxt[h] >= 0:
+        prv[nxt[h]] = prv[h]
+
+
+@_jit
+def _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order):
+    """Root the tree at row 0 (``u_0 = 0``): depth-first, setting parent, parent arc and
+    potential (``u_r + v_c = C_rc`` on every tree arc). Writes the visit order into
+    ``order`` and returns how many nodes it visited."""
+    parent[0], parc[0], pot[0] = -1, -1, 0.0
+    top = 0
+    stack[0] = 0
+    count = 0
+    while top >= 0:
+        x = stack[top]
+        top -= 1
+        order[count] = x
+        count += 1
+        h = head[x]
+        while h >= 0:
+            kk = h >> 1
+            if kk != parc[x]:
+                y = n + arc_c[kk] if (h & 1) == 0 else arc_r[kk]
+                parent[y] = x
+                parc[y] = kk
+                pot[y] = C[arc_r[kk], arc_c[kk]] - pot[x]
+                top += 1
+                stack[top] = y
+            h = nxt[h]
+    return count
+
+
+# ------------------------------------------------------------------ start
+@_jit
+def _row_min(C, i, m, colpen):
+    """Cheapest open column of row ``i`` and its cost (``colpen``: 0 open, inf closed)."""
+    best, arg = np.inf, -1
+    Ci = C[i]
+    for j in range(m):
+        c = Ci[j] + colpen[j]
+        if c < best:
+            best, arg = c, j
+    return arg, best
+
+
+@_jit
+def _least_cost_start(C, a, b, n, m, rmin, ra, rb, rv, colpen, arc_r, arc_c, flow):
+    """Matrix-minimum rule: repeatedly take the cheapest cell of the open rows and columns
+    (each row caches its cheapest open column ``rmin`` and cost ``rv``, inf once closed),
+    ship ``min(supply, demand)`` and close exactly one line (the last row / column stays
+    open until the final cell), which yields a spanning tree of ``n + m - 1`` arcs.
+    Ties: lowest row, then lowest column."""
+    for i in range(n):
+        ra[i] = a[i]
+    for j in range(m):
+        rb[j] = b[j]
+        colpen[j] = 0.0
+    for i in range(n):
+        rmin[i], rv[i] = _row_min(C, i, m, colpen)
+    rows_left, cols_left = n, m
+    last = n + m - 2
+    for k in range(last + 1):
+        best, i = np.inf, -1
+        for r in range(n):
+            if rv[r] < best:
+                best, i = rv[r], r
+        j = rmin[i]
+        arc_r[k] = i
+        arc_c[k] = j
+        if k == last:
+            flow[k] = ra[i]
+        elif rows_left > 1 and (cols_left == 1 or ra[i] <= rb[j]):
+            flow[k] = ra[i]
+            rb[j] = max(rb[j] - ra[i], 0.0)
+            ra[i] = 0.0
+            rv[i] = np.inf
+            rows_left -= 1
+        else:
+            flow[k] = rb[j]
+            ra[i] = max(ra[i] - rb[j], 0.0)
+            rb[j] = 0.0
+            colpen[j] = np.inf
+            cols_left -= 1
+            for r in range(n):
+                if rmin[r] == j and rv[r] < np.inf:
+                    rmin[r], rv[r] = _row_min(C, r, m, colpen)
+
+
+# ------------------------------------------------------------------ pricing
+@_jit
+def _price_block(C, n, m, pot, row, block_rows, tol):
+    """Block pricing by rows from row ``row``: the most negative reduced cost
+    ``C_ij - u_i - v_j`` within the first block of ``block_rows`` rows (cyclically) that
+    holds one below ``-tol``. Returns ``(i, j, next_row)``, ``i = -1`` when no cell prices
+    out (optimal)."""
+    v = pot[n:n + m]
+    best = -tol
+    bi, bj = -1, -1
+    inblock = 0
+    for _ in range(n):
+        ui = pot[row]
+        Ci = C[row]
+        rbest, rj = np.inf, -1
+        for j in range(m):
+            d = Ci[j] - v[j]
+            if d < rbest:
+                rbest, rj = d, j
+        if rbest - ui < best:
+            best, bi, bj = rbest - ui, row, rj
+        row += 1
+        if row == n:
+            row = 0
+        inblock += 1
+        if inblock == block_rows:
+            if bi >= 0:
+                break
+            inblock = 0
+    return bi, bj, row
+
+
+@_jit
+def _price_bland(C, n, m, pot, tol):
+    """Bland's rule: the first cell (row-major) with reduced cost below ``-tol``."""
+    for i in range(n):
+        for j in range(m):
+            if C[i, j] - pot[i] - pot[n + j] < -tol:
+                return i, j
+    return -1, -1
+
+
+# ------------------------------------------------------------------ pivot
+@_jit
+def _apex(p, q, parent, mark, stamp):
+    """Join of the tree paths from ``p`` and ``q`` to the root: walk up from both in turn,
+    marking nodes ``2 stamp`` (``p``'s side) / ``2 stamp + 1``, until one side meets a node
+    the other marked."""
+    sp, sq = 2 * stamp, 2 * stamp + 1
+    mark[p], mark[q] = sp, sq
+    x, y = p, q
+    while True:
+        if parent[x] >= 0:
+            x = parent[x]
+            if mark[x] == sq:
+                return x
+            mark[x] = sp
+        if parent[y] >= 0:
+            y = parent[y]
+            if mark[y] == sp:
+                return y
+            mark[y] = sq
+
+
+@_jit
+def _ratio_test(p, q, apex, n, m, arc_r, arc_c, flow, parent, parc, bland):
+    """Walk the cycle closed by the entering arc (row ``p`` -> column node ``q``) up to its
+    apex. Returns ``(theta, leaving arc, leaving on p's side, the leaving arc's lower
+    node)``: ``theta`` is the least flow among the arcs the pivot decreases (column nodes'
+    parent arcs on ``q``'s side, row nodes' on ``p``'s side). Ties: the last blocking arc
+    from the apex in the entering arc's direction, or with ``bland`` the smallest cell."""
+    tp, tq = np.inf, np.inf
+    kp, kq, wp, wq = -1, -1, -1, -1
+    x = p
+    while x != apex:
+        if x < n:
+            k = parc[x]
+            f = flow[k]
+            if f < tp or (bland and f == tp and
+                          arc_r[k] * m + arc_c[k] < arc_r[kp] * m + arc_c[kp]):
+                tp, kp, wp = f, k, x
+        x = parent[x]
+    y = q
+    while y != apex:
+        if y >= n:
+            k = parc[y]
+            f = flow[k]
+            if f < tq or (f == tq and (not bland or
+                                       arc_r[k] * m + arc_c[k] < arc_r[kq] * m + arc_c[kq])):
+                tq, kq, wq = f, k, y
+        y = parent[y]
+    if kp < 0:
+        return tq, kq, False, wq
+    if kq < 0:
+        return tp, kp, True, wp
+    if bland and tp == tq:
+        if arc_r[kp] * m + arc_c[kp] < arc_r[kq] * m + arc_c[kq]:
+            return tp, kp, True, wp
+        return tq, kq, False, wq
+    if tq <= tp:
+        return tq, kq, False, wq
+    return tp, kp, True, wp
+
+
+@_jit
+def _push(p, q, apex, theta, n, flow, parent, parc):
+    """Move ``theta`` round the cycle: ``-theta`` on the decreasing arcs, ``+theta`` on the
+    others (the entering arc is set by the caller)."""
+    x = p
+    while x != apex:
+        if x < n:
+            flow[parc[x]] -= theta
+        else:
+            flow[parc[x]] += theta
+        x = parent[x]
+    y = q
+    while y != apex:
+        if y >= n:
+            flow[parc[y]] -= theta
+        else:
+            flow[parc[y]] += theta
+        y = parent[y]
+
+
+@_jit
+def _reroot(s, t, k, w, parent, parc):
+    """The detached subtree (below the leaving arc, whose lower node is ``w``) hangs from
+    ``t`` through arc ``k`` at ``s``: reverse the parent links on the path ``s`` .. ``w``."""
+    x, prev, prev_arc = s, t, k
+    while True:
+        nx, na = parent[x], parc[x]
+        parent[x], parc[x] = prev, prev_arc
+        if x == w:
+            return
+        prev, prev_arc, x = x, na, nx
+
+
+@_jit
+def _shift(s, k, n, sigma, head, nxt, arc_r, arc_c, pot, stack, via):
+    """Add ``sigma`` to the row potentials and ``-sigma`` to the column potentials of the
+    subtree reached from ``s`` without crossing arc ``k`` (depth first)."""
+    top = 0
+    stack[0], via[0] = s, k
+    while top >= 0:
+        x, kx = stack[top], via[top]
+        top -= 1
+        pot[x] += sigma if x < n else -sigma
+        h = head[x]
+        while h >= 0:
+            kk = h >> 1
+            if kk != kx:
+                top += 1
+                stack[top] = n + arc_c[kk] if (h & 1) == 0 else arc_r[kk]
+                via[top] = kk
+            h = nxt[h]
+
+
+# ------------------------------------------------------------------ one problem
+@_jit
+def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, u, v):
+    """Solve one problem on the leading ``n x m`` block of ``C``; ``bufs`` / ``ibufs`` are
+    scratch arrays sized for the batch's largest problem; after more than ``stall``
+    consecutive degenerate pivots (``stall < 0``: ``n + m``) Bland's rule. Writes
+    ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns ``(cost, status, pivots)``."""
+    nn = n + m
+    na = nn - 1
+    pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
+    parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
+    stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
+    nxt, prv = ibufs[8], ibufs[9]
+    _least_cost_start(C, a, b, n, m, ibufs[4], ra, rb, pot[:n], pot[n:nn], arc_r, arc_c, flow)
+    for x in range(nn):
+        head[x] = -1
+        mark[x] = 0
+    for k in range(na):
+        _link(2 * k, arc_r[k], head, nxt, prv)
+        _link(2 * k + 1, n + arc_c[k], head, nxt, prv)
+    _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
+    cmax = 0.0
+    for i in range(n):
+        for j in range(m):
+            cmax = max(cmax, abs(C[i, j]))
+    tol = tol_rel * cmax
+    theta_small = 1e-15 * (a[:n].sum())
+    status, pivots, degenerate, cursor = OPTIMAL, 0, 0, 0
+    block_rows = max(1, (block + m - 1) // m)
+    bland = False
+    if stall < 0:
+        stall = nn
+    while True:
+        if bland:
+            i, j = _price_bland(C, n, m, pot, tol)
+        else:
+            i, j, cursor = _price_block(C, n, m, pot, cursor, block_rows, tol)
+        if i < 0:
+            break
+        if pivots >= max_pivots:
+            status = ITERATION_LIMIT
+            break
+        p, q = i, n + j
+        d = C[i, j] - pot[p] - pot[q]
+        apex = _apex(p, q, parent, mark, pivots + 1)
+        theta, kl, on_p, w = _ratio_test(p, q, apex, n, m, arc_r, arc_c, flow, parent, parc,
+                                         bland)
+        if theta > 0.0:
+            _push(p, q, apex, theta, n, flow, parent, parc)
+        _unlink(2 * kl, arc_r[kl], head, nxt, prv)
+        _unlink(2 * kl + 1, n + arc_c[kl], head, nxt, prv)
+        arc_r[kl], arc_c[kl], flow[kl] = i, j, theta
+        _link(2 * kl, i, head, nxt, prv)
+        _link(2 * kl + 1, q, head, nxt, prv)
+        if on_p:
+            _reroot(p, q, kl, w, parent, parc)
+            _shift(p, kl, n, d, head, nxt, arc_r, arc_c, pot, stack, order)
+        else:
+            _reroot(q, p, kl, w, parent, parc)
+            _shift(q, kl, n, -d, head, nxt, arc_r, arc_c, pot, stack, order)
+        pivots += 1
+        if theta <= theta_small:
+            degenerate += 1
+            bland = bland or degenerate > stall
+        else:
+            degenerate = 0
+            bland = False
+    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots
+
+
+@_jit
+def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
+    """Basic flows by leaf elimination (children before parents), then plan, duals, cost."""
+    pot, flow, rem = bufs[0], bufs[1], bufs[2]
+    parent, parc, head = ibufs[0], ibufs[1], ibufs[3]
+    stack, order, arc_r, arc_c, nxt = ibufs[4], ibufs[5], ibufs[6], ibufs[7], ibufs[8]
+    nn = n + m
+    count = _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
+    for x in range(n):
+        rem[x] = a[x]
+    for j in range(m):
+        rem[n + j] = b[j]
+    for t in range(count - 1, 0, -1):
+        x = order[t]
+        f = rem[x]
+        k = parc[x]
+        flow[k] = f if f > 0.0 else 0.0
+        rem[parent[x]] -= f
+    for i in range(n):
+        for j in range(m):
+            plan[i, j] = 0.0
+    cost = 0.0
+    for k in range(nn - 1):
+        plan[arc_r[k], arc_c[k]] = flow[k]
+        cost += flow[k] * C[arc_r[k], arc_c[k]]
+    for i in range(n):
+        u[i] = pot[i]
+    for j in range(m):
+        v[j] = pot[n + j]
+    return cost
+
+
+# ------------------------------------------------------------------ batch
+@_jit
+def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel, stall,
+                plan, cost, u, v, status, pivots):
+    """Rows ``start:stop`` of a padded batch ``C (B, N, M)``, ``a (B, N)``, ``b (B, M)``
+    (zero weight = padding, dropped; each row balanced by the caller). Rows with more than
+    ``max_cells`` real cells get ``status = SKIPPED``. Zero-weight entries get plan 0 and
+    potential 0."""
+    N, M = C.shape[1], C.shape[2]
+    nn = N + M
+    bufs = np.empty((4, nn))
+    ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
+    Cw = np.empty((N, M))
+    aw, bw = np.empty(N), np.empty(M)
+    ia, ib = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
+    pw, uw, vw = np.empty((N, M)), np.empty(N), np.empty(M)
+    for r in range(start, stop):
+        n, m = 0, 0
+        for i in range(N):
+            if a[r, i] > 0.0:
+                ia[n] = i
+                aw[n] = a[r, i]
+                n += 1
+        for j in range(M):
+            if b[r, j] > 0.0:
+                ib[m] = j
+                bw[m] = b[r, j]
+                m += 1
+        plan[r] = 0.0
+        u[r] = 0.0
+        v[r] = 0.0
+        if n * m > max_cells:
+            status[r] = SKIPPED
+            continue
+        for i in range(n):
+            for j in range(m):
+                Cw[i, j] = C[r, ia[i], ib[j]]
+        cost[r], status[r], pivots[r] = _solve(Cw, aw, bw, n, m, max_pivots, block, tol_rel,
+                                               stall, bufs, ibufs, pw, uw, vw)
+        for i in range(n):
+            u[r, ia[i]] = uw[i]
+            for j in range(m):
+                plan[r, ia[i], ib[j]] = pw[i, j]
+        for j in range(m):
+            v[r, ib[j]] = vw[j]
+
+
+class TransportSolution(NamedTuple):
+    """Result of :func:`transport_simplex` (one problem: no batch axis) or
+    :func:`transport_simplex_batch` (leading batch axis ``B``).
+
+    plan ``(B, N, M)``; cost ``(B,)`` = ``sum plan * C``; u ``(B, N)``, v ``(B, M)``: dual
+    potentials, ``u_i + v_j <= C_ij + tol`` with equality on the basis (which holds the
+    plan's support), 0 at zero-weight entries; status ``(B,)`` (:data:`OPTIMAL`,
+    :data:`ITERATION_LIMIT` or :data:`SKIPPED`); pivots ``(B,)``.
+    """
+
+    plan: np.ndarray
+    cost: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    status: np.ndarray
+    pivots: np.ndarray
+
+
+def default_block(n: int, m: int) -> int:
+    """Pricing block (cells, rounded up to whole rows): ``max(128, sqrt(n m))``."""
+    return max(128, int(np.sqrt(n * m)))
+
+
+def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
+                            max_pivots: int = DEFAULT_MAX_PIVOTS, block: int | None = None,
+                            stall: int | None = None) -> TransportSolution:
+    """Exact transport of ``B`` padded balanced problems, one compiled call (GIL released).
+
+    Parameters
+    ----------
+    C : ``(B, N, M)`` finite costs. a : ``(B, N)``, b : ``(B, M)``: non-negative weights,
+        0 = padding (dropped); ``sum a = sum b`` per row (to rounding; the plan's marginals
+        are exact on ``a``'s side, the rounding residue lands on the tree's root).
+    max_cells : rows with more real cells (``n * m``) are left (``status = SKIPPED``).
+    max_pivots : pivot cap per row (``status = ITERATION_LIMIT`` when reached).
+    block : pricing block in cells (default :func:`default_block` of the padded shape).
+    stall : consecutive degenerate pivots after which Bland's rule takes over until a pivot
+        moves mass (default ``n + m``; 0: Bland after every degenerate pivot).
+
+    A row's numbers depend only on that row (not on the batch or its padding).
+    """
+    C = np.ascontiguousarray(C, dtype=np.float64)
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    if C.ndim != 3 or a.shape != C.shape[:2] or b.shape != (C.shape[0], C.shape[2]):
+        raise ValueError(f"transport_simplex_batch: shapes C {C.shape}, a {a.shape}, "
+                         f"b {b.shape} do not match (B, N, M), (B, N), (B, M)")
+    if not (np.isfinite(C).all() and np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("transport_simplex_batch: non-finite cost or weight")
+    if (a < 0).any() or (b < 0).any():
+        raise ValueError("transport_simplex_batch: negative weight")
+    sa, sb = a.sum(1), b.sum(1)
+    if ((sa <= 0) | (sb <= 0)).any() or (np.abs(sa - sb) > 1e-12 * np.maximum(sa, sb)).any():
+        raise ValueError("transport_simplex_batch: every row needs equal positive masses "
+                         "(sum a = sum b > 0)")
+    B, N, M = C.shape
+    out = TransportSolution(np.empty((B, N, M)), np.zeros(B), np.empty((B, N)),
+                            np.empty((B, M)), np.empty(B, dtype=np.int64),
+                            np.zeros(B, dtype=np.int64))
+    cells = N * M if max_cells is None else int(max_cells)
+    blk = default_block(N, M) if block is None else int(block)
+    solve_rows(C, a, b, 0, B, cells, max_pivots, blk, out, -1 if stall is None else int(stall))
+    return out
+
+
+def solve_rows(C, a, b, start: int, stop: int, max_cells: int, max_pivots: int, block: int,
+               out: TransportSolution, stall: int = -1) -> None:
+    """Solve rows ``start:stop`` into the preallocated ``out`` (no checks: contiguous
+    float64 inputs, balanced rows; for callers that split a batch across threads)."""
+    _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, TOL_REL, stall, out.plan,
+                out.cost, out.u, out.v, out.status, out.pivots)
+
+
+def transport_simplex(a, b, C, *, max_pivots: int = DEFAULT_MAX_PIVOTS,
+                      block: int | None = None, stall: int | None = None) -> TransportSolution:
+    """Exact transport of one balanced problem ``a (n,)``, ``b (m,)``, ``C (n, m)``
+    (zero weights dropped); :class:`TransportSolution` without the batch axis."""
+    C = np.asarray(C, dtype=np.float64)
+    if C.ndim != 2:
+        raise ValueError(f"transport_simplex: C must be (n, m), got shape {C.shape}")
+    blk = default_block(*C.shape) if block is None else block
+    res = transport_simplex_batch(C[None], np.asarray(a)[None], np.asarray(b)[None],
+                                  max_pivots=max_pivots, block=blk, stall=stall)
+    return TransportSolution(*(t[0] for t in res))

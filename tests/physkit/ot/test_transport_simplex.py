@@ -1,0 +1,169 @@
+"""physkit.ot.transport_simplex: optimal costs against POT, exact marginals, dual
+feasibility and complementary slackness, degenerate problems, batches, caps and checks."""
+import numpy as np
+import pytest
+from ot.lp.emd_wrap import emd_c
+
+from physkit.ot import transport_simplex as ts
+
+
+def _pot_cost(a, b, C):
+    return emd_c(a, b, np.ascontiguousarray(C), 10_000_000, 1, None, None)[1]
+
+
+def _check_solution(a, b, C, res, ref_cost):
+    """Optimal cost equal to POT's, exact marginals, a feasible and complementary dual."""
+    assert res.status == ts.OPTIMAL
+    scale = max(np.abs(C).max(), 1e-300)
+    assert abs(res.cost - ref_cost) <= 1e-12 * max(abs(ref_cost), 1e-3 * scale)
+    P = res.plan
+    assert (P >= 0).all()
+    np.testing.assert_allclose(P.sum(1), a, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(P.sum(0), b, rtol=0, atol=1e-14)
+    assert abs((P * C).sum() - res.cost) <= 1e-14 * scale
+    reduced = C - res.u[:, None] - res.v[None, :]
+    assert reduced.min() >= -1e-12 * scale                       # dual feasibility
+    assert np.abs(reduced[P > 0]).max(initial=0.0) <= 1e-12 * scale  # complementary slackness
+    assert abs(a @ res.u + b @ res.v - res.cost) <= 1e-12 * scale   # no duality gap
+
+
+def _points(rng, k, clustered):
+    if not clustered:
+        return rng.normal(0, 0.4, (k, 2))
+    centres = rng.normal(0, 0.4, (3, 2))
+    return centres[rng.integers(0, 3, k)] + rng.normal(0, 0.02, (k, 2))
+
+
+def test_random_problems_match_pot():
+    rng = np.random.default_rng(20260)
+    for t in range(1500):
+        big = t % 150 == 0
+        n = int(rng.integers(60, 101)) if big else int(rng.integers(1, 40))
+        m = int(rng.integers(100, 401)) if big else int(rng.integers(1, 60))
+        x, y = _points(rng, n, t % 2 == 1), _points(rng, m, t % 4 == 3)
+        d = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
+        C = d * d if t % 3 == 0 else d
+        a, b = rng.random(n) + 1e-3, rng.random(m) + 1e-3
+        a /= a.sum()
+        b *= a.sum() / b.sum()
+        _check_solution(a, b, C, ts.transport_simplex(a, b, C), _pot_cost(a, b, C))
+
+
+def _degenerate_problems(rng):
+    for n in (1, 2, 5, 17, 40):  # equal weights, n = m (assignment-like), integer costs
+        C = rng.integers(0, 4, (n, n)).astype(float)
+        yield np.full(n, 1 / n), np.full(n, 1 / n), C
+    x = rng.normal(size=(6, 2))
+    pts = np.repeat(x, 4, axis=0)  # duplicate points: many equal costs, many optima
+    C = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1))
+    yield np.full(24, 1 / 24), np.full(24, 1 / 24), C
+    yield np.full(30, 1 / 30), np.full(20, 1 / 20), np.zeros((30, 20))   # every plan optimal
+    yield np.full(12, 1 / 12), np.full(8, 1 / 8), np.ones((12, 8))
+    for n, m in ((1, 9), (9, 1), (1, 1)):  # one entry on a side
+        a, b = rng.random(n), rng.random(m)
+        a /= a.sum()
+        b /= b.sum()
+        yield a, b, rng.random((n, m))
+    grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(5.0)), -1).reshape(-1, 2)
+    C = np.abs(grid[:, None] - grid[None]).sum(-1)  # Manhattan on a grid: heavy ties
+    yield np.full(25, 0.04), np.full(25, 0.04), C
+    w = rng.integers(1, 4, 30).astype(float)  # weights that hit partial sums exactly
+    a, b = w[:15] / w.sum() * 2, w[15:] / w.sum() * 2
+    b *= a.sum() / b.sum()
+    yield a, b, rng.integers(0, 3, (15, 15)).astype(float)
+
+
+@pytest.mark.parametrize("stall", [None, 0])
+def test_degenerate_problems_terminate_optimal(stall):
+    """``stall=0``: Bland's rule after every degenerate pivot (the anti-cycling path)."""
+    rng = np.random.default_rng(7)
+    problems = list(_degenerate_problems(rng))
+    for n in (30, 60):  # assignment problems with few distinct costs
+        x = rng.integers(0, 3, (n, 2)).astype(float)
+        problems.append((np.full(n, 1 / n), np.full(n, 1 / n),
+                         np.abs(x[:, None] - x[None, ::-1]).sum(-1)))
+    for a, b, C in problems:
+        res = ts.transport_simplex(a, b, C, stall=stall)
+        _check_solution(a, b, C, res, _pot_cost(a, b, C))
+
+
+def test_batch_rows_independent_of_batch_and_padding():
+    rng = np.random.default_rng(3)
+    B, N, M = 7, 12, 15
+    C = rng.random((B, N, M))
+    a, b = rng.random((B, N)), rng.random((B, M))
+    a[1, 5:] = 0.0  # padding
+    b[2, ::3] = 0.0
+    a /= a.sum(1, keepdims=True)
+    b *= (a.sum(1) / b.sum(1))[:, None]
+    res = ts.transport_simplex_batch(C, a, b)
+    assert (res.status == ts.OPTIMAL).all()
+    assert (res.plan[1, 5:] == 0).all() and (res.plan[2][:, ::3] == 0).all()
+    for k in range(B):
+        one = ts.transport_simplex_batch(C[k:k + 1], a[k:k + 1], b[k:k + 1])
+        ia, ib = a[k] > 0, b[k] > 0
+        alone = ts.transport_simplex(a[k][ia], b[k][ib], C[k][np.ix_(ia, ib)])
+        assert one.cost[0] == res.cost[0 + k]
+        np.testing.assert_array_equal(one.plan[0], res.plan[k])
+        np.testing.assert_array_equal(alone.plan, res.plan[k][np.ix_(ia, ib)])
+        np.testing.assert_array_equal(alone.u, res.u[k][ia])
+        np.testing.assert_array_equal(alone.v, res.v[k][ib])
+
+
+def test_max_cells_skips_rows_and_pivot_cap_reports():
+    a = b = np.array([0.5, 0.5])
+    C = np.array([[1.0, 2.0], [3.0, 100.0]])  # the least-cost start is not optimal
+    capped = ts.transport_simplex(a, b, C, max_pivots=0)
+    assert capped.status == ts.ITERATION_LIMIT
+    assert capped.cost > _pot_cost(a, b, C)
+    assert ts.transport_simplex(a, b, C).cost == pytest.approx(2.5, rel=1e-15)
+    res = ts.transport_simplex_batch(np.stack([C, np.zeros((2, 2))]), np.stack([a, [1.0, 0]]),
+                                     np.stack([b, b]), max_cells=2)
+    assert res.status.tolist() == [ts.SKIPPED, ts.OPTIMAL]
+
+
+@pytest.mark.parametrize("C, a, b, match", [
+    (np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 2)), "shapes"),
+    (np.full((1, 2, 2), np.nan), np.ones((1, 2)), np.ones((1, 2)), "non-finite"),
+    (np.ones((1, 2, 2)), np.array([[2.0, -1.0]]), np.array([[0.5, 0.5]]), "negative"),
+    (np.ones((1, 2, 2)), np.array([[1.0, 1.0]]), np.array([[0.5, 0.5]]), "equal positive"),
+])
+def test_bad_input_raises(C, a, b, match):
+    with pytest.raises(ValueError, match=match):
+        ts.transport_simplex_batch(C, a, b)
+
+
+# ------------------------------------------------------------------ wiring in exact.py
+def test_exact_entry_points_split_by_size_and_agree_with_pot(monkeypatch):
+    import physkit.ot.exact as exact
+
+    rng = np.random.default_rng(11)
+    B, N, M = 6, 14, 20
+    C = rng.random((B, N, M))
+    a, b = rng.random((B, N)), rng.random((B, M))
+    a[::2, 4:] = 0.0  # even rows: 4 x 20 = 80 real cells, odd rows 14 x 20 = 280
+    b[1, :3] = 0.0
+    monkeypatch.setattr(exact, "SMALL_PROBLEM_CELLS", 100)
+    mixed = exact.emd_batch_plans(C, a, b, n_jobs=2)
+    monkeypatch.setattr(exact, "SMALL_PROBLEM_CELLS", 0)
+    pot = exact.emd_batch_plans(C, a, b, n_jobs=2)
+    np.testing.assert_allclose(mixed.value.numpy(), pot.value.numpy(), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(mixed.plan[1::2].numpy(), pot.plan[1::2].numpy())  # POT rows
+    an = a / a.sum(1, keepdims=True)
+    np.testing.assert_allclose(mixed.plan.numpy().sum(2), an, rtol=0, atol=1e-14)
+    red = C - mixed.u.numpy()[:, :, None] - mixed.v.numpy()[:, None, :]
+    assert red.min() >= -1e-12  # padding potentials priced too
+    ev0 = np.column_stack([rng.random(9), rng.normal(0, 0.3, (9, 2))])
+    ev1 = np.column_stack([rng.random(7), rng.normal(0, 0.3, (7, 2))])
+    want = exact.emd(ev0, ev1, R=0.4)
+    monkeypatch.setattr(exact, "SMALL_PROBLEM_CELLS", 10_000)
+    assert exact.emd(ev0, ev1, R=0.4) == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def test_exact_small_path_errors_name_the_row():
+    import physkit.ot.exact as exact
+
+    C = np.stack([np.zeros((2, 2)), [[1.0, 2.0], [3.0, 100.0]]])
+    w = np.full((2, 2), 0.5)
+    with pytest.raises(exact.EMDError, match="row 1: transportation simplex failed: iteration"):
+        exact.emd_batch_plans(C, w, w, n_iter_max=0)
