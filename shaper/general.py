@@ -92,7 +92,7 @@ class GeneralPath:
         return y, b.clamp_min(0)
 
     def _pot_jobs(self, group: Optional[JetGroup] = None) -> Optional[int]:
-        """Threads of the exact (POT) solves: on CPU the group's (width groups and flow buckets
+        """Threads of the exact solves: on CPU the group's (width groups and flow buckets
         already run in parallel threads), on other devices ``n_jobs`` (the solves are CPU work
         while the device waits; None: every core)."""
         if self.s.device.type == "cpu":

@@ -25,7 +25,7 @@ Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
      ``screen_steps`` steps, then the first and each jet's ``screen_keep`` best flow on.
      ``flow="exact"``
      (default): majorise-minimise steps on the **exact** EMD between the jet and the shape's
-     ``n_samples`` nodes per shape (:mod:`shaper.exact_flow`: POT plans and dual potentials,
+     ``n_samples`` nodes per shape (:mod:`shaper.exact_flow`: exact plans and dual potentials,
      a Gauss-Newton step of the positional parameters, Adam on the weights, rows ending
      CONVERGED when their steps no longer lower the value); ``flow="sinkhorn"``: the previous
      flow, projected Adam on the debiased Sinkhorn divergence (:mod:`shaper.sinkhorn_flow`).
@@ -34,7 +34,7 @@ Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
      so all jets have the same width and the jets of every multiplicity group are flowed
      together (``bucket_size`` rows per flow, in parallel threads on CPU); the final report
      below is on the full jet either way. ``koopman`` adds Koopman (DMD) jumps to the flow;
-3. report the **exact** EMD (:func:`physkit.ot.emd_batch`, POT network simplex) between each jet
+3. report the **exact** EMD (:func:`physkit.ot.emd_batch`: a network simplex) between each jet
    and its fitted shape, sampled with ``n_eval_samples`` nodes per shape. On the general path
    the candidates are the flow's best end point, the first start's end point and initial
    parameters (the single-start fit), the raw kT initialisation and the embedded optima of
