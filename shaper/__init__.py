@@ -2,8 +2,8 @@
 
 Ba, Dogra, Gambhir, Tasissa, Thaler, "SHAPER: Can You Hear the Shape of a Jet?",
 arXiv:2302.12266. An observable is a manifold of energy distributions; its value on a jet is
-the smallest EMD between the jet and the manifold, reported exactly (an exact OT solve) at the fitted
-parameters::
+the smallest EMD between the jet and the manifold, reported exactly (an exact transport
+solve) at the fitted parameters::
 
     from shaper import Shaper
     res = Shaper(["2-subjettiness", "3-subjettiness", "1-diskiness+pileup"]).compute(events)
