@@ -26,7 +26,8 @@ jet of ``Shaper([obs], n_jobs=1)`` for 1-diskiness, 1-ringiness and 2-point-disk
 cold starts (``"off"``), the previous solve's basis (``"last"``) and the last kept point's
 basis (``"kept"``), same run, one thread, in rounds that alternate the order; per mode the
 transportation simplex's solves per jet, mean pivots per solve and share of solves that
-started warm; per warm mode the share of jets whose value is lower / equal / higher than
+started warm (the old basis) or by a crash (least-cost rule on the old basis's reduced
+costs: the old tree was not primal feasible); per warm mode the share of jets whose value is lower / equal / higher than
 cold and the extreme ratios (as ``q - 1``).
 
 Prints per solve microseconds of POT, of ours one problem per call (``transport_simplex``,
@@ -196,7 +197,8 @@ def _count_solves(exact, tally: dict):
         done = out.status[start:stop] != ts.SKIPPED
         tally["solves"] += int(done.sum())
         tally["pivots"] += int(out.pivots[start:stop][done].sum())
-        tally["warm"] += int(out.warm[start:stop][done].sum())
+        tally["warm"] += int((out.warm[start:stop][done] == ts.WARM).sum())
+        tally["crash"] += int((out.warm[start:stop][done] == ts.CRASH).sum())
         return out
 
     exact._small_solve = counted
@@ -218,20 +220,20 @@ def warm_effect(n_jets: int, rounds: int = 2) -> None:
     print(f"{len(ev)} held-out jets, one thread, WARM_START default {default!r}, {rounds} "
           f"rounds (best CPU per mode), load average {os.getloadavg()[0]:.1f}")
     print(f"{'observable':18s} {'mode':5s} {'ms/jet':>7s} {'vs off':>6s} {'solves/jet':>10s} "
-          f"{'pivots':>7s} {'warm':>6s} {'lower':>6s} {'equal':>6s} {'higher':>6s} "
+          f"{'pivots':>7s} {'warm':>6s} {'crash':>6s} {'lower':>6s} {'equal':>6s} {'higher':>6s} "
           f"{'min q-1':>9s} {'max q-1':>9s} {'mean':>9s}")
     modes = ("off", "last", "kept")
     for obs in ("1-diskiness", "1-ringiness", "2-point-diskiness"):
         cpu, vals, tallies = {}, {}, {}
         for rnd in range(rounds):
             for mode in (modes if rnd % 2 == 0 else modes[::-1]):
-                tally = {"solves": 0, "pivots": 0, "warm": 0}
+                tally = {"solves": 0, "pivots": 0, "warm": 0, "crash": 0}
                 ef.WARM_START = mode
                 orig = _count_solves(exact, tally)
                 try:
                     sh = Shaper([obs], n_jobs=1, progress=False)
                     sh.compute(ev[:2])
-                    tally.update(solves=0, pivots=0, warm=0)
+                    tally.update(solves=0, pivots=0, warm=0, crash=0)
                     c0 = time.process_time()
                     vals[mode] = sh.compute(ev)[obs].value
                     t = (time.process_time() - c0) / len(ev)
@@ -245,7 +247,8 @@ def warm_effect(n_jets: int, rounds: int = 2) -> None:
             q = vals[mode] / vals["off"]
             print(f"{obs:18s} {mode:5s} {cpu[mode] * 1e3:7.2f} {cpu['off'] / cpu[mode]:6.2f} "
                   f"{tl['solves'] / len(ev):10.1f} {tl['pivots'] / max(tl['solves'], 1):7.1f} "
-                  f"{tl['warm'] / max(tl['solves'], 1):6.1%} {np.mean(q < 1):6.1%} "
+                  f"{tl['warm'] / max(tl['solves'], 1):6.1%} "
+                  f"{tl['crash'] / max(tl['solves'], 1):6.1%} {np.mean(q < 1):6.1%} "
                   f"{np.mean(q == 1):6.1%} {np.mean(q > 1):6.1%} {q.min() - 1:9.1e} "
                   f"{q.max() - 1:9.1e} {vals[mode].mean():9.6f}", flush=True)
 

@@ -35,6 +35,9 @@ import numpy as np
 OPTIMAL = 1
 ITERATION_LIMIT = 3
 SKIPPED = -1
+#: how a row started (``TransportSolution.warm``): least-cost rule, the given basis, or the
+#: least-cost rule on the reduced costs of the given (spanning but infeasible) basis
+COLD, WARM, CRASH = 0, 1, 2
 #: reduced costs above ``-TOL_REL * max|C|`` count as non-negative (optimality test)
 TOL_REL = 1e-13
 #: default cap on pivots per problem
@@ -366,9 +369,11 @@ def _hang_checked(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, or
 def _tree_start(C, a, b, n, m, bufs, ibufs):
     """Start from the arcs in ``arc_r``, ``arc_c`` (working indices, checked in range by the
     caller): adjacency, rooting and potentials, then the tree's unique flows for ``a``, ``b``
-    by leaf elimination. True if the arcs form a spanning tree whose flows are all
-    ``>= -1e-13 sum(a)`` (primal feasible; tiny negatives are set to 0, the final flows are
-    recomputed by :func:`_finish` anyway); False otherwise (the caller starts cold)."""
+    by leaf elimination. Returns :data:`WARM` if the arcs form a spanning tree whose flows
+    are all ``>= -1e-13 sum(a)`` (primal feasible; tiny negatives are set to 0, the final
+    flows are recomputed by :func:`_finish` anyway), :data:`CRASH` if they form a spanning
+    tree that is not feasible (its potentials for ``C`` are left in ``bufs[0]``),
+    :data:`COLD` otherwise."""
     pot, flow, rem = bufs[0], bufs[1], bufs[2]
     parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
     stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
@@ -380,7 +385,7 @@ def _tree_start(C, a, b, n, m, bufs, ibufs):
     for x in range(nn):
         mark[x] = 0
     if count != nn:
-        return False
+        return COLD
     ftol = -1e-13 * a[:n].sum()
     for x in range(n):
         rem[x] = a[x]
@@ -390,32 +395,60 @@ def _tree_start(C, a, b, n, m, bufs, ibufs):
         x = order[t]
         f = rem[x]
         if f < ftol:
-            return False
+            return CRASH
         flow[parc[x]] = f if f > 0.0 else 0.0
         rem[parent[x]] -= f
-    return True
+    return WARM
+
+
+@_jit
+def _crash_costs(C, n, m, pot, parc, order, arc_r, arc_c, Cr):
+    """Costs for a least-cost start that repairs an infeasible tree: the reduced costs
+    ``C_ij - u_i - v_j`` of the tree's potentials off the tree (a feasible plan's cost
+    changes by the constant ``sum u a + sum v b`` only), and on the tree values below all
+    of them, increasing in leaf-elimination order (children before parents). The rule then
+    ships along the tree from its leaves as leaf elimination would, and where a flow would
+    go negative it closes the other line and sends the rest to the cheapest cell off the
+    tree."""
+    top = 0.0
+    for i in range(n):
+        for j in range(m):
+            d = C[i, j] - pot[i] - pot[n + j]
+            Cr[i, j] = d
+            top = max(top, abs(d))
+    nn = n + m
+    low = -2.0 * (top + nn) - 1.0
+    for t in range(nn - 1, 0, -1):
+        k = parc[order[t]]
+        Cr[arc_r[k], arc_c[k]] = low + (nn - 1 - t)
 
 
 # ------------------------------------------------------------------ one problem
 @_jit
-def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, u, v, warm):
+def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, u, v, warm,
+           Cr):
     """Solve one problem on the leading ``n x m`` block of ``C``; ``bufs`` / ``ibufs`` are
     scratch arrays sized for the batch's largest problem; after more than ``stall``
     consecutive degenerate pivots (``stall < 0``: ``n + m``) Bland's rule. With ``warm``
     the ``n + m - 1`` arcs already in ``arc_r`` / ``arc_c`` (``ibufs[6:8]``) are tried as
-    the starting basis (:func:`_tree_start`), else (or if they do not qualify) the
-    least-cost start. Writes ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns
-    ``(cost, status, pivots, started warm)``; the final basis is left in ``arc_r``,
-    ``arc_c``."""
+    the starting basis (:func:`_tree_start`); if they form a spanning tree that is not
+    primal feasible, the least-cost start runs on :func:`_crash_costs` (in the scratch
+    ``Cr``); else on ``C``. Writes ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns
+    ``(cost, status, pivots, start)`` (:data:`COLD`, :data:`WARM`, :data:`CRASH`); the
+    final basis is left in ``arc_r``, ``arc_c``."""
     nn = n + m
     na = nn - 1
     pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
     parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
     stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
     nxt, prv = ibufs[8], ibufs[9]
-    started = warm and _tree_start(C, a, b, n, m, bufs, ibufs)
-    if not started:
-        _least_cost_start(C, a, b, n, m, ibufs[4], ra, rb, pot[:n], pot[n:nn], arc_r, arc_c,
+    start = _tree_start(C, a, b, n, m, bufs, ibufs) if warm else COLD
+    if start != WARM:
+        Cs = C
+        if start == CRASH:
+            _crash_costs(C, n, m, pot, parc, order, arc_r, arc_c, Cr)
+            Cs = Cr
+        _least_cost_start(Cs, a, b, n, m, ibufs[4], ra, rb, pot[:n], pot[n:nn], arc_r, arc_c,
                           flow)
         _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
         _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
@@ -465,7 +498,7 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
         else:
             degenerate = 0
             bland = False
-    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, started
+    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, start
 
 
 @_jit
@@ -547,12 +580,12 @@ def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel, sta
     ``max_cells`` real cells get ``status = SKIPPED``. Zero-weight entries get plan 0 and
     potential 0. With ``use_basis``, row ``r`` tries ``basis_in[r]`` as its start. Writes the
     final basis (padded pairs, -1 beyond ``n + m - 1`` and on skipped rows) into
-    ``basis_out (B, N + M - 1, 2)`` and whether the row started warm into ``warm``."""
+    ``basis_out (B, N + M - 1, 2)`` and how the row started (:func:`_solve`) into ``warm``."""
     N, M = C.shape[1], C.shape[2]
     nn = N + M
     bufs = np.empty((4, nn))
     ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
-    Cw = np.empty((N, M))
+    Cw, Cr = np.empty((N, M)), np.empty((N, M))
     aw, bw = np.empty(N), np.empty(M)
     ia, ib = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
     ja, jb = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
@@ -563,7 +596,7 @@ def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel, sta
         u[r] = 0.0
         v[r] = 0.0
         basis_out[r] = -1
-        warm[r] = False
+        warm[r] = COLD
         if n * m > max_cells:
             status[r] = SKIPPED
             continue
@@ -573,7 +606,7 @@ def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel, sta
         given = use_basis and _load_basis(basis_in, r, n, m, ja, jb, ibufs[6], ibufs[7])
         cost[r], status[r], pivots[r], warm[r] = _solve(Cw, aw, bw, n, m, max_pivots, block,
                                                         tol_rel, stall, bufs, ibufs, pw, uw,
-                                                        vw, given)
+                                                        vw, given, Cr)
         for k in range(n + m - 1):
             basis_out[r, k, 0], basis_out[r, k, 1] = ia[ibufs[6, k]], ib[ibufs[7, k]]
         for i in range(n):
@@ -594,7 +627,9 @@ class TransportSolution(NamedTuple):
     :data:`ITERATION_LIMIT` or :data:`SKIPPED`); pivots ``(B,)``; basis ``(B, N + M - 1, 2)``
     int64: the final basis as (row, column) pairs of padded indices, ``n + m - 1`` of them
     (``n``, ``m``: positive weights), the rest and skipped rows -1 (a warm start for the next
-    solve); warm ``(B,)`` bool: the row started from the given basis.
+    solve); warm ``(B,)`` int8: how the row started: :data:`COLD` (least-cost rule),
+    :data:`WARM` (the given basis) or :data:`CRASH` (least-cost rule on the reduced costs of
+    the given basis, which was a spanning tree but not primal feasible).
     """
 
     plan: np.ndarray
@@ -613,7 +648,7 @@ def new_solution(B: int, N: int, M: int) -> TransportSolution:
                              np.empty((B, M)), np.empty(B, dtype=np.int64),
                              np.zeros(B, dtype=np.int64),
                              np.full((B, max(N + M - 1, 0), 2), -1, dtype=np.int64),
-                             np.zeros(B, dtype=np.bool_))
+                             np.zeros(B, dtype=np.int8))
 
 
 def check_basis(basis, B: int) -> np.ndarray | None:
