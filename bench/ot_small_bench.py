@@ -17,18 +17,21 @@ One thread, same run, cold solves (no warm start). Two sets of problems:
 
 ``--end``: the end effect on SHAPER: CPU seconds per jet of ``Shaper([obs], n_jobs=1)`` on
 ``--n-jets`` held-out jets with POT for every exact solve (``exact.SMALL_PROBLEM_CELLS = 0``,
-"before") and with the default size rule ("after"), same run, one thread, and per
-observable the share of jets whose value is lower / equal / higher after, the extreme
-ratios ``q`` = after / before (as ``q - 1``) and the mean values (lower: better fits).
+"before") and with the default size rule ("after"; the exact flow's default warm starts in
+both), same run, one thread, and per observable the share of jets whose value is lower /
+equal / higher after, the extreme ratios ``q`` = after / before (as ``q - 1``) and the mean
+values (lower: better fits).
 
-``--warm``: the exact flow's warm starts (``shaper.exact_flow.WARM_START``): CPU seconds per
-jet of ``Shaper([obs], n_jobs=1)`` for 1-diskiness, 1-ringiness and 2-point-diskiness with
-cold starts (``"off"``), the previous solve's basis (``"last"``) and the last kept point's
-basis (``"kept"``), same run, one thread, in rounds that alternate the order; per mode the
-transportation simplex's solves per jet, mean pivots per solve and share of solves that
-started warm (the old basis) or by a crash (least-cost rule on the old basis's reduced
-costs: the old tree was not primal feasible); per warm mode the share of jets whose value is lower / equal / higher than
-cold and the extreme ratios (as ``q - 1``).
+``--warm`` (also run by ``--end``, after its table): the exact flow's warm starts
+(``shaper.exact_flow.WARM_START``): CPU seconds per jet of ``Shaper([obs], n_jobs=1)`` for
+1-diskiness, 1-ringiness and 2-point-diskiness with cold starts (``"off"``), the previous
+solve's basis (``"last"``) and the last kept point's basis (``"kept"``), same run, one
+thread, in ``--rounds`` rounds that alternate the order (best CPU per mode); per mode the
+transportation simplex's solves per jet (all of the observable's small exact solves, the
+flow's and the others), mean pivots per solve and the shares of solves that started warm
+(the old basis) or by a crash (least-cost rule on the old basis's reduced costs: the old
+tree was not primal feasible); per warm mode the share of jets whose value is lower /
+equal / higher than cold and the extreme ratios (as ``q - 1``).
 
 Prints per solve microseconds of POT, of ours one problem per call (``transport_simplex``,
 its Python checks included) and of ours in one padded batch call
@@ -163,7 +166,10 @@ def end_effect(n_jets: int) -> None:
     ev, _ = held_out_jets(os.path.join(os.path.dirname(HERE), "data", "jets_sample.h5"),
                           n_jets)
     default = exact.SMALL_PROBLEM_CELLS
+    import shaper.exact_flow as ef
+
     print(f"{len(ev)} held-out jets, one thread, SMALL_PROBLEM_CELLS = {default}, "
+          f"WARM_START = {ef.WARM_START!r}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'observable':20s} {'POT ms/jet':>10s} {'ours ms/jet':>11s} {'speed-up':>8s} "
           f"{'lower':>6s} {'equal':>6s} {'higher':>6s} {'min q-1':>9s} {'max q-1':>9s} "
@@ -263,6 +269,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.end:
         end_effect(args.n_jets)
+        warm_effect(args.n_jets, args.rounds)
         return
     if args.warm:
         warm_effect(args.n_jets, args.rounds)

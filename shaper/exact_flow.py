@@ -58,7 +58,7 @@ _SHRINK, _GROW = 0.25, 2.0
 _MIN_WEIGHT_SCALE = 1e-3
 #: default warm start of a row's exact solve: ``"last"`` (the basis of its previous solve),
 #: ``"kept"`` (the basis at its last kept point) or ``"off"`` (cold least-cost starts)
-WARM_START = "last"
+WARM_START = "kept"
 _WARM_CHOICES = ("last", "kept", "off")
 
 

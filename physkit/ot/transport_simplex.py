@@ -10,7 +10,12 @@ Method (numba, one compiled call per batch of rows, GIL released):
   and dual potential per node; rooted at row 0 with ``u_0 = 0``; a pivot reverses the
   parent links on one path and shifts the potentials of the subtree it moves;
 - start: the least-cost (matrix-minimum) rule, which on transport between nearby point
-  clouds starts close to optimal (few pivots left);
+  clouds starts close to optimal (few pivots left); or, given a basis (a warm start, e.g.
+  the previous optimal tree of a problem that moved a little), that tree when it is a
+  spanning tree of the problem's entries with non-negative flows for the current weights
+  (only the pivots for the moved costs remain), or, when its flows went negative (moved
+  weights), the least-cost rule on its reduced costs with its arcs taken first in
+  leaf-elimination order (a repaired tree close to it); anything else starts cold;
 - pricing: block pricing (the most negative reduced cost ``C_ij - u_i - v_j`` within a
   cyclic block of cells); the leaving arc is the last blocking arc met going round the
   cycle from its apex in the entering arc's direction;
