@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/ot_small_bench.py [--reps 200] [--n-jets 6]
     .venv/bin/python bench/ot_small_bench.py --end [--n-jets 150]
+    .venv/bin/python bench/ot_small_bench.py --warm [--n-jets 200]
 
 One thread, same run, cold solves (no warm start). Two sets of problems:
 
@@ -16,9 +17,21 @@ One thread, same run, cold solves (no warm start). Two sets of problems:
 
 ``--end``: the end effect on SHAPER: CPU seconds per jet of ``Shaper([obs], n_jobs=1)`` on
 ``--n-jets`` held-out jets with POT for every exact solve (``exact.SMALL_PROBLEM_CELLS = 0``,
-"before") and with the default size rule ("after"), same run, one thread, and per
-observable the share of jets whose value is lower / equal / higher after, the extreme
-ratios ``q`` = after / before (as ``q - 1``) and the mean values (lower: better fits).
+"before") and with the default size rule ("after"; the exact flow's default warm starts in
+both), same run, one thread, and per observable the share of jets whose value is lower /
+equal / higher after, the extreme ratios ``q`` = after / before (as ``q - 1``) and the mean
+values (lower: better fits).
+
+``--warm`` (also run by ``--end``, after its table): the exact flow's warm starts
+(``shaper.exact_flow.WARM_START``): CPU seconds per jet of ``Shaper([obs], n_jobs=1)`` for
+1-diskiness, 1-ringiness and 2-point-diskiness with cold starts (``"off"``), the previous
+solve's basis (``"last"``) and the last kept point's basis (``"kept"``), same run, one
+thread, in ``--rounds`` rounds that alternate the order (best CPU per mode); per mode the
+transportation simplex's solves per jet (all of the observable's small exact solves, the
+flow's and the others), mean pivots per solve and the shares of solves that started warm
+(the old basis) or by a crash (least-cost rule on the old basis's reduced costs: the old
+tree was not primal feasible); per warm mode the share of jets whose value is lower /
+equal / higher than cold and the extreme ratios (as ``q - 1``).
 
 Prints per solve microseconds of POT, of ours one problem per call (``transport_simplex``,
 its Python checks included) and of ours in one padded batch call
@@ -153,7 +166,10 @@ def end_effect(n_jets: int) -> None:
     ev, _ = held_out_jets(os.path.join(os.path.dirname(HERE), "data", "jets_sample.h5"),
                           n_jets)
     default = exact.SMALL_PROBLEM_CELLS
+    import shaper.exact_flow as ef
+
     print(f"{len(ev)} held-out jets, one thread, SMALL_PROBLEM_CELLS = {default}, "
+          f"WARM_START = {ef.WARM_START!r}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'observable':20s} {'POT ms/jet':>10s} {'ours ms/jet':>11s} {'speed-up':>8s} "
           f"{'lower':>6s} {'equal':>6s} {'higher':>6s} {'min q-1':>9s} {'max q-1':>9s} "
@@ -177,14 +193,86 @@ def end_effect(n_jets: int) -> None:
               f"{vals['pot'].mean():9.6f} {vals['ours'].mean():9.6f}", flush=True)
 
 
+def _count_solves(exact, tally: dict):
+    """Wrap ``exact._small_solve`` so that every solved row adds to ``tally`` (solves,
+    pivots, warm starts); returns the original to restore."""
+    orig = exact._small_solve
+
+    def counted(a, b, C, n_iter_max, start, stop, out=None, basis=None):
+        out = orig(a, b, C, n_iter_max, start, stop, out=out, basis=basis)
+        done = out.status[start:stop] != ts.SKIPPED
+        tally["solves"] += int(done.sum())
+        tally["pivots"] += int(out.pivots[start:stop][done].sum())
+        tally["warm"] += int((out.warm[start:stop][done] == ts.WARM).sum())
+        tally["crash"] += int((out.warm[start:stop][done] == ts.CRASH).sum())
+        return out
+
+    exact._small_solve = counted
+    return orig
+
+
+def warm_effect(n_jets: int, rounds: int = 2) -> None:
+    import torch
+
+    import physkit.ot.exact as exact
+    import shaper.exact_flow as ef
+    from shaper import Shaper
+    from shaper_settings import held_out_jets
+
+    torch.set_num_threads(1)
+    ev, _ = held_out_jets(os.path.join(os.path.dirname(HERE), "data", "jets_sample.h5"),
+                          n_jets)
+    default = ef.WARM_START
+    print(f"{len(ev)} held-out jets, one thread, WARM_START default {default!r}, {rounds} "
+          f"rounds (best CPU per mode), load average {os.getloadavg()[0]:.1f}")
+    print(f"{'observable':18s} {'mode':5s} {'ms/jet':>7s} {'vs off':>6s} {'solves/jet':>10s} "
+          f"{'pivots':>7s} {'warm':>6s} {'crash':>6s} {'lower':>6s} {'equal':>6s} {'higher':>6s} "
+          f"{'min q-1':>9s} {'max q-1':>9s} {'mean':>9s}")
+    modes = ("off", "last", "kept")
+    for obs in ("1-diskiness", "1-ringiness", "2-point-diskiness"):
+        cpu, vals, tallies = {}, {}, {}
+        for rnd in range(rounds):
+            for mode in (modes if rnd % 2 == 0 else modes[::-1]):
+                tally = {"solves": 0, "pivots": 0, "warm": 0, "crash": 0}
+                ef.WARM_START = mode
+                orig = _count_solves(exact, tally)
+                try:
+                    sh = Shaper([obs], n_jobs=1, progress=False)
+                    sh.compute(ev[:2])
+                    tally.update(solves=0, pivots=0, warm=0, crash=0)
+                    c0 = time.process_time()
+                    vals[mode] = sh.compute(ev)[obs].value
+                    t = (time.process_time() - c0) / len(ev)
+                finally:
+                    exact._small_solve = orig
+                    ef.WARM_START = default
+                cpu[mode] = min(cpu.get(mode, np.inf), t)
+                tallies[mode] = tally
+        for mode in modes:
+            tl = tallies[mode]
+            q = vals[mode] / vals["off"]
+            print(f"{obs:18s} {mode:5s} {cpu[mode] * 1e3:7.2f} {cpu['off'] / cpu[mode]:6.2f} "
+                  f"{tl['solves'] / len(ev):10.1f} {tl['pivots'] / max(tl['solves'], 1):7.1f} "
+                  f"{tl['warm'] / max(tl['solves'], 1):6.1%} "
+                  f"{tl['crash'] / max(tl['solves'], 1):6.1%} {np.mean(q < 1):6.1%} "
+                  f"{np.mean(q == 1):6.1%} {np.mean(q > 1):6.1%} {q.min() - 1:9.1e} "
+                  f"{q.max() - 1:9.1e} {vals[mode].mean():9.6f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=200, help="random problems per shape")
     ap.add_argument("--n-jets", type=int, default=6, help="held-out jets for recorded problems")
     ap.add_argument("--end", action="store_true", help="end effect on Shaper (see above)")
+    ap.add_argument("--warm", action="store_true", help="warm starts of the exact flow")
+    ap.add_argument("--rounds", type=int, default=2, help="--warm: timing rounds per mode")
     args = ap.parse_args()
     if args.end:
         end_effect(args.n_jets)
+        warm_effect(args.n_jets, args.rounds)
+        return
+    if args.warm:
+        warm_effect(args.n_jets, args.rounds)
         return
     warm = random_problems(4, 5, 2, 0)
     report("(compile)", warm)

@@ -2,9 +2,10 @@
 
 At parameters ``theta`` a shape is sampled (nodes ``y_k`` ``(b, K, 2)`` with masses ``b_k``) and
 the exact optimal plan ``P`` between the jet (particles ``x_i``, weights ``a_i``) and the nodes
-is solved by POT's network simplex (:func:`physkit.ot.emd_batch_plans`), with dual potentials
-``v_k``. With the plan held fixed, the transport cost ``sum_ik P_ik (theta_ik / R)^beta`` is
-majorised, for ``beta <= 2``, by the quadratic
+is solved exactly (:func:`physkit.ot.emd_batch_plans`), with dual potentials ``v_k``; each
+row's solve starts from the optimal basis of that row's previous solve (a warm start: see
+:data:`WARM_START`). With the plan held fixed, the transport cost
+``sum_ik P_ik (theta_ik / R)^beta`` is majorised, for ``beta <= 2``, by the quadratic
 
     sum_k W_k |y_k - t_k|^2 + const,   W_k = sum_i P_ik w_ik,   w_ik = beta/2 theta_ik^(beta-2) / R^beta,
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from physkit.angles import differences_in_range, wrap_angle
@@ -54,6 +56,10 @@ _DAMP, _FLOOR = 1e-9, 1e-12
 _SHRINK, _GROW = 0.25, 2.0
 #: below this scale of a rejected row's weight step, its positional step shrinks instead
 _MIN_WEIGHT_SCALE = 1e-3
+#: default warm start of a row's exact solve: ``"last"`` (the basis of its previous solve),
+#: ``"kept"`` (the basis at its last kept point) or ``"off"`` (cold least-cost starts)
+WARM_START = "kept"
+_WARM_CHOICES = ("last", "kept", "off")
 
 
 def _bias(decay: float, t: torch.Tensor) -> torch.Tensor:
@@ -70,11 +76,14 @@ class Transport:
     """The exact plan between jets and sampled shapes, summarised per node.
 
     value ``(b,)``; y ``(b, K, 2)`` nodes; cost ``(b, M, K)``; W ``(b, K)`` majoriser weights;
-    T ``(b, K, 2)`` targets; v ``(b, K)`` dual potentials of the nodes.
+    T ``(b, K, 2)`` targets; v ``(b, K)`` dual potentials of the nodes; basis
+    ``(b, M + K - 1, 2)`` int64 numpy: the solves' final bases (warm starts for the next
+    solve, given as ``basis``; None: cold).
     """
 
     def __init__(self, x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
-                 R: float, beta: float, n_jobs: Optional[int]):
+                 R: float, beta: float, n_jobs: Optional[int],
+                 basis: Optional[np.ndarray] = None):
         dy = x[:, :, None, 0] - y[:, None, :, 0]  # (b, M, K) particle - node
         dphi = x[:, :, None, 1] - y[:, None, :, 1]
         if not differences_in_range(x[..., 1], y[..., 1]):
@@ -86,8 +95,9 @@ class Transport:
             cost = (dy * dy + dphi * dphi) * (1.0 / (R * R))
         else:
             cost = (theta * (1.0 / R)).pow(beta)
-        res = emd_batch_plans(cost, a, b, n_jobs=n_jobs)
+        res = emd_batch_plans(cost, a, b, n_jobs=n_jobs, basis=basis)
         self.value, self.v, self.y, self.cost = res.value, res.v, y, cost
+        self.basis = res.basis
         t = theta.clamp_min(_THETA_FLOOR)
         if beta == 1.0:
             pw = res.plan * (0.5 / R) / t
@@ -106,10 +116,17 @@ class ExactSteps:
     """``loss_fn(params, idx)`` for :func:`physkit.flow.minimize` (``optimizer="gd"``, ``lr=1``)
     that flows ``obs`` to the jets ``x (n, M, 2)``, ``a (n, M)`` by the steps of the module
     docstring, shapes sampled with ``n_samples`` nodes per shape. ``weight_lr``: Adam step of the
-    weight parameters. ``n_jobs``: threads of the exact solves."""
+    weight parameters. ``n_jobs``: threads of the exact solves. ``warm_start``: ``"last"``,
+    ``"kept"`` or ``"off"`` (default :data:`WARM_START`); the optimal values do not depend on
+    it, the plans and duals of degenerate problems may."""
 
     def __init__(self, obs: Observable, x: torch.Tensor, a: torch.Tensor, *, n_samples: int,
-                 R: float, beta: float, weight_lr: float, n_jobs: Optional[int] = 1):
+                 R: float, beta: float, weight_lr: float, n_jobs: Optional[int] = 1,
+                 warm_start: Optional[str] = None):
+        warm_start = WARM_START if warm_start is None else warm_start
+        if warm_start not in _WARM_CHOICES:
+            raise ValueError(f"warm_start must be one of {_WARM_CHOICES}, got {warm_start!r}")
+        self.warm_start = warm_start
         self.obs, self.x, self.a = obs, x, a
         self.K, self.R, self.beta, self.lr, self.n_jobs = n_samples, R, beta, weight_lr, n_jobs
         self.positional = [k for k, s in obs.specs.items() if s.kind != "weight"]
@@ -129,6 +146,10 @@ class ExactSteps:
         self.s: Optional[Params] = None
         self.seen: Optional[Params] = None
         self.seen_value = torch.full((n,), float("nan"), dtype=torch.float64, device=x.device)
+        # per-row bases (n, M + K - 1, 2) of the last / last kept solve (padded (particle,
+        # node) pairs, -1: none), allocated at the first solve
+        self.basis_last: Optional[np.ndarray] = None
+        self.basis_kept: Optional[np.ndarray] = None
 
     # ------------------------------------------------------------------ loss_fn
     def __call__(self, params: Params, idx: torch.Tensor) -> torch.Tensor:
@@ -139,6 +160,7 @@ class ExactSteps:
             self._init_state(p)
         tr = self._transport(p, idx)
         keep = tr.value <= self.kept_value[idx]
+        self._store_basis(idx, tr, keep)
         step = self._new_step(p, idx, tr, keep)
         scale_w, scale_x = self._scales(idx, keep)
         self.kept_value[idx] = torch.where(keep, tr.value, self.kept_value[idx])
@@ -190,10 +212,25 @@ class ExactSteps:
         return y, b.clamp_min(0)
 
     def _transport(self, p: Params, idx: torch.Tensor) -> Transport:
+        rows = idx.cpu().numpy()
+        basis = {"last": self.basis_last, "kept": self.basis_kept}.get(self.warm_start)
+        basis = None if basis is None else basis[rows]
         with torch.no_grad():
             y, b = self._sample(p, idx)
             return Transport(self.x.index_select(0, idx), self.a.index_select(0, idx), y, b,
-                             self.R, self.beta, self.n_jobs)
+                             self.R, self.beta, self.n_jobs, basis)
+
+    def _store_basis(self, idx: torch.Tensor, tr: Transport, keep: torch.Tensor) -> None:
+        """Keep the bases of the solve at rows ``idx`` (``keep (b,)``: the kept rows)."""
+        if tr.basis is None or self.warm_start == "off":
+            return
+        rows, kept = idx.cpu().numpy(), keep.cpu().numpy()
+        if self.basis_last is None or self.basis_last.shape[1:] != tr.basis.shape[1:]:
+            shape = (self.x.shape[0],) + tr.basis.shape[1:]
+            self.basis_last = np.full(shape, -1, dtype=np.int64)
+            self.basis_kept = self.basis_last.copy()
+        self.basis_last[rows] = tr.basis
+        self.basis_kept[rows[kept]] = tr.basis[kept]
 
     def _new_step(self, p: Params, idx: torch.Tensor, tr: Transport, keep: torch.Tensor
                   ) -> Params:
@@ -318,14 +355,15 @@ class ExactSteps:
 
 def flow_exact(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *, steps: int,
                n_samples: int, R: float, beta: float, weight_lr: float, tol: float,
-               patience: int, n_jobs: Optional[int] = 1, koopman=None):
+               patience: int, n_jobs: Optional[int] = 1, koopman=None,
+               warm_start: Optional[str] = None):
     """Flow ``obs`` from ``p0 (n, ...)`` to the jets ``x (n, M, 2)``, ``a (n, M)`` by
-    :class:`ExactSteps` (at most ``steps`` exact solves per row besides the final ones);
-    returns :class:`physkit.flow.FlowResult`."""
+    :class:`ExactSteps` (at most ``steps`` exact solves per row besides the final ones;
+    ``warm_start``: see :class:`ExactSteps`); returns :class:`physkit.flow.FlowResult`."""
     from physkit.flow import minimize
 
     loss = ExactSteps(obs, x.to(torch.float64), a.to(torch.float64), n_samples=n_samples, R=R,
-                      beta=beta, weight_lr=weight_lr, n_jobs=n_jobs)
+                      beta=beta, weight_lr=weight_lr, n_jobs=n_jobs, warm_start=warm_start)
     kw = {} if koopman is None else {"koopman": koopman}
     return minimize(loss, p0, obs.constraints, steps=steps, optimizer="gd", lr=1.0, tol=tol,
                     patience=patience, device=x.device, **kw)

@@ -143,18 +143,17 @@ def _network_simplex(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: in
 
 
 def _small_solve(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int, start: int,
-                 stop: int, out: Optional[_ts.TransportSolution] = None):
+                 stop: int, out: Optional[_ts.TransportSolution] = None,
+                 basis: Optional[np.ndarray] = None):
     """Rows ``start:stop`` of the padded batch ``(B, N, M)`` with at most
     :data:`SMALL_PROBLEM_CELLS` real cells by :mod:`~physkit.ot.transport_simplex` (others:
     ``status`` SKIPPED) into ``out`` (allocated when None); inputs contiguous float64,
-    rows balanced."""
+    rows balanced; ``basis``: optional warm start (:func:`~physkit.ot.transport_simplex.
+    check_basis`)."""
     if out is None:
-        B, N, M = C.shape
-        out = _ts.TransportSolution(np.empty((B, N, M)), np.zeros(B), np.empty((B, N)),
-                                    np.empty((B, M)), np.empty(B, dtype=np.int64),
-                                    np.zeros(B, dtype=np.int64))
+        out = _ts.new_solution(*C.shape)
     _ts.solve_rows(C, a, b, start, stop, SMALL_PROBLEM_CELLS, int(n_iter_max),
-                   _ts.default_block(*C.shape[1:]), out)
+                   _ts.default_block(*C.shape[1:]), out, basis=basis)
     return out
 
 
@@ -477,10 +476,11 @@ class PlanBatch(NamedTuple):
     plan: torch.Tensor
     u: torch.Tensor
     v: torch.Tensor
+    basis: Optional[np.ndarray] = None
 
 
 def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
-                    n_iter_max: int = DEFAULT_N_ITER_MAX) -> PlanBatch:
+                    n_iter_max: int = DEFAULT_N_ITER_MAX, basis=None) -> PlanBatch:
     """Exact normalised optimal transport of ``B`` padded problems with precomputed costs.
 
     Parameters
@@ -489,8 +489,14 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
     a : ``(B, N)``; b : ``(B, M)``: non-negative weights, 0 = padding; each row is normalised
         to unit mass (``norm=True`` semantics), so every row needs some mass on both sides.
     n_jobs : threads (POT releases the GIL); ``None``: all available cores.
+    basis : optional warm start ``(B, L, 2)`` int (numpy), e.g. the ``basis`` of a previous
+        call on problems of the same rows: see
+        :func:`physkit.ot.transport_simplex.transport_simplex_batch`. Rows it does not fit
+        (or POT's rows) start cold; the optimal value does not depend on it.
 
-    Returns :class:`PlanBatch` of float64 torch tensors on ``C``'s device. Each row is solved
+    Returns :class:`PlanBatch` of float64 torch tensors on ``C``'s device, and ``basis``
+    ``(B, N + M - 1, 2)`` int64 numpy (host): each row's final basis as padded (row, column)
+    pairs, -1 for rows solved by POT (above :data:`SMALL_PROBLEM_CELLS`). Each row is solved
     on its own (the batch does not change a row's numbers).
     """
     dev = C.device if isinstance(C, torch.Tensor) else torch.device("cpu")
@@ -518,12 +524,12 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
     if bad is not None:
         raise ValueError(f"emd_batch_plans: non-finite cost in row {bad}")
 
-    small = _ts.TransportSolution(plan, value, u, v, np.empty(B, dtype=np.int64),
-                                  np.zeros(B, dtype=np.int64))
+    basis = _ts.check_basis(basis, B)
+    small = _ts.new_solution(B, N, M)._replace(plan=plan, cost=value, u=u, v=v)
     an, bn = np.ascontiguousarray(an), np.ascontiguousarray(bn)
 
     def work(chunk):
-        _small_solve(an, bn, Cn, n_iter_max, *chunk, out=small)
+        _small_solve(an, bn, Cn, n_iter_max, *chunk, out=small, basis=basis)
         for k in range(*chunk):
             code = small.status[k]
             if code == _ts.SKIPPED:
@@ -548,4 +554,4 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
         slack_u = np.where(real_b[:, None, :], Cn - v[:, None, :], np.inf).min(2)   # (B, N)
         u = np.where(real_a, u, slack_u)
     out = (torch.from_numpy(t).to(dev) for t in (value, plan, u, v))
-    return PlanBatch(*out)
+    return PlanBatch(*out, basis=small.basis)

@@ -10,7 +10,12 @@ Method (numba, one compiled call per batch of rows, GIL released):
   and dual potential per node; rooted at row 0 with ``u_0 = 0``; a pivot reverses the
   parent links on one path and shifts the potentials of the subtree it moves;
 - start: the least-cost (matrix-minimum) rule, which on transport between nearby point
-  clouds starts close to optimal (few pivots left);
+  clouds starts close to optimal (few pivots left); or, given a basis (a warm start, e.g.
+  the previous optimal tree of a problem that moved a little), that tree when it is a
+  spanning tree of the problem's entries with non-negative flows for the current weights
+  (only the pivots for the moved costs remain), or, when its flows went negative (moved
+  weights), the least-cost rule on its reduced costs with its arcs taken first in
+  leaf-elimination order (a repaired tree close to it); anything else starts cold;
 - pricing: block pricing (the most negative reduced cost ``C_ij - u_i - v_j`` within a
   cyclic block of cells); the leaving arc is the last blocking arc met going round the
   cycle from its apex in the entering arc's direction;
@@ -35,6 +40,9 @@ import numpy as np
 OPTIMAL = 1
 ITERATION_LIMIT = 3
 SKIPPED = -1
+#: how a row started (``TransportSolution.warm``): least-cost rule, the given basis, or the
+#: least-cost rule on the reduced costs of the given (spanning but infeasible) basis
+COLD, WARM, CRASH = 0, 1, 2
 #: reduced costs above ``-TOL_REL * max|C|`` count as non-negative (optimality test)
 TOL_REL = 1e-13
 #: default cap on pivots per problem
@@ -317,27 +325,138 @@ def _shift(s, k, n, sigma, head, nxt, arc_r, arc_c, pot, stack, via):
             h = nxt[h]
 
 
+# ------------------------------------------------------------------ warm start
+@_jit
+def _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c):
+    """Adjacency lists of the ``n + m - 1`` arcs in ``arc_r``, ``arc_c``; clears ``mark``."""
+    for x in range(n + m):
+        head[x] = -1
+        mark[x] = 0
+    for k in range(n + m - 1):
+        _link(2 * k, arc_r[k], head, nxt, prv)
+        _link(2 * k + 1, n + arc_c[k], head, nxt, prv)
+
+
+@_jit
+def _hang_checked(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark):
+    """:func:`_hang` for arcs that may not form a tree: stops at the first node met twice
+    (a cycle) and returns -1 then, else the number of nodes reached (``n + m`` iff the
+    ``n + m - 1`` arcs span all nodes, i.e. form a spanning tree)."""
+    for x in range(n + m):
+        mark[x] = 0
+    parent[0], parc[0], pot[0] = -1, -1, 0.0
+    top, count = 0, 0
+    stack[0] = 0
+    mark[0] = 1
+    while top >= 0:
+        x = stack[top]
+        top -= 1
+        order[count] = x
+        count += 1
+        h = head[x]
+        while h >= 0:
+            kk = h >> 1
+            if kk != parc[x]:
+                y = n + arc_c[kk] if (h & 1) == 0 else arc_r[kk]
+                if mark[y]:
+                    return -1
+                mark[y] = 1
+                parent[y] = x
+                parc[y] = kk
+                pot[y] = C[arc_r[kk], arc_c[kk]] - pot[x]
+                top += 1
+                stack[top] = y
+            h = nxt[h]
+    return count
+
+
+@_jit
+def _tree_start(C, a, b, n, m, bufs, ibufs):
+    """Start from the arcs in ``arc_r``, ``arc_c`` (working indices, checked in range by the
+    caller): adjacency, rooting and potentials, then the tree's unique flows for ``a``, ``b``
+    by leaf elimination. Returns :data:`WARM` if the arcs form a spanning tree whose flows
+    are all ``>= -1e-13 sum(a)`` (primal feasible; tiny negatives are set to 0, the final
+    flows are recomputed by :func:`_finish` anyway), :data:`CRASH` if they form a spanning
+    tree that is not feasible (its potentials for ``C`` are left in ``bufs[0]``),
+    :data:`COLD` otherwise."""
+    pot, flow, rem = bufs[0], bufs[1], bufs[2]
+    parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
+    stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
+    nxt, prv = ibufs[8], ibufs[9]
+    nn = n + m
+    _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
+    count = _hang_checked(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order,
+                          mark)
+    for x in range(nn):
+        mark[x] = 0
+    if count != nn:
+        return COLD
+    ftol = -1e-13 * a[:n].sum()
+    for x in range(n):
+        rem[x] = a[x]
+    for j in range(m):
+        rem[n + j] = b[j]
+    for t in range(nn - 1, 0, -1):
+        x = order[t]
+        f = rem[x]
+        if f < ftol:
+            return CRASH
+        flow[parc[x]] = f if f > 0.0 else 0.0
+        rem[parent[x]] -= f
+    return WARM
+
+
+@_jit
+def _crash_costs(C, n, m, pot, parc, order, arc_r, arc_c, Cr):
+    """Costs for a least-cost start that repairs an infeasible tree: the reduced costs
+    ``C_ij - u_i - v_j`` of the tree's potentials off the tree (a feasible plan's cost
+    changes by the constant ``sum u a + sum v b`` only), and on the tree values below all
+    of them, increasing in leaf-elimination order (children before parents). The rule then
+    ships along the tree from its leaves as leaf elimination would, and where a flow would
+    go negative it closes the other line and sends the rest to the cheapest cell off the
+    tree."""
+    top = 0.0
+    for i in range(n):
+        for j in range(m):
+            d = C[i, j] - pot[i] - pot[n + j]
+            Cr[i, j] = d
+            top = max(top, abs(d))
+    nn = n + m
+    low = -2.0 * (top + nn) - 1.0
+    for t in range(nn - 1, 0, -1):
+        k = parc[order[t]]
+        Cr[arc_r[k], arc_c[k]] = low + (nn - 1 - t)
+
+
 # ------------------------------------------------------------------ one problem
 @_jit
-def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, u, v):
+def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, u, v, warm,
+           Cr):
     """Solve one problem on the leading ``n x m`` block of ``C``; ``bufs`` / ``ibufs`` are
     scratch arrays sized for the batch's largest problem; after more than ``stall``
-    consecutive degenerate pivots (``stall < 0``: ``n + m``) Bland's rule. Writes
-    ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns ``(cost, status, pivots)``."""
+    consecutive degenerate pivots (``stall < 0``: ``n + m``) Bland's rule. With ``warm``
+    the ``n + m - 1`` arcs already in ``arc_r`` / ``arc_c`` (``ibufs[6:8]``) are tried as
+    the starting basis (:func:`_tree_start`); if they form a spanning tree that is not
+    primal feasible, the least-cost start runs on :func:`_crash_costs` (in the scratch
+    ``Cr``); else on ``C``. Writes ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns
+    ``(cost, status, pivots, start)`` (:data:`COLD`, :data:`WARM`, :data:`CRASH`); the
+    final basis is left in ``arc_r``, ``arc_c``."""
     nn = n + m
     na = nn - 1
     pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
     parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
     stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
     nxt, prv = ibufs[8], ibufs[9]
-    _least_cost_start(C, a, b, n, m, ibufs[4], ra, rb, pot[:n], pot[n:nn], arc_r, arc_c, flow)
-    for x in range(nn):
-        head[x] = -1
-        mark[x] = 0
-    for k in range(na):
-        _link(2 * k, arc_r[k], head, nxt, prv)
-        _link(2 * k + 1, n + arc_c[k], head, nxt, prv)
-    _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
+    start = _tree_start(C, a, b, n, m, bufs, ibufs) if warm else COLD
+    if start != WARM:
+        Cs = C
+        if start == CRASH:
+            _crash_costs(C, n, m, pot, parc, order, arc_r, arc_c, Cr)
+            Cs = Cr
+        _least_cost_start(Cs, a, b, n, m, ibufs[4], ra, rb, pot[:n], pot[n:nn], arc_r, arc_c,
+                          flow)
+        _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
+        _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
     cmax = 0.0
     for i in range(n):
         for j in range(m):
@@ -384,7 +503,7 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
         else:
             degenerate = 0
             bland = False
-    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots
+    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, start
 
 
 @_jit
@@ -421,43 +540,80 @@ def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
 
 # ------------------------------------------------------------------ batch
 @_jit
+def _load_basis(basis, r, n, m, ja, jb, arc_r, arc_c):
+    """Row ``r`` of ``basis (B, L, 2)`` (padded (row, column) pairs, -1 = none) as working
+    indices into ``arc_r``, ``arc_c``. True if it holds exactly ``n + m - 1`` arcs, all
+    between entries of positive weight (``ja``, ``jb``: padded -> working index, -1 for
+    zero weight); False otherwise (start cold)."""
+    L = basis.shape[1]
+    na = n + m - 1
+    if L < na or (L > na and basis[r, na, 0] >= 0):
+        return False
+    N, M = ja.shape[0], jb.shape[0]
+    for k in range(na):
+        i, j = basis[r, k, 0], basis[r, k, 1]
+        if i < 0 or i >= N or j < 0 or j >= M or ja[i] < 0 or jb[j] < 0:
+            return False
+        arc_r[k], arc_c[k] = ja[i], jb[j]
+    return True
+
+
+@_jit
+def _gather_row(a, b, r, ia, ib, ja, jb, aw, bw):
+    """Positive-weight entries of row ``r``: working -> padded (``ia``, ``ib``) and
+    padded -> working (``ja``, ``jb``, -1 for zero weight) maps, weights ``aw``, ``bw``;
+    returns ``(n, m)``."""
+    n, m = 0, 0
+    for i in range(a.shape[1]):
+        ja[i] = -1
+        if a[r, i] > 0.0:
+            ia[n], ja[i], aw[n] = i, n, a[r, i]
+            n += 1
+    for j in range(b.shape[1]):
+        jb[j] = -1
+        if b[r, j] > 0.0:
+            ib[m], jb[j], bw[m] = j, m, b[r, j]
+            m += 1
+    return n, m
+
+
+@_jit
 def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel, stall,
-                plan, cost, u, v, status, pivots):
+                plan, cost, u, v, status, pivots, basis_in, use_basis, basis_out, warm):
     """Rows ``start:stop`` of a padded batch ``C (B, N, M)``, ``a (B, N)``, ``b (B, M)``
     (zero weight = padding, dropped; each row balanced by the caller). Rows with more than
     ``max_cells`` real cells get ``status = SKIPPED``. Zero-weight entries get plan 0 and
-    potential 0."""
+    potential 0. With ``use_basis``, row ``r`` tries ``basis_in[r]`` as its start. Writes the
+    final basis (padded pairs, -1 beyond ``n + m - 1`` and on skipped rows) into
+    ``basis_out (B, N + M - 1, 2)`` and how the row started (:func:`_solve`) into ``warm``."""
     N, M = C.shape[1], C.shape[2]
     nn = N + M
     bufs = np.empty((4, nn))
     ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
-    Cw = np.empty((N, M))
+    Cw, Cr = np.empty((N, M)), np.empty((N, M))
     aw, bw = np.empty(N), np.empty(M)
     ia, ib = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
+    ja, jb = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
     pw, uw, vw = np.empty((N, M)), np.empty(N), np.empty(M)
     for r in range(start, stop):
-        n, m = 0, 0
-        for i in range(N):
-            if a[r, i] > 0.0:
-                ia[n] = i
-                aw[n] = a[r, i]
-                n += 1
-        for j in range(M):
-            if b[r, j] > 0.0:
-                ib[m] = j
-                bw[m] = b[r, j]
-                m += 1
+        n, m = _gather_row(a, b, r, ia, ib, ja, jb, aw, bw)
         plan[r] = 0.0
         u[r] = 0.0
         v[r] = 0.0
+        basis_out[r] = -1
+        warm[r] = COLD
         if n * m > max_cells:
             status[r] = SKIPPED
             continue
         for i in range(n):
             for j in range(m):
                 Cw[i, j] = C[r, ia[i], ib[j]]
-        cost[r], status[r], pivots[r] = _solve(Cw, aw, bw, n, m, max_pivots, block, tol_rel,
-                                               stall, bufs, ibufs, pw, uw, vw)
+        given = use_basis and _load_basis(basis_in, r, n, m, ja, jb, ibufs[6], ibufs[7])
+        cost[r], status[r], pivots[r], warm[r] = _solve(Cw, aw, bw, n, m, max_pivots, block,
+                                                        tol_rel, stall, bufs, ibufs, pw, uw,
+                                                        vw, given, Cr)
+        for k in range(n + m - 1):
+            basis_out[r, k, 0], basis_out[r, k, 1] = ia[ibufs[6, k]], ib[ibufs[7, k]]
         for i in range(n):
             u[r, ia[i]] = uw[i]
             for j in range(m):
@@ -473,7 +629,12 @@ class TransportSolution(NamedTuple):
     plan ``(B, N, M)``; cost ``(B,)`` = ``sum plan * C``; u ``(B, N)``, v ``(B, M)``: dual
     potentials, ``u_i + v_j <= C_ij + tol`` with equality on the basis (which holds the
     plan's support), 0 at zero-weight entries; status ``(B,)`` (:data:`OPTIMAL`,
-    :data:`ITERATION_LIMIT` or :data:`SKIPPED`); pivots ``(B,)``.
+    :data:`ITERATION_LIMIT` or :data:`SKIPPED`); pivots ``(B,)``; basis ``(B, N + M - 1, 2)``
+    int64: the final basis as (row, column) pairs of padded indices, ``n + m - 1`` of them
+    (``n``, ``m``: positive weights), the rest and skipped rows -1 (a warm start for the next
+    solve); warm ``(B,)`` int8: how the row started: :data:`COLD` (least-cost rule),
+    :data:`WARM` (the given basis) or :data:`CRASH` (least-cost rule on the reduced costs of
+    the given basis, which was a spanning tree but not primal feasible).
     """
 
     plan: np.ndarray
@@ -482,6 +643,30 @@ class TransportSolution(NamedTuple):
     v: np.ndarray
     status: np.ndarray
     pivots: np.ndarray
+    basis: np.ndarray | None = None
+    warm: np.ndarray | None = None
+
+
+def new_solution(B: int, N: int, M: int) -> TransportSolution:
+    """An uninitialised :class:`TransportSolution` for ``B`` problems padded to ``N x M``."""
+    return TransportSolution(np.empty((B, N, M)), np.zeros(B), np.empty((B, N)),
+                             np.empty((B, M)), np.empty(B, dtype=np.int64),
+                             np.zeros(B, dtype=np.int64),
+                             np.full((B, max(N + M - 1, 0), 2), -1, dtype=np.int64),
+                             np.zeros(B, dtype=np.int8))
+
+
+def check_basis(basis, B: int) -> np.ndarray | None:
+    """``basis`` as a contiguous int64 ``(B, L, 2)`` array (None stays None); ValueError on
+    another shape. Its contents are not checked: a row's basis that is not a spanning tree
+    of that row's positive-weight entries, or not primal feasible, is ignored (cold start)."""
+    if basis is None:
+        return None
+    basis = np.ascontiguousarray(basis, dtype=np.int64)
+    if basis.ndim != 3 or basis.shape[0] != B or basis.shape[2] != 2:
+        raise ValueError(f"basis must be (B, L, 2) = ({B}, L, 2) (row, column) pairs, "
+                         f"got shape {basis.shape}")
+    return basis
 
 
 def default_block(n: int, m: int) -> int:
@@ -491,7 +676,7 @@ def default_block(n: int, m: int) -> int:
 
 def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
                             max_pivots: int = DEFAULT_MAX_PIVOTS, block: int | None = None,
-                            stall: int | None = None) -> TransportSolution:
+                            stall: int | None = None, basis=None) -> TransportSolution:
     """Exact transport of ``B`` padded balanced problems, one compiled call (GIL released).
 
     Parameters
@@ -504,8 +689,13 @@ def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
     block : pricing block in cells (default :func:`default_block` of the padded shape).
     stall : consecutive degenerate pivots after which Bland's rule takes over until a pivot
         moves mass (default ``n + m``; 0: Bland after every degenerate pivot).
+    basis : optional warm start ``(B, L, 2)`` int: per row ``n + m - 1`` (row, column) pairs
+        of padded indices followed by -1 (e.g. a previous solution's ``basis``). A row starts
+        from it if the pairs form a spanning tree of its positive-weight entries whose flows
+        for this ``a``, ``b`` are non-negative (to ``1e-13 sum a``); otherwise (or for a row
+        of -1) from the least-cost rule.
 
-    A row's numbers depend only on that row (not on the batch or its padding).
+    A row's numbers depend only on that row and its basis (not on the batch or padding).
     """
     C = np.ascontiguousarray(C, dtype=np.float64)
     a = np.ascontiguousarray(a, dtype=np.float64)
@@ -522,31 +712,40 @@ def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
         raise ValueError("transport_simplex_batch: every row needs equal positive masses "
                          "(sum a = sum b > 0)")
     B, N, M = C.shape
-    out = TransportSolution(np.empty((B, N, M)), np.zeros(B), np.empty((B, N)),
-                            np.empty((B, M)), np.empty(B, dtype=np.int64),
-                            np.zeros(B, dtype=np.int64))
+    basis = check_basis(basis, B)
+    out = new_solution(B, N, M)
     cells = N * M if max_cells is None else int(max_cells)
     blk = default_block(N, M) if block is None else int(block)
-    solve_rows(C, a, b, 0, B, cells, max_pivots, blk, out, -1 if stall is None else int(stall))
+    solve_rows(C, a, b, 0, B, cells, max_pivots, blk, out, -1 if stall is None else int(stall),
+               basis)
     return out
 
 
+_NO_BASIS = np.full((1, 1, 2), -1, dtype=np.int64)
+
+
 def solve_rows(C, a, b, start: int, stop: int, max_cells: int, max_pivots: int, block: int,
-               out: TransportSolution, stall: int = -1) -> None:
-    """Solve rows ``start:stop`` into the preallocated ``out`` (no checks: contiguous
-    float64 inputs, balanced rows; for callers that split a batch across threads)."""
+               out: TransportSolution, stall: int = -1, basis: np.ndarray | None = None
+               ) -> None:
+    """Solve rows ``start:stop`` into the preallocated ``out`` (:func:`new_solution`; no
+    checks: contiguous float64 inputs, balanced rows, ``basis`` None or from
+    :func:`check_basis`; for callers that split a batch across threads)."""
     _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, TOL_REL, stall, out.plan,
-                out.cost, out.u, out.v, out.status, out.pivots)
+                out.cost, out.u, out.v, out.status, out.pivots,
+                _NO_BASIS if basis is None else basis, basis is not None, out.basis, out.warm)
 
 
 def transport_simplex(a, b, C, *, max_pivots: int = DEFAULT_MAX_PIVOTS,
-                      block: int | None = None, stall: int | None = None) -> TransportSolution:
+                      block: int | None = None, stall: int | None = None,
+                      basis=None) -> TransportSolution:
     """Exact transport of one balanced problem ``a (n,)``, ``b (m,)``, ``C (n, m)``
-    (zero weights dropped); :class:`TransportSolution` without the batch axis."""
+    (zero weights dropped; ``basis (L, 2)``: optional warm start, see
+    :func:`transport_simplex_batch`); :class:`TransportSolution` without the batch axis."""
     C = np.asarray(C, dtype=np.float64)
     if C.ndim != 2:
         raise ValueError(f"transport_simplex: C must be (n, m), got shape {C.shape}")
     blk = default_block(*C.shape) if block is None else block
     res = transport_simplex_batch(C[None], np.asarray(a)[None], np.asarray(b)[None],
-                                  max_pivots=max_pivots, block=blk, stall=stall)
+                                  max_pivots=max_pivots, block=blk, stall=stall,
+                                  basis=None if basis is None else np.asarray(basis)[None])
     return TransportSolution(*(t[0] for t in res))

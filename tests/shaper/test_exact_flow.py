@@ -186,3 +186,45 @@ def test_adam_bias_correction_does_not_depend_on_batch_position():
         alone = torch.cat([_bias(decay, t[i:i + 1]) for i in range(len(t))])
         assert torch.equal(full, alone)
         assert full.tolist() == [1.0 - decay ** int(k) for k in t.tolist()]
+
+
+@pytest.mark.parametrize("name, mode", [("1-diskiness", "last"), ("2-point-diskiness", "last"),
+                                        ("2-point-diskiness", "kept")])
+def test_warm_started_steps_give_the_cold_exact_values(group, name, mode, monkeypatch):
+    """Issue 15 f: each exact solve starts from the row's previous basis; the optimal values
+    along the flow equal cold solves at the same parameters, and the warm path is taken."""
+    import physkit.ot.exact as exact
+    from physkit.ot import transport_simplex as ts
+
+    starts = []  # how the warm flow's solves started, per call
+    orig = exact._small_solve
+
+    def counted(a, b, C, n_iter_max, start, stop, out=None, basis=None):
+        out = orig(a, b, C, n_iter_max, start, stop, out=out, basis=basis)
+        if basis is not None:
+            starts.append(out.warm[start:stop].copy())
+        return out
+
+    monkeypatch.setattr(exact, "_small_solve", counted)
+    obs = from_name(name)
+    rows = torch.arange(12)
+    x, z = group.x[:12], group.z[:12]
+    p = {k: v.to(torch.float64)[:12] for k, v in obs.init(group.seeds, 0.8).items()}
+    kw = dict(n_samples=12, R=0.8, beta=1.0, weight_lr=0.05)
+    warm = ExactSteps(obs, x, z, warm_start=mode, **kw)
+    cold = ExactSteps(obs, x, z, warm_start="off", **kw)
+    for _ in range(6):
+        q = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+        value = warm(q, rows)
+        ref = cold._transport(p, rows).value
+        torch.testing.assert_close(value.detach(), ref, rtol=1e-12, atol=1e-15)
+        grads = torch.autograd.grad(value.sum(), list(q.values()))
+        p = {k: obs.constraints[k].project(p[k] - g) for k, g in zip(p, grads)}
+    assert len(starts) == 5  # every solve after the first got a basis
+    assert (np.concatenate(starts) != ts.COLD).mean() > 0.9
+
+
+def test_warm_start_option_is_validated(group):
+    with pytest.raises(ValueError, match="warm_start"):
+        ExactSteps(from_name("1-diskiness"), group.x, group.z, n_samples=8, R=0.8, beta=1.0,
+                   weight_lr=0.05, warm_start="hot")

@@ -167,3 +167,162 @@ def test_exact_small_path_errors_name_the_row():
     w = np.full((2, 2), 0.5)
     with pytest.raises(exact.EMDError, match="row 1: transportation simplex failed: iteration"):
         exact.emd_batch_plans(C, w, w, n_iter_max=0)
+
+
+# ------------------------------------------------------------------ warm starts
+def _cold_and_warm(C, a, b, basis, stall=None):
+    cold = ts.transport_simplex_batch(C, a, b, stall=stall)
+    warm = ts.transport_simplex_batch(C, a, b, basis=basis, stall=stall)
+    assert (cold.status == ts.OPTIMAL).all() and (warm.status == ts.OPTIMAL).all()
+    np.testing.assert_allclose(warm.cost, cold.cost, rtol=1e-12, atol=1e-15)
+    for k in range(len(C)):  # each warm row a valid optimal solution (marginals, duals)
+        ia, ib = a[k] > 0, b[k] > 0
+        sub = ts.TransportSolution(warm.plan[k][np.ix_(ia, ib)], warm.cost[k], warm.u[k][ia],
+                                   warm.v[k][ib], warm.status[k], warm.pivots[k])
+        _check_solution(a[k][ia], b[k][ib], C[k][np.ix_(ia, ib)], sub, cold.cost[k])
+    return cold, warm
+
+
+def _moved_problems(rng, B, N, M, steps, *, move_weights, zero_pattern, degenerate=False):
+    """``steps`` batches of ``B`` padded problems, each a small move of the last: nodes
+    moved (costs), optionally the weights moved and zero-weight entries switched."""
+    x, y = rng.normal(0, 0.4, (B, N, 2)), rng.normal(0, 0.4, (B, M, 2))
+    a, b = rng.random((B, N)) + 0.1, rng.random((B, M)) + 0.1
+    if degenerate:
+        a[:], b[:] = 1.0, N / M
+    for _ in range(steps):
+        y = y + rng.normal(0, 0.01, y.shape)
+        if move_weights:
+            b = np.abs(b + rng.normal(0, 0.02, b.shape)) + 1e-3
+        aa, bb = a.copy(), b.copy()
+        if zero_pattern:
+            aa[rng.random((B, N)) < 0.15] = 0.0
+            bb[rng.random((B, M)) < 0.15] = 0.0
+            aa[:, 0], bb[:, 0] = 1.0, 1.0
+        C = np.sqrt(((x[:, :, None] - y[:, None]) ** 2).sum(-1))
+        if degenerate:
+            C = np.round(C * 4)  # few distinct costs: many optimal bases
+        aa /= aa.sum(1, keepdims=True)
+        bb /= bb.sum(1, keepdims=True)
+        yield C, aa, bb
+
+
+@pytest.mark.parametrize("move_weights, zero_pattern, degenerate, stall", [
+    (False, False, False, None), (True, False, False, None), (True, True, False, None),
+    (False, False, True, None), (True, False, True, 0)])
+def test_warm_starts_match_cold_solves_on_moving_problems(move_weights, zero_pattern,
+                                                          degenerate, stall):
+    rng = np.random.default_rng(151)
+    basis, starts = None, []
+    for C, a, b in _moved_problems(rng, 6, 14, 11, 8, move_weights=move_weights,
+                                   zero_pattern=zero_pattern, degenerate=degenerate):
+        _, warm = _cold_and_warm(C, a, b, basis, stall)
+        if basis is not None:
+            starts.append(warm.warm)
+        basis = warm.basis
+        n, m = (a > 0).sum(1), (b > 0).sum(1)
+        assert ((basis >= 0).all(2).sum(1) == n + m - 1).all()
+    starts = np.concatenate(starts)
+    if not move_weights and not zero_pattern:  # same marginals: the old tree is feasible
+        assert (starts == ts.WARM).all()
+    elif not zero_pattern:  # moved weights: warm where feasible, else the crash start
+        assert (starts != ts.COLD).all() and (starts == ts.CRASH).any()
+
+
+def test_warm_start_from_the_optimal_basis_needs_no_pivot():
+    rng = np.random.default_rng(5)
+    C, a, b = next(_moved_problems(rng, 4, 9, 13, 1, move_weights=False, zero_pattern=True))
+    cold = ts.transport_simplex_batch(C, a, b)
+    again = ts.transport_simplex_batch(C, a, b, basis=cold.basis)
+    assert (again.warm == ts.WARM).all() and (again.pivots == 0).all()
+    np.testing.assert_allclose(again.plan, cold.plan, rtol=0, atol=1e-15)  # same tree
+
+
+def test_warm_start_across_a_size_change_falls_back_or_repairs():
+    """A basis of another size: too few / too many arcs -> cold; a basis padded wider is
+    read up to its first -1."""
+    rng = np.random.default_rng(9)
+    C, a, b = next(_moved_problems(rng, 3, 10, 8, 1, move_weights=True, zero_pattern=False))
+    first = ts.transport_simplex_batch(C, a, b)
+    small = ts.transport_simplex_batch(C[:, :7, :5], a[:, :7] / a[:, :7].sum(1, keepdims=True),
+                                       b[:, :5] / b[:, :5].sum(1, keepdims=True))
+    _, warm = _cold_and_warm(C, a, b, small.basis)  # 11 arcs where 17 are needed
+    assert (warm.warm == ts.COLD).all()
+    wide = np.full((3, 40, 2), -1, dtype=np.int64)
+    wide[:, :17] = first.basis
+    _, warm = _cold_and_warm(C, a, b, wide)
+    assert (warm.warm == ts.WARM).all() and (warm.pivots == 0).all()
+    _, warm = _cold_and_warm(C[:, :7, :5], a[:, :7] / a[:, :7].sum(1, keepdims=True),
+                             b[:, :5] / b[:, :5].sum(1, keepdims=True), first.basis)
+    assert (warm.warm == ts.COLD).all()  # 17 arcs where 11 are needed
+
+
+def _spoiled(basis, how):
+    bad = basis.copy()
+    if how == "cycle":
+        bad[:, 3] = bad[:, 2]                 # a repeated arc: not a tree
+    elif how == "range":
+        bad[:, 0, 1] = 99
+    elif how == "zero weight":
+        bad[:, 0] = (0, 2)                    # column 2 carries no weight below
+    elif how == "missing":                    # one arc short of n + m - 1
+        bad[:, 5:-1] = bad[:, 6:].copy()
+        bad[:, -1] = -1
+    elif how == "negative":
+        bad[:, 1, 0] = -5
+    return bad
+
+
+@pytest.mark.parametrize("how", ["cycle", "range", "zero weight", "missing", "negative"])
+def test_invalid_basis_falls_back_to_the_cold_start(how):
+    rng = np.random.default_rng(13)
+    C = rng.random((3, 8, 6))
+    a, b = rng.random((3, 8)), rng.random((3, 6))
+    b[:, 2] = 0.0
+    a /= a.sum(1, keepdims=True)
+    b /= b.sum(1, keepdims=True)
+    good = ts.transport_simplex_batch(C, a, b).basis
+    cold, warm = _cold_and_warm(C, a, b, _spoiled(good, how))
+    assert (warm.warm == ts.COLD).all()
+    np.testing.assert_array_equal(warm.plan, cold.plan)  # the same start: the same solve
+    np.testing.assert_array_equal(warm.basis, cold.basis)
+
+
+def test_basis_of_the_wrong_shape_raises():
+    C, w = np.ones((2, 3, 3)), np.full((2, 3), 1 / 3)
+    with pytest.raises(ValueError, match="basis must be"):
+        ts.transport_simplex_batch(C, w, w, basis=np.zeros((2, 5)))
+
+
+def test_warm_rows_independent_of_batch_and_threads():
+    import physkit.ot.exact as exact
+
+    rng = np.random.default_rng(17)
+    probs = list(_moved_problems(rng, 7, 12, 9, 2, move_weights=True, zero_pattern=True))
+    (C0, a0, b0), (C, a, b) = probs
+    basis = ts.transport_simplex_batch(C0, a0, b0).basis
+    res = ts.transport_simplex_batch(C, a, b, basis=basis)
+    both = exact.emd_batch_plans(C, a, b, n_jobs=2, basis=basis)
+    for k in range(7):
+        one = ts.transport_simplex_batch(C[k:k + 1], a[k:k + 1], b[k:k + 1],
+                                         basis=basis[k:k + 1])
+        np.testing.assert_array_equal(one.plan[0], res.plan[k])
+        np.testing.assert_array_equal(one.basis[0], res.basis[k])
+        alone = exact.emd_batch_plans(C[k:k + 1], a[k:k + 1], b[k:k + 1], n_jobs=1,
+                                      basis=basis[k:k + 1])
+        np.testing.assert_array_equal(alone.plan[0].numpy(), both.plan[k].numpy())
+        np.testing.assert_array_equal(alone.v[0].numpy(), both.v[k].numpy())
+        np.testing.assert_array_equal(alone.basis[0], both.basis[k])
+
+
+def test_emd_batch_plans_returns_no_basis_for_pot_rows(monkeypatch):
+    import physkit.ot.exact as exact
+
+    rng = np.random.default_rng(19)
+    C, a, b = rng.random((2, 5, 30)), rng.random((2, 5)), rng.random((2, 30))
+    a[0, 2:] = 0.0  # row 0: 2 x 30 = 60 cells, row 1: 150
+    monkeypatch.setattr(exact, "SMALL_PROBLEM_CELLS", 100)
+    res = exact.emd_batch_plans(C, a, b, n_jobs=1)
+    assert res.basis.shape == (2, 34, 2)
+    assert (res.basis[1] == -1).all() and (res.basis[0, :31] >= 0).all()
+    assert (res.basis[0, 31:] == -1).all()
