@@ -84,34 +84,6 @@ def _unlink(h, node, head, nxt, prv):
         prv[nxt[h]] = prv[h]
 
 
-@_jit
-def _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order):
-    """Root the tree at row 0 (``u_0 = 0``): depth-first, setting parent, parent arc and
-    potential (``u_r + v_c = C_rc`` on every tree arc). Writes the visit order into
-    ``order`` and returns how many nodes it visited."""
-    parent[0], parc[0], pot[0] = -1, -1, 0.0
-    top = 0
-    stack[0] = 0
-    count = 0
-    while top >= 0:
-        x = stack[top]
-        top -= 1
-        order[count] = x
-        count += 1
-        h = head[x]
-        while h >= 0:
-            kk = h >> 1
-            if kk != parc[x]:
-                y = n + arc_c[kk] if (h & 1) == 0 else arc_r[kk]
-                parent[y] = x
-                parc[y] = kk
-                pot[y] = C[arc_r[kk], arc_c[kk]] - pot[x]
-                top += 1
-                stack[top] = y
-            h = nxt[h]
-    return count
-
-
 # ------------------------------------------------------------------ start
 @_jit
 def _row_min(C, i, m, colpen):
@@ -338,10 +310,12 @@ def _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c):
 
 
 @_jit
-def _hang_checked(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark):
-    """:func:`_hang` for arcs that may not form a tree: stops at the first node met twice
-    (a cycle) and returns -1 then, else the number of nodes reached (``n + m`` iff the
-    ``n + m - 1`` arcs span all nodes, i.e. form a spanning tree)."""
+def _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark):
+    """Root the arcs' graph at row 0 (``u_0 = 0``), depth-first: parent, parent arc and
+    potential (``u_r + v_c = C_rc`` on every tree arc) of each node reached, the visit order
+    in ``order``. Returns the number of nodes reached (``n + m`` iff the ``n + m - 1`` arcs
+    form a spanning tree), or -1 at the first node met twice (a cycle). ``mark`` is scratch,
+    all 0 on return."""
     for x in range(n + m):
         mark[x] = 0
     parent[0], parc[0], pot[0] = -1, -1, 0.0
@@ -359,7 +333,9 @@ def _hang_checked(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, or
             if kk != parc[x]:
                 y = n + arc_c[kk] if (h & 1) == 0 else arc_r[kk]
                 if mark[y]:
-                    return -1
+                    count = -1
+                    top = -1
+                    break
                 mark[y] = 1
                 parent[y] = x
                 parc[y] = kk
@@ -367,6 +343,8 @@ def _hang_checked(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, or
                 top += 1
                 stack[top] = y
             h = nxt[h]
+    for x in range(n + m):
+        mark[x] = 0
     return count
 
 
@@ -385,10 +363,7 @@ def _tree_start(C, a, b, n, m, bufs, ibufs):
     nxt, prv = ibufs[8], ibufs[9]
     nn = n + m
     _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
-    count = _hang_checked(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order,
-                          mark)
-    for x in range(nn):
-        mark[x] = 0
+    count = _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
     if count != nn:
         return COLD
     ftol = -1e-13 * a[:n].sum()
@@ -456,7 +431,7 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
         _least_cost_start(Cs, a, b, n, m, ibufs[4], ra, rb, pot[:n], pot[n:nn], arc_r, arc_c,
                           flow)
         _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
-        _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
+        _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
     cmax = 0.0
     for i in range(n):
         for j in range(m):
@@ -510,10 +485,10 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
 def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
     """Basic flows by leaf elimination (children before parents), then plan, duals, cost."""
     pot, flow, rem = bufs[0], bufs[1], bufs[2]
-    parent, parc, head = ibufs[0], ibufs[1], ibufs[3]
+    parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
     stack, order, arc_r, arc_c, nxt = ibufs[4], ibufs[5], ibufs[6], ibufs[7], ibufs[8]
     nn = n + m
-    count = _hang(C, n, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order)
+    count = _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
     for x in range(n):
         rem[x] = a[x]
     for j in range(m):
