@@ -366,19 +366,28 @@ def _tree_start(C, a, b, n, m, bufs, ibufs):
     count = _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
     if count != nn:
         return COLD
-    ftol = -1e-13 * a[:n].sum()
+    if not _tree_flows(a, b, n, m, count, order, parent, parc, rem, flow, -1e-13 * a[:n].sum()):
+        return CRASH
+    return WARM
+
+
+@_jit
+def _tree_flows(a, b, n, m, count, order, parent, parc, rem, flow, ftol):
+    """The tree's unique flows for the marginals ``a``, ``b`` by leaf elimination (children
+    before parents: ``order`` reversed), each clamped at 0, into ``flow`` (``rem`` scratch).
+    Returns False at the first flow below ``ftol`` (the tree is not primal feasible)."""
     for x in range(n):
         rem[x] = a[x]
     for j in range(m):
         rem[n + j] = b[j]
-    for t in range(nn - 1, 0, -1):
+    for t in range(count - 1, 0, -1):
         x = order[t]
         f = rem[x]
         if f < ftol:
-            return CRASH
+            return False
         flow[parc[x]] = f if f > 0.0 else 0.0
         rem[parent[x]] -= f
-    return WARM
+    return True
 
 
 @_jit
@@ -489,16 +498,7 @@ def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
     stack, order, arc_r, arc_c, nxt = ibufs[4], ibufs[5], ibufs[6], ibufs[7], ibufs[8]
     nn = n + m
     count = _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
-    for x in range(n):
-        rem[x] = a[x]
-    for j in range(m):
-        rem[n + j] = b[j]
-    for t in range(count - 1, 0, -1):
-        x = order[t]
-        f = rem[x]
-        k = parc[x]
-        flow[k] = f if f > 0.0 else 0.0
-        rem[parent[x]] -= f
+    _tree_flows(a, b, n, m, count, order, parent, parc, rem, flow, -np.inf)
     for i in range(n):
         for j in range(m):
             plan[i, j] = 0.0
