@@ -426,7 +426,6 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
     ``(cost, status, pivots, start)`` (:data:`COLD`, :data:`WARM`, :data:`CRASH`); the
     final basis is left in ``arc_r``, ``arc_c``."""
     nn = n + m
-    na = nn - 1
     pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
     parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
     stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
