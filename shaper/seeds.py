@@ -1,9 +1,10 @@
-"""Exclusive-kT seeds for shape fits, clustered for a whole batch in one fastjet call.
+"""Exclusive-kT seeds for shape fits, clustered for a whole batch in one compiled call.
 
 :class:`KtSeeds` holds a batch of centred jets and returns, for any ``n``, the exclusive-kT
-subjets (kt algorithm, E-scheme, R = 1000 as in fastjet-contrib's ``KT_Axes``) as centres
-``(B, n, 2)`` in (y, phi) and pT fractions ``(B, n)``. One clustering serves every ``n``
-(``exclusive_jets_up_to(n)`` of one ``ClusterSequence``), and :meth:`KtSeeds.joined` lets the
+subjets (kt algorithm, E-scheme, R = 1000 as in fastjet-contrib's ``KT_Axes``; the same
+numbers as fastjet's, :mod:`shaper.kt_kernel`) as centres ``(B, n, 2)`` in (y, phi) and pT
+fractions ``(B, n)``. One clustering serves every ``n`` (the exclusive jets of any ``n`` are
+read off its history), and :meth:`KtSeeds.joined` lets the
 jets of several batches share it. A jet with ``<= n`` particles gets its particles as centres
 (unused slots repeat the first particle with weight 0), so a point manifold fits it exactly.
 Results are cached per ``n``.
@@ -17,43 +18,31 @@ import numpy as np
 import torch
 
 from physkit.events import Events
-from physkit.fastjet_calls import fastjet_call, load_fastjet, massless_four_vectors
+from physkit.fastjet_calls import massless_momenta
 
 from .batching import pad_to
 
 
 def _cluster(pt, y, phi, mask):
-    """One exclusive-kT clustering (kt, R = 1000, E-scheme) of jets ``(b, M)`` (numpy, every jet
-    with at least one particle), serving every ``n`` (:func:`_exclusive_kt`)."""
-    fastjet = load_fastjet()
-    counts = mask.sum(axis=1)
-    arr = massless_four_vectors(counts, pt[mask], y[mask], phi[mask])
-    jd = fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0, fastjet.E_scheme)
-    return _fastjet_call(lambda: fastjet.ClusterSequence(arr, jd))
+    """One exclusive-kT clustering (kt, R = 1000, E-scheme) of jets ``(B, M)`` (numpy), each
+    alone (:func:`shaper.kt_kernel.cluster`): its history and the jets' particle counts
+    ``(B,)``; serves every ``n`` (:func:`_exclusive_kt`). The particles' four-momenta are
+    fastjet's input in ``KT_Axes`` (:func:`physkit.fastjet_calls.massless_momenta`)."""
+    from .kt_kernel import cluster  # numba: compiled or loaded on first use
+
+    counts = mask.sum(axis=1).astype(np.int64)
+    p = massless_momenta(pt[mask], y[mask], phi[mask])
+    return cluster(p["px"], p["py"], p["pz"], p["E"], counts), counts
 
 
-def _fastjet_call(fn):
-    """``fn()`` with fastjet's exclusive-jets warning silenced.
+def _exclusive_kt(clustered, n, rows):
+    """Exclusive-kT subjets ``n`` of the clustered jets ``rows`` (indices ``(b,)``, each with
+    more than ``n`` particles): centres ``(b, n, 2)`` (y, phi) and subjet pT ``(b, n)``."""
+    from .kt_kernel import exclusive_jets
 
-    fastjet's awkward layer warns "dcut and exclusive jets ... interpreted with care" on every
-    exclusive_jets call: its check compares the JetDefinition object (not its algorithm) with
-    kt/C-A, so it fires for the kt algorithm too. Exclusive kT jets are well defined, so the
-    warning is harmless here: silenced for this call only, by its message
-    (:func:`physkit.fastjet_calls.fastjet_call`).
-    """
-    return fastjet_call(fn, ignore=("dcut and exclusive jets",))
-
-
-def _exclusive_kt(cluster, n, rows):
-    """Exclusive-kT subjets ``n`` of the clustered jets ``rows`` (each with more than ``n``
-    particles): centres ``(b, n, 2)`` (y, phi) and subjet pT ``(b, n)`` (numpy)."""
-    import awkward as ak
-
-    jets = _fastjet_call(lambda: cluster.exclusive_jets_up_to(n))[rows]
-    jpx = ak.to_numpy(ak.flatten(jets.px)).reshape(-1, n)
-    jpy = ak.to_numpy(ak.flatten(jets.py)).reshape(-1, n)
-    jpz = ak.to_numpy(ak.flatten(jets.pz)).reshape(-1, n)
-    je = ak.to_numpy(ak.flatten(jets.E)).reshape(-1, n)
+    (p4, parents), counts = clustered
+    jets = exclusive_jets(p4, parents, counts, rows, n)
+    jpx, jpy, jpz, je = (jets[..., k] for k in range(4))
     jpt = np.hypot(jpx, jpy)
     # not physkit.kinematics.rapidity: where E - pz rounds to below 1e-300 (|y| >~ 19) the
     # floor below gives a large finite y where rapidity() gives +-inf or NaN (0 here), and the
@@ -130,11 +119,8 @@ class KtSeeds:
         big = counts > n
         if big.any():
             if self._cluster is None:
-                some = counts > 0
-                self._cluster = (_cluster(pt[some], y[some], phi[some], mask[some]),
-                                 np.cumsum(some) - 1)
-            cluster, index = self._cluster
-            c, w = _exclusive_kt(cluster, n, index[big])
+                self._cluster = _cluster(pt, y, phi, mask)
+            c, w = _exclusive_kt(self._cluster, n, np.flatnonzero(big))
             order = np.argsort(-w, axis=1, kind="stable")
             centers[big] = np.take_along_axis(c, order[..., None], axis=1)
             w = np.take_along_axis(w, order, axis=1)
