@@ -105,10 +105,68 @@ def value(x, z, m, c, beta):
     return v
 
 
+@jit(inline="always")
+def _wrap_once(a):
+    """``a`` wrapped into ``(-pi, pi]`` by one turn (``|a| < 3 pi``)."""
+    return a - _TWO_PI if a > math.pi else (a + _TWO_PI if a <= -math.pi else a)
+
+
+@jit(inline="always")
+def _assign(m, c, buf, general):
+    """Each particle's (first-)nearest centre of ``c (n, 2)``, in passes over the particles
+    that the compiler vectorises, two centres a pass (the particles' y and phi in ``buf``
+    rows 0, 1): squared distance, centre index (as a float) and the wrapped ``x_i - c`` into
+    rows 2..5 -- the numbers of :func:`_nearest` (azimuth by :func:`_wrap` with ``general``,
+    else by :func:`_wrap_once`)."""
+    y, p, best, near, dy, dp = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
+    n = c.shape[0]
+    j0 = n % 2
+    if j0 == 1:  # an odd number of centres: the first alone
+        cy, cp = c[0, 0], c[0, 1]
+        for i in range(m):
+            ey = y[i] - cy
+            ep = _wrap(p[i] - cp) if general else _wrap_once(p[i] - cp)
+            best[i] = ey * ey + ep * ep
+            near[i] = 0.0
+            dy[i] = ey
+            dp[i] = ep
+    for j in range(j0, n, 2):
+        cy0, cp0, cy1, cp1 = c[j, 0], c[j, 1], c[j + 1, 0], c[j + 1, 1]
+        f0, f1, first = float(j), float(j + 1), j == 0
+        for i in range(m):
+            ey0 = y[i] - cy0
+            ep0 = _wrap(p[i] - cp0) if general else _wrap_once(p[i] - cp0)
+            d0 = ey0 * ey0 + ep0 * ep0
+            ey1 = y[i] - cy1
+            ep1 = _wrap(p[i] - cp1) if general else _wrap_once(p[i] - cp1)
+            d1 = ey1 * ey1 + ep1 * ep1
+            b, nr, by, bp = best[i], near[i], dy[i], dp[i]
+            c0 = first or d0 < b  # centre j, then j + 1: the first nearest wins ties
+            b, nr, by, bp = (d0, f0, ey0, ep0) if c0 else (b, nr, by, bp)
+            c1 = d1 < b
+            best[i] = d1 if c1 else b
+            near[i] = f1 if c1 else nr
+            dy[i] = ey1 if c1 else by
+            dp[i] = ep1 if c1 else bp
+
+
 @jit
-def _sums(x, z, m, c, beta, exact, s):
+def _value(z, m, c, beta, buf):
+    """:func:`value` with the distances taken in passes (:func:`_assign`; the particles' y
+    and phi in ``buf`` rows 0, 1): the same number, summed particle by particle in order."""
+    _assign(m, c, buf, True)
+    best = buf[2]
+    v = 0.0
+    for i in range(m):
+        v += z[i] * _power(math.sqrt(best[i]), beta)
+    return v
+
+
+@jit
+def _sums(z, m, c, beta, exact, s, buf):
     """Per-centre sums over each centre's (first-)nearest particles into ``s (n, 13)``; returns
-    the value (:func:`value`). With ``delta = x_i - c`` (wrapped), ``d = |delta|`` and
+    the value (:func:`value`; the particles' y and phi in ``buf`` rows 0, 1, rows 2..5 work
+    space). With ``delta = x_i - c`` (wrapped), ``d = |delta|`` and
     ``a = z d^(beta - 2)`` (0 where ``d`` is 0): ``sum a``, ``sum a delta`` (the pull),
     ``sum z [d = 0]``; with ``exact`` also ``q = (2 - beta) a / d^2`` sums ``q``,
     ``q delta delta^T`` (the Hessian's rank-one terms), and the nearest real particle of the
@@ -117,13 +175,16 @@ def _sums(x, z, m, c, beta, exact, s):
     s[:, :] = 0.0
     for j in range(n):
         s[j, _DK] = np.inf
+    _assign(m, c, buf, True)
+    best, near, ddy, ddp = buf[2], buf[3], buf[4], buf[5]
     v = 0.0
     for i in range(m):
-        j, d = _nearest(x[i], c, n)
+        j = int(near[i])
+        d = math.sqrt(best[i])
         zi = z[i]
         v += zi * _power(d, beta)
-        dy = x[i, 0] - c[j, 0]
-        dp = _wrap(x[i, 1] - c[j, 1])
+        dy = ddy[i]
+        dp = ddp[i]
         if d <= _COINCIDE:
             s[j, _ON] += zi
             a = 0.0
@@ -160,19 +221,8 @@ def _sums_search(z, m, c, beta, s, buf):
     are reassociated (fastmath): the value differs from :func:`value` at rounding level, and
     a jet's numbers still depend on the jet alone."""
     n = c.shape[0]
-    y, p, best, near, dy, dp, a = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6]
-    for j in range(n):
-        cy, cp, fj = c[j, 0], c[j, 1], float(j)
-        for i in range(m):
-            ey = y[i] - cy
-            ep = p[i] - cp
-            ep = ep - _TWO_PI if ep > math.pi else (ep + _TWO_PI if ep <= -math.pi else ep)
-            d2 = ey * ey + ep * ep
-            closer = j == 0 or d2 < best[i]
-            best[i] = d2 if closer else best[i]
-            near[i] = fj if closer else near[i]
-            dy[i] = ey if closer else dy[i]
-            dp[i] = ep if closer else dp[i]
+    best, near, dy, dp, a = buf[2], buf[3], buf[4], buf[5], buf[6]
+    _assign(m, c, buf, False)
     v = 0.0
     for i in range(m):
         d = math.sqrt(best[i])
@@ -251,30 +301,34 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
     after a failure; the row ends when a plain step gains less than ``tol`` times the value.
     Returns ``(value, converged)``."""
     n = c.shape[0]
-    s, sn, cn, buf = work[0], work[1], work[2], work[5]
-    v = _sums(x, z, m, c, beta, exact, s) if exact else _sums_search(z, m, c, beta, s, buf)
-    relax, full = 1.0, True
+    s, sn, cur, cn, buf = work[0], work[1], c, work[2], work[5]
+    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(z, m, c, beta, s, buf)
+    relax, full, moved, ok = 1.0, True, False, False
     for _ in range(max_iter):
         for j in range(n):
             my, mp = _step(s[j], beta, relax, exact and full)
-            cn[j, 0] = c[j, 0] + my
-            cn[j, 1] = _wrap(c[j, 1] + mp)
-        vn = (_sums(x, z, m, cn, beta, exact, sn) if exact
+            cn[j, 0] = cur[j, 0] + my
+            cn[j, 1] = _wrap(cur[j, 1] + mp)
+        vn = (_sums(z, m, cn, beta, exact, sn, buf) if exact
               else _sums_search(z, m, cn, beta, sn, buf))
         better = vn <= v
         small = v - vn <= tol * (vn if better else v)
-        if better:
-            c[:, :] = cn
-            s[:, :] = sn
+        if better:  # the proposal's centres and sums become the current ones (buffers swap)
+            cur, cn, s, sn = cn, cur, sn, s
+            moved = not moved
             v = vn
         if not full and (not better or small):
-            return v, True
+            ok = True
+            break
         if full and better and not small:
             relax = min(relax * _GROW, _MAX_RELAX)
         elif full:
             relax = 1.0
         full = better and not small
-    return v, False
+    if moved:  # the current centres sit in the work buffer
+        for j in range(n):
+            c[j, 0], c[j, 1] = cur[j, 0], cur[j, 1]
+    return v, ok
 
 
 @jit
@@ -380,22 +434,23 @@ def _starts(x, z, m, kt, more, prev, has_prev, beta):
 
 
 @jit(fastmath=True)
-def _candidates(x, z, m, n_hard, beta):
+def _candidates(z, m, n_hard, beta, buf):
     """Where a new centre may go: the ``n_hard`` hardest real particles (indices ``(H,)``, by
     decreasing weight, ties in particle order) and their distances to every particle to the
-    power beta ``(H, m)``."""
+    power beta ``(H, m)`` (the particles' y and phi in ``buf`` rows 0, 1)."""
     order = np.argsort(-z[:m], kind="mergesort")
     h = 0
     while h < min(n_hard, m) and z[order[h]] > 0.0:
         h += 1
     cand = order[:h].copy()
     th = np.empty((h, m))
+    y, p = buf[0], buf[1]
     for a in range(h):
-        xa = x[cand[a]]
+        ya, pa, row = y[cand[a]], p[cand[a]], th[a]
         for i in range(m):
-            dy = x[i, 0] - xa[0]
-            dp = _wrap(x[i, 1] - xa[1])
-            th[a, i] = _power(math.sqrt(dy * dy + dp * dp), beta)
+            dy = y[i] - ya
+            dp = _wrap(p[i] - pa)
+            row[i] = _power(math.sqrt(dy * dy + dp * dp), beta)
     return cand, th
 
 
@@ -447,7 +502,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, 
     round that lowers the value by less than the fraction ``gain`` ends them), each move
     searched; the best is replaced only by a lower value. Returns the value."""
     n = c.shape[0]
-    cand, th = _candidates(x, z, m, n_hard, beta)
+    cand, th = _candidates(z, m, n_hard, beta, work[5])
     k = top.shape[0]
     if has_prev:
         nt = _gain_top(x, z, m, prev, cand, th, beta, top)
@@ -551,7 +606,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     vbest = np.inf
     for r in range(k + 1 + (1 if has_prev else 0)):
         cand = rows[r] if r < k else (st[0] if r == k else st[-1])
-        vr = value(x, z, m, cand, beta)
+        vr = _value(z, m, cand, beta, work[5])
         if vr < vbest:
             vbest = vr
             out[:, :] = cand
