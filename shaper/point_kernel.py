@@ -151,10 +151,23 @@ def _assign(m, c, buf, general):
 
 
 @jit
+def _assign_exact(m, c, buf):
+    """:func:`_assign` with :func:`_wrap` (the exact sums and values)."""
+    _assign(m, c, buf, True)
+
+
+@jit(fastmath=True)
+def _assign_search(m, c, buf):
+    """:func:`_assign` for the search's sums (fastmath; a function of its own, so that the
+    compiler treats the sums' passes after it as before)."""
+    _assign(m, c, buf, False)
+
+
+@jit
 def _value(z, m, c, beta, buf):
     """:func:`value` with the distances taken in passes (:func:`_assign`; the particles' y
     and phi in ``buf`` rows 0, 1): the same number, summed particle by particle in order."""
-    _assign(m, c, buf, True)
+    _assign_exact(m, c, buf)
     best = buf[2]
     v = 0.0
     for i in range(m):
@@ -175,31 +188,32 @@ def _sums(z, m, c, beta, exact, s, buf):
     s[:, :] = 0.0
     for j in range(n):
         s[j, _DK] = np.inf
-    _assign(m, c, buf, True)
-    best, near, ddy, ddp = buf[2], buf[3], buf[4], buf[5]
-    v = 0.0
-    for i in range(m):
-        j = int(near[i])
+    _assign_exact(m, c, buf)
+    best, near, ddy, ddp, aa, dd, qq = buf[2], buf[3], buf[4], buf[5], buf[6], buf[7], buf[8]
+    for i in range(m):  # each particle's own numbers, in a pass the compiler vectorises
         d = math.sqrt(best[i])
-        zi = z[i]
+        if beta == 1.0:
+            a = z[i] / d
+        elif beta == 2.0:
+            a = z[i]
+        else:
+            a = z[i] * d ** (beta - 2.0)
+        a = a if d > _COINCIDE else 0.0
+        dd[i], aa[i] = d, a
+        qq[i] = (2.0 - beta) * a / (d * d)  # used where d > _COINCIDE
+    v = 0.0
+    for i in range(m):  # the sums, particle by particle in order
+        j = int(near[i])
+        d, zi, a, dy, dp = dd[i], z[i], aa[i], ddy[i], ddp[i]
         v += zi * _power(d, beta)
-        dy = ddy[i]
-        dp = ddp[i]
         if d <= _COINCIDE:
             s[j, _ON] += zi
-            a = 0.0
-        elif beta == 1.0:
-            a = zi / d
-        elif beta == 2.0:
-            a = zi
-        else:
-            a = zi * d ** (beta - 2.0)
         s[j, _A] += a
         s[j, _GY] += a * dy
         s[j, _GP] += a * dp
         if exact:
             if d > _COINCIDE:
-                q = (2.0 - beta) * a / (d * d)
+                q = qq[i]
                 s[j, _Q] += q
                 s[j, _QYY] += q * dy * dy
                 s[j, _QPP] += q * dp * dp
@@ -217,12 +231,12 @@ def _sums(z, m, c, beta, exact, s, buf):
 @jit(fastmath=True)
 def _sums_search(z, m, c, beta, s, buf):
     """:func:`_sums` without the exact columns, in passes over the particles that the compiler
-    vectorises (``buf (7, M)``: rows 0, 1 the particles' y and phi, then work rows). The sums
+    vectorises (``buf (9, M)``: rows 0, 1 the particles' y and phi, then work rows). The sums
     are reassociated (fastmath): the value differs from :func:`value` at rounding level, and
     a jet's numbers still depend on the jet alone."""
     n = c.shape[0]
     best, near, dy, dp, a = buf[2], buf[3], buf[4], buf[5], buf[6]
-    _assign(m, c, buf, False)
+    _assign_search(m, c, buf)
     v = 0.0
     for i in range(m):
         d = math.sqrt(best[i])
@@ -350,15 +364,27 @@ def _seen(start, work):
 
 
 @jit
-def _work(x, m, n, cap):
-    """Work arrays of one jet ``x (M, 2)``: sums ``(n, 13)`` twice, proposed centres ``(n, 2)``,
-    the starts searched so far ``(cap, n, 2)`` and their count ``(1,)``, and the rows of
-    :func:`_sums_search` ``(7, m)`` (the particles' y and phi first)."""
-    buf = np.zeros((7, max(m, 1)))
+def _work(M, n, cap, n_hard, n_swap):
+    """Work arrays for jets of up to ``M`` particles (:func:`_load` readies them for one):
+    sums ``(n, 13)`` twice, proposed centres ``(n, 2)``, the starts searched so far
+    ``(cap, n, 2)`` and their count ``(1,)``, the rows of :func:`_sums` and
+    :func:`_sums_search` ``(9, M)`` (the particles' y and phi first), and those of
+    :func:`_gain_top`: distances ``(M,)``, gains ``(n_hard,)``, picks ``(n_swap,)`` and
+    flags ``(max(n_hard, n),)``."""
+    M = max(M, 1)
+    return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
+            np.empty((cap, n, 2)), np.zeros(1, np.int64), np.zeros((9, M)), np.empty(M),
+            np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64),
+            np.empty(max(n_hard, n, 1), np.bool_))
+
+
+@jit
+def _load(work, x, m):
+    """Ready ``work`` (:func:`_work`) for the jet ``x (M, 2)`` of ``m`` particles."""
+    buf = work[5]
     for i in range(m):
         buf[0, i], buf[1, i] = x[i, 0], x[i, 1]
-    return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
-            np.empty((cap, n, 2)), np.zeros(1, np.int64), buf)
+    work[4][0] = 0
 
 
 @jit
@@ -455,16 +481,15 @@ def _candidates(z, m, n_hard, beta, buf):
 
 
 @jit(fastmath=True)
-def _gain_top(x, z, m, c, cand, th, beta, top):
+def _gain_top(x, z, m, c, cand, th, beta, top, work):
     """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
     nearest centre), best first (ties: the harder), into ``top``; returns how many."""
-    dist = np.empty(m)
+    dist, gain, order = work[6], work[7], work[8]
     for i in range(m):
         _, d = _nearest(x[i], c, c.shape[0])
         dist[i] = _power(d, beta)
     h = cand.shape[0]
-    gain = np.zeros(h)
     for a in range(h):
         g = 0.0
         for i in range(m):
@@ -472,18 +497,18 @@ def _gain_top(x, z, m, c, cand, th, beta, top):
                 g += z[i] * (dist[i] - th[a, i])
         gain[a] = g
     k = min(top.shape[0], h)
-    order = np.empty(k, np.int64)
-    _largest_first(gain, k, order)
+    _largest_first(gain[:h], k, order, work[9])
     for t in range(k):
         top[t] = cand[order[t]]
     return k
 
 
 @jit
-def _largest_first(v, k, order):
+def _largest_first(v, k, order, used):
     """Indices of the ``k`` largest entries of ``v`` into ``order[:k]``, largest first (ties:
-    the lower index)."""
-    used = np.zeros(v.shape[0], np.bool_)
+    the lower index); ``used`` work space (at least ``len(v)``)."""
+    for a in range(v.shape[0]):
+        used[a] = False
     for t in range(k):
         pick = -1
         for a in range(v.shape[0]):
@@ -505,7 +530,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, 
     cand, th = _candidates(z, m, n_hard, beta, work[5])
     k = top.shape[0]
     if has_prev:
-        nt = _gain_top(x, z, m, prev, cand, th, beta, top)
+        nt = _gain_top(x, z, m, prev, cand, th, beta, top, work)
         st = np.empty((nt, n, 2))
         for a in range(nt):
             st[a, :n - 1] = prev
@@ -518,7 +543,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, 
         for j in range(n):
             rest[:j] = c[:j]
             rest[j:] = c[j + 1:]
-            nt = _gain_top(x, z, m, rest, cand, th, beta, top)
+            nt = _gain_top(x, z, m, rest, cand, th, beta, top, work)
             for a in range(nt):
                 st[cnt, :j] = rest[:j]
                 st[cnt, j] = x[top[a]]
@@ -549,7 +574,7 @@ def _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, tol, work):
 
 
 @jit
-def _weights_sorted(x, z, m, c, w):
+def _weights_sorted(x, z, m, c, w, work):
     """Mass ``w (n,)`` of the particles (first-)nearest to each centre; ``c (n, 2)`` and ``w``
     reordered by decreasing weight (ties in the order found), phi wrapped."""
     n = c.shape[0]
@@ -559,7 +584,7 @@ def _weights_sorted(x, z, m, c, w):
         mass[j] += z[i]
     cc = c.copy()
     order = np.empty(n, np.int64)
-    _largest_first(mass, n, order)
+    _largest_first(mass, n, order, work[9])
     for t in range(n):
         pick = order[t]
         w[t] = mass[pick]
@@ -569,11 +594,12 @@ def _weights_sorted(x, z, m, c, w):
 
 @jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
-             gain, top, search_iter, search_tol, polish_tol, n_hard, out):
-    """The search of one jet (module docstring); best centres into ``out (n, 2)``. Returns the
-    value (not divided by R^beta) and whether the polish of the best converged."""
+             gain, top, search_iter, search_tol, polish_tol, n_hard, out, work):
+    """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
+    see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
+    the best converged."""
     n = kt.shape[0]
-    work = _work(x, m, n, n + 4 + top.shape[0] * (1 + swaps * n) + jiggle.shape[0])
+    _load(work, x, m)
     iters = min(max_iter, search_iter)
     st = _starts(x, z, m, kt, more, prev, has_prev, beta)
     found, vals = np.empty_like(st), np.empty(st.shape[0])
@@ -626,12 +652,15 @@ def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_i
     weights ``(B, n)`` by decreasing weight, values ``(B,)`` (divided by ``scale`` = R^beta)
     and whether each jet's polish converged ``(B,)``."""
     has_prev = prev.shape[1] > 0
+    n = kt.shape[1]
     top = np.empty(n_swap, np.int64)
+    work = _work(x.shape[1], n, n + 4 + n_swap * (1 + swaps * n) + jiggle.shape[0], n_hard,
+                 n_swap)
     for b in range(x.shape[0]):
         m = counts[b]
         v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
                          beta, max_iter, swaps, gain, top, search_iter, search_tol,
-                         polish_tol, n_hard, centers[b])
+                         polish_tol, n_hard, centers[b], work)
         values[b] = v / scale
         converged[b] = ok
-        _weights_sorted(x[b], z[b], m, centers[b], weights[b])
+        _weights_sorted(x[b], z[b], m, centers[b], weights[b], work)

@@ -12,7 +12,7 @@ Results are cached per ``n``.
 from __future__ import annotations
 
 import threading
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -93,8 +93,9 @@ class KtSeeds:
         return whole, views
 
     def rows(self, rows: slice) -> "KtSeeds":
-        """The seeds of the jets ``rows`` (a view sharing this clustering)."""
-        return _KtSeedsView(self, rows, self.jets[rows])
+        """The seeds of the jets ``rows`` (a view sharing this clustering; its ``jets`` are
+        taken on first use)."""
+        return _KtSeedsView(self, rows)
 
     def subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Centres ``(B, n, 2)`` (y, phi) and weights ``(B, n)`` on the simplex (subjet pT over
@@ -156,13 +157,23 @@ def _particle_seeds(pt, y, phi, mask, n, total):
 
 
 class _KtSeedsView(KtSeeds):
-    """Rows ``rows`` of a joined :class:`KtSeeds` (:meth:`KtSeeds.joined`), standing in for the
-    seeds of ``jets`` (the part's own jets, at its own width)."""
+    """Rows ``rows`` of a :class:`KtSeeds` (:meth:`KtSeeds.joined`, :meth:`KtSeeds.rows`),
+    standing in for the seeds of ``jets`` (given, or those rows of the whole's jets, taken on
+    first use)."""
 
-    def __init__(self, whole: KtSeeds, rows: slice, jets: Events):
-        self.jets, self._whole, self._rows = jets, whole, rows
+    def __init__(self, whole: KtSeeds, rows: slice, jets: Optional[Events] = None):
+        self._whole, self._rows, self._jets = whole, rows, jets
+
+    @property
+    def jets(self) -> Events:
+        if self._jets is None:
+            self._jets = self._whole.jets[self._rows]
+        return self._jets
+
+    def __len__(self) -> int:
+        return len(range(*self._rows.indices(len(self._whole)))) if self._jets is None \
+            else len(self._jets)
 
     def subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         c, w = self._whole.subjets(n)
         return c[self._rows], w[self._rows]
-
