@@ -369,13 +369,11 @@ def _work(M, n, cap, n_hard, n_swap):
     sums ``(n, 13)`` twice, proposed centres ``(n, 2)``, the starts searched so far
     ``(cap, n, 2)`` and their count ``(1,)``, the rows of :func:`_sums` and
     :func:`_sums_search` ``(9, M)`` (the particles' y and phi first), and those of
-    :func:`_gain_top`: distances ``(M,)``, gains ``(n_hard,)``, picks ``(n_swap,)`` and
-    flags ``(max(n_hard, n),)``."""
+    :func:`_gain_top`: distances ``(M,)``, gains ``(n_hard,)`` and picks ``(n_swap,)``."""
     M = max(M, 1)
     return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
             np.empty((cap, n, 2)), np.zeros(1, np.int64), np.zeros((9, M)), np.empty(M),
-            np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64),
-            np.empty(max(n_hard, n, 1), np.bool_))
+            np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64))
 
 
 @jit
@@ -421,29 +419,34 @@ def _take_best(x, z, m, starts, c, v, beta, iters, tol, work):
 
 
 @jit
-def _costliest(x, z, m, c, beta):
-    """Index of the particle of largest ``z_i min_j theta_ij^beta`` (the first; 0 if none)."""
+def _costliest(z, m, c, beta, buf):
+    """Index of the particle of largest ``z_i min_j theta_ij^beta`` (the first; 0 if none;
+    the particles' y and phi in ``buf`` rows 0, 1)."""
+    _assign_exact(m, c, buf)
+    best = buf[2]
     far, worst = 0, -1.0
     for i in range(m):
-        _, d = _nearest(x[i], c, c.shape[0])
-        cost = z[i] * _power(d, beta)
+        cost = z[i] * _power(math.sqrt(best[i]), beta)
         if cost > worst:
             far, worst = i, cost
     return far
 
 
 @jit
-def _starts(x, z, m, kt, more, prev, has_prev, beta):
+def _starts(x, z, m, kt, more, prev, has_prev, beta, buf):
     """The structured starts ``(S, n, 2)``: the kT axes, the hardest particle nearest to each
     (winner-take-all; the axis where none is), the ``n + 1`` kT axes less one each, and the
-    ``(n-1)`` optimum plus its costliest particle (given ``has_prev``), last."""
+    ``(n-1)`` optimum plus its costliest particle (given ``has_prev``), last (``buf``: see
+    :func:`_work`)."""
     n = kt.shape[0]
     st = np.empty((3 + n + (1 if has_prev else 0), n, 2))
     st[0] = kt
     st[1] = kt
     hard = np.zeros(n)
+    _assign_exact(m, kt, buf)
+    near = buf[3]
     for i in range(m):
-        j, _ = _nearest(x[i], kt, n)
+        j = int(near[i])
         if z[i] > hard[j]:
             hard[j] = z[i]
             st[1, j] = x[i]
@@ -455,7 +458,7 @@ def _starts(x, z, m, kt, more, prev, has_prev, beta):
                 k += 1
     if has_prev:
         st[-1, :n - 1] = prev
-        st[-1, n - 1] = x[_costliest(x, z, m, prev, beta)]
+        st[-1, n - 1] = x[_costliest(z, m, prev, beta, buf)]
     return st
 
 
@@ -486,9 +489,10 @@ def _gain_top(x, z, m, c, cand, th, beta, top, work):
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
     nearest centre), best first (ties: the harder), into ``top``; returns how many."""
     dist, gain, order = work[6], work[7], work[8]
+    _assign_search(m, c, work[5])
+    best = work[5][2]
     for i in range(m):
-        _, d = _nearest(x[i], c, c.shape[0])
-        dist[i] = _power(d, beta)
+        dist[i] = _power(math.sqrt(best[i]), beta)
     h = cand.shape[0]
     for a in range(h):
         g = 0.0
@@ -497,25 +501,28 @@ def _gain_top(x, z, m, c, cand, th, beta, top, work):
                 g += z[i] * (dist[i] - th[a, i])
         gain[a] = g
     k = min(top.shape[0], h)
-    _largest_first(gain[:h], k, order, work[9])
+    _largest_first(gain[:h], k, order)
     for t in range(k):
         top[t] = cand[order[t]]
     return k
 
 
 @jit
-def _largest_first(v, k, order, used):
+def _largest_first(v, k, order):
     """Indices of the ``k`` largest entries of ``v`` into ``order[:k]``, largest first (ties:
-    the lower index); ``used`` work space (at least ``len(v)``)."""
+    the lower index), in one pass over ``v``."""
+    if k <= 0:
+        return
+    got = 0
     for a in range(v.shape[0]):
-        used[a] = False
-    for t in range(k):
-        pick = -1
-        for a in range(v.shape[0]):
-            if not used[a] and (pick < 0 or v[a] > v[pick]):
-                pick = a
-        used[pick] = True
-        order[t] = pick
+        if got == k and not v[a] > v[order[k - 1]]:
+            continue
+        t = min(got, k - 1)  # insert a before the first kept entry it beats
+        while t > 0 and v[a] > v[order[t - 1]]:
+            order[t] = order[t - 1]
+            t -= 1
+        order[t] = a
+        got = min(got + 1, k)
 
 
 @jit
@@ -579,12 +586,13 @@ def _weights_sorted(x, z, m, c, w, work):
     reordered by decreasing weight (ties in the order found), phi wrapped."""
     n = c.shape[0]
     mass = np.zeros(n)
+    _assign_exact(m, c, work[5])
+    near = work[5][3]
     for i in range(m):
-        j, _ = _nearest(x[i], c, n)
-        mass[j] += z[i]
+        mass[int(near[i])] += z[i]
     cc = c.copy()
     order = np.empty(n, np.int64)
-    _largest_first(mass, n, order, work[9])
+    _largest_first(mass, n, order)
     for t in range(n):
         pick = order[t]
         w[t] = mass[pick]
@@ -601,7 +609,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     n = kt.shape[0]
     _load(work, x, m)
     iters = min(max_iter, search_iter)
-    st = _starts(x, z, m, kt, more, prev, has_prev, beta)
+    st = _starts(x, z, m, kt, more, prev, has_prev, beta, work[5])
     found, vals = np.empty_like(st), np.empty(st.shape[0])
     best = _search(x, z, m, st, beta, iters, search_tol, found, vals, work)
     c = found[best].copy()
