@@ -20,7 +20,6 @@ import torch
 from physkit.events import Events
 from physkit.fastjet_calls import massless_momenta
 
-from .batching import pad_to
 
 
 def _cluster(pt, y, phi, mask):
@@ -65,32 +64,50 @@ class KtSeeds:
     """
 
     def __init__(self, jets: Events):
-        self.jets = jets
-        self._pt = jets.pt.detach().cpu().double().numpy()
-        self._y = jets.y.detach().cpu().double().numpy()
-        self._phi = jets.phi.detach().cpu().double().numpy()
-        self._mask = jets.mask.detach().cpu().numpy()
+        self._jets = jets
+        self._set_arrays(*(t.detach().cpu().double().numpy() for t in (jets.pt, jets.y,
+                                                                          jets.phi)),
+                         jets.mask.detach().cpu().numpy(), jets.device)
+
+    def _set_arrays(self, pt, y, phi, mask, device):
+        self._pt, self._y, self._phi, self._mask, self._device = pt, y, phi, mask, device
         self._cluster = None
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def jets(self) -> Events:
+        """The jets (:class:`physkit.events.Events`, built from the arrays on first use where
+        this :class:`KtSeeds` was joined from others)."""
+        if self._jets is None:
+            t = (torch.from_numpy(a) for a in (self._pt, self._y, self._phi, self._mask))
+            self._jets = Events(*t).to(self._device)
+        return self._jets
+
     def __len__(self) -> int:
-        return len(self.jets)
+        return len(self._pt)
 
     @classmethod
     def joined(cls, parts: Sequence["KtSeeds"]) -> Tuple["KtSeeds", List["KtSeeds"]]:
         """One :class:`KtSeeds` over the jets of all ``parts`` (stacked in order, padded to the
         widest; one clustering for all of them), and a view of it per part that can stand in
         for that part (same jets, same subjets, bit for bit: every jet is clustered alone)."""
-        width = max(p.jets.shape[1] for p in parts)
-        pad = [pad_to(p.jets, width) for p in parts]
-        whole = cls(Events(*(torch.cat([getattr(e, k) for e in pad]) for k in
-                             ("pt", "y", "phi", "mask"))))
+        arrays = [p._arrays() for p in parts]
+        width = max(a[0].shape[1] for a in arrays)
+        cols = [np.concatenate([np.pad(a[k], ((0, 0), (0, width - a[k].shape[1])))
+                                for a in arrays]) for k in range(4)]
+        whole = cls.__new__(cls)
+        whole._jets = None
+        whole._set_arrays(*cols, parts[0].jets.device)
         views, lo = [], 0
         for p in parts:
             views.append(_KtSeedsView(whole, slice(lo, lo + len(p)), p.jets))
             lo += len(p)
         return whole, views
+
+    def _arrays(self):
+        """``pt, y, phi`` (float64) and ``mask`` numpy arrays ``(B, M)``."""
+        return self._pt, self._y, self._phi, self._mask
 
     def rows(self, rows: slice) -> "KtSeeds":
         """The seeds of the jets ``rows`` (a view sharing this clustering; its ``jets`` are
@@ -131,7 +148,7 @@ class KtSeeds:
         if small.any():
             centers[small], weights[small] = _particle_seeds(pt[small], y[small], phi[small],
                                                              mask[small], n, total[small])
-        dev = self.jets.device
+        dev = self._device
         return torch.from_numpy(centers).to(dev), torch.from_numpy(weights).to(dev)
 
 
@@ -173,6 +190,9 @@ class _KtSeedsView(KtSeeds):
     def __len__(self) -> int:
         return len(range(*self._rows.indices(len(self._whole)))) if self._jets is None \
             else len(self._jets)
+
+    def _arrays(self):
+        return tuple(a[self._rows] for a in self._whole._arrays())
 
     def subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         c, w = self._whole.subjets(n)
