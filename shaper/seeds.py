@@ -21,7 +21,6 @@ from physkit.events import Events
 from physkit.fastjet_calls import massless_momenta
 
 
-
 def _cluster(pt, y, phi, mask):
     """One exclusive-kT clustering (kt, R = 1000, E-scheme) of jets ``(B, M)`` (numpy), each
     alone (:func:`shaper.kt_kernel.cluster`): its history and the jets' particle counts
