@@ -12,7 +12,10 @@ thread count:
   with that cache filled (``import shaper`` and a 2-jet call each; outside the timed runs);
 * fastjet-contrib ``KT_Axes``, ``OnePass_KT_Axes`` and ``MultiPass_Axes`` (``--passes``
   randomised passes) for tau_2 and tau_3 in one call each (``bench/fastjet_nsub.py``);
-* physkit ``Shaper(["isotropy"])``.
+* physkit ``Shaper(["isotropy"])``;
+* physkit's one call on 1 thread and ``OnePass_KT_Axes`` again, alternating (``PAIRS`` pairs),
+  so that both see the same load: speed ratio of the best times and median of the pairs'
+  ratios (the comparison the other rows make a few minutes apart).
 
 Values are compared per jet: physkit's reported tau_n (an exact EMD, float64) against each
 fastjet-contrib value (the same normalised measure, beta = 1, R0 = R); a jet counts as
@@ -32,6 +35,8 @@ from fastjet_nsub import nsubjettiness
 
 #: relative slack of the per-jet comparison against fastjet-contrib
 SLACK = 1e-6
+#: alternating physkit (1 thread) / OnePass_KT_Axes pairs
+PAIRS = 5
 
 
 def _physkit(ev, names, threads, R, beta, **kw):
@@ -68,6 +73,25 @@ def compile_seconds() -> dict:
                                capture_output=True, text=True)
             out[key] = float(r.stdout.strip().splitlines()[-1])
     return out
+
+
+def paired_one_thread(ev, names, R, beta, pairs=PAIRS, **kw) -> dict:
+    """physkit's one call on 1 thread and fastjet-contrib ``OnePass_KT_Axes``, alternating
+    ``pairs`` times (after an untimed warm-up): wall seconds of each, the speed ratio of the
+    best times (OnePass / physkit) and the median of the pairs' ratios."""
+    from shaper import Shaper
+
+    sh = Shaper(names, R=R, beta=beta, n_jobs=1, progress=False, **kw)
+    sh.compute(ev[:2])
+    pk, fj = [], []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        sh.compute(ev)
+        pk.append(time.perf_counter() - t0)
+        fj.append(nsubjettiness(ev, "OnePass_KT_Axes", (2, 3), R=R)[1])
+    pk, fj = np.array(pk), np.array(fj)
+    return dict(physkit_s=pk.tolist(), onepass_s=fj.tolist(), best_ratio=fj.min() / pk.min(),
+                median_pair_ratio=float(np.median(fj / pk)))
 
 
 def _share(v, ref):
@@ -132,6 +156,9 @@ def points_bench(ev, labels, threads: int, R: float, beta: float, passes: int = 
     vals, w, c = _physkit(ev, ["isotropy"], threads, R, beta)
     out["isotropy"] = dict(wall_s=w, cpu_s=c, jets_s=n / w)
     log(f"physkit isotropy: {n / w:.0f} jets/s")
+    out["paired_1t"] = p = paired_one_thread(ev, names, R, beta, **kw)
+    log(f"1 thread alternating with OnePass: best/best {p['best_ratio']:.3f}, median of pairs "
+        f"{p['median_pair_ratio']:.3f}")
     return out
 
 
@@ -165,6 +192,13 @@ def points_markdown(r: dict) -> str:
         lines.append(f"| {axes} | {a['share_le']:.2%} | {a['worst_ratio']:.4f} | "
                      f"{a['median_ratio']:.5f} | {b['share_le']:.2%} | {b['worst_ratio']:.4f} | "
                      f"{b['median_ratio']:.5f} |")
+    if "paired_1t" in r:
+        p = r["paired_1t"]
+        lines += ["", f"physkit one call (1 thread) alternating with OnePass_KT_Axes "
+                      f"({len(p['physkit_s'])} pairs): physkit best {n / min(p['physkit_s']):.0f}"
+                      f" jets/s, OnePass best {n / min(p['onepass_s']):.0f} jets/s; speed ratio "
+                      f"best/best **{p['best_ratio']:.2f}x**, median of the pairs' ratios "
+                      f"{p['median_pair_ratio']:.2f}x"]
     if "auc_tau32" in r:
         lines += ["", "tau_32 AUC: " + ", ".join(f"{k} {v:.4f}"
                                                  for k, v in r["auc_tau32"].items())]

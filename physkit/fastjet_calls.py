@@ -14,7 +14,7 @@ from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
-__all__ = ["load_fastjet", "fastjet_call", "massless_four_vectors"]
+__all__ = ["load_fastjet", "fastjet_call", "massless_four_vectors", "massless_momenta"]
 
 T = TypeVar("T")
 
@@ -52,15 +52,21 @@ def fastjet_call(fn: Callable[[], T], ignore: Sequence[str] = ()) -> T:
             warnings.formatwarning = fmt
 
 
-def massless_four_vectors(counts: np.ndarray, pt: np.ndarray, y: np.ndarray, phi: np.ndarray):
-    """Jagged awkward records ``(px, py, pz, E)`` of massless particles, one list per row.
+def massless_momenta(pt: np.ndarray, y: np.ndarray, phi: np.ndarray) -> dict:
+    """Four-momenta of massless particles ``{"px", "py", "pz", "E"}`` (arrays shaped like
+    ``pt, y, phi``; GeV, rapidity, radians): ``px = pT cos phi``, ``py = pT sin phi``,
+    ``pz = pT sinh y``, ``E = pT cosh y``."""
+    return {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(y),
+            "E": pt * np.cosh(y)}
 
-    ``counts``: ``(B,)`` particles per row; ``pt, y, phi``: ``(P,)`` flat, row after row
-    (GeV, rapidity, radians). ``px = pT cos phi``, ``py = pT sin phi``, ``pz = pT sinh y``,
-    ``E = pT cosh y``.
+
+def massless_four_vectors(counts: np.ndarray, pt: np.ndarray, y: np.ndarray, phi: np.ndarray):
+    """Jagged awkward records ``(px, py, pz, E)`` of massless particles, one list per row
+    (:func:`massless_momenta`).
+
+    ``counts``: ``(B,)`` particles per row; ``pt, y, phi``: ``(P,)`` flat, row after row.
     """
     import awkward as ak
 
-    cols = {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(y),
-            "E": pt * np.cosh(y)}
+    cols = massless_momenta(pt, y, phi)
     return ak.zip({k: ak.unflatten(v, counts) for k, v in cols.items()})

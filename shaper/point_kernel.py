@@ -105,10 +105,81 @@ def value(x, z, m, c, beta):
     return v
 
 
+@jit(inline="always")
+def _wrap_once(a):
+    """``a`` wrapped into ``(-pi, pi]`` by one turn (``|a| < 3 pi``)."""
+    return a - _TWO_PI if a > math.pi else (a + _TWO_PI if a <= -math.pi else a)
+
+
+@jit(inline="always")
+def _assign(m, c, buf, general):
+    """Each particle's (first-)nearest centre of ``c (n, 2)``, in passes over the particles
+    that the compiler vectorises, two centres a pass (the particles' y and phi in ``buf``
+    rows 0, 1): squared distance, centre index (as a float) and the wrapped ``x_i - c`` into
+    rows 2..5 -- the numbers of :func:`_nearest` (azimuth by :func:`_wrap` with ``general``,
+    else by :func:`_wrap_once`)."""
+    y, p, best, near, dy, dp = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
+    n = c.shape[0]
+    j0 = n % 2
+    if j0 == 1:  # an odd number of centres: the first alone
+        cy, cp = c[0, 0], c[0, 1]
+        for i in range(m):
+            ey = y[i] - cy
+            ep = _wrap(p[i] - cp) if general else _wrap_once(p[i] - cp)
+            best[i] = ey * ey + ep * ep
+            near[i] = 0.0
+            dy[i] = ey
+            dp[i] = ep
+    for j in range(j0, n, 2):
+        cy0, cp0, cy1, cp1 = c[j, 0], c[j, 1], c[j + 1, 0], c[j + 1, 1]
+        f0, f1, first = float(j), float(j + 1), j == 0
+        for i in range(m):
+            ey0 = y[i] - cy0
+            ep0 = _wrap(p[i] - cp0) if general else _wrap_once(p[i] - cp0)
+            d0 = ey0 * ey0 + ep0 * ep0
+            ey1 = y[i] - cy1
+            ep1 = _wrap(p[i] - cp1) if general else _wrap_once(p[i] - cp1)
+            d1 = ey1 * ey1 + ep1 * ep1
+            b, nr, by, bp = best[i], near[i], dy[i], dp[i]
+            c0 = first or d0 < b  # centre j, then j + 1: the first nearest wins ties
+            b, nr, by, bp = (d0, f0, ey0, ep0) if c0 else (b, nr, by, bp)
+            c1 = d1 < b
+            best[i] = d1 if c1 else b
+            near[i] = f1 if c1 else nr
+            dy[i] = ey1 if c1 else by
+            dp[i] = ep1 if c1 else bp
+
+
 @jit
-def _sums(x, z, m, c, beta, exact, s):
+def _assign_exact(m, c, buf):
+    """:func:`_assign` with :func:`_wrap` (the exact sums and values)."""
+    _assign(m, c, buf, True)
+
+
+@jit(fastmath=True)
+def _assign_search(m, c, buf):
+    """:func:`_assign` for the search's sums (fastmath; a function of its own, so that the
+    compiler treats the sums' passes after it as before)."""
+    _assign(m, c, buf, False)
+
+
+@jit
+def _value(z, m, c, beta, buf):
+    """:func:`value` with the distances taken in passes (:func:`_assign`; the particles' y
+    and phi in ``buf`` rows 0, 1): the same number, summed particle by particle in order."""
+    _assign_exact(m, c, buf)
+    best = buf[2]
+    v = 0.0
+    for i in range(m):
+        v += z[i] * _power(math.sqrt(best[i]), beta)
+    return v
+
+
+@jit
+def _sums(z, m, c, beta, exact, s, buf):
     """Per-centre sums over each centre's (first-)nearest particles into ``s (n, 13)``; returns
-    the value (:func:`value`). With ``delta = x_i - c`` (wrapped), ``d = |delta|`` and
+    the value (:func:`value`; the particles' y and phi in ``buf`` rows 0, 1, rows 2..5 work
+    space). With ``delta = x_i - c`` (wrapped), ``d = |delta|`` and
     ``a = z d^(beta - 2)`` (0 where ``d`` is 0): ``sum a``, ``sum a delta`` (the pull),
     ``sum z [d = 0]``; with ``exact`` also ``q = (2 - beta) a / d^2`` sums ``q``,
     ``q delta delta^T`` (the Hessian's rank-one terms), and the nearest real particle of the
@@ -117,28 +188,32 @@ def _sums(x, z, m, c, beta, exact, s):
     s[:, :] = 0.0
     for j in range(n):
         s[j, _DK] = np.inf
+    _assign_exact(m, c, buf)
+    best, near, ddy, ddp, aa, dd, qq = buf[2], buf[3], buf[4], buf[5], buf[6], buf[7], buf[8]
+    for i in range(m):  # each particle's own numbers, in a pass the compiler vectorises
+        d = math.sqrt(best[i])
+        if beta == 1.0:
+            a = z[i] / d
+        elif beta == 2.0:
+            a = z[i]
+        else:
+            a = z[i] * d ** (beta - 2.0)
+        a = a if d > _COINCIDE else 0.0
+        dd[i], aa[i] = d, a
+        qq[i] = (2.0 - beta) * a / (d * d)  # used where d > _COINCIDE
     v = 0.0
-    for i in range(m):
-        j, d = _nearest(x[i], c, n)
-        zi = z[i]
+    for i in range(m):  # the sums, particle by particle in order
+        j = int(near[i])
+        d, zi, a, dy, dp = dd[i], z[i], aa[i], ddy[i], ddp[i]
         v += zi * _power(d, beta)
-        dy = x[i, 0] - c[j, 0]
-        dp = _wrap(x[i, 1] - c[j, 1])
         if d <= _COINCIDE:
             s[j, _ON] += zi
-            a = 0.0
-        elif beta == 1.0:
-            a = zi / d
-        elif beta == 2.0:
-            a = zi
-        else:
-            a = zi * d ** (beta - 2.0)
         s[j, _A] += a
         s[j, _GY] += a * dy
         s[j, _GP] += a * dp
         if exact:
             if d > _COINCIDE:
-                q = (2.0 - beta) * a / (d * d)
+                q = qq[i]
                 s[j, _Q] += q
                 s[j, _QYY] += q * dy * dy
                 s[j, _QPP] += q * dp * dp
@@ -156,23 +231,12 @@ def _sums(x, z, m, c, beta, exact, s):
 @jit(fastmath=True)
 def _sums_search(z, m, c, beta, s, buf):
     """:func:`_sums` without the exact columns, in passes over the particles that the compiler
-    vectorises (``buf (7, M)``: rows 0, 1 the particles' y and phi, then work rows). The sums
+    vectorises (``buf (9, M)``: rows 0, 1 the particles' y and phi, then work rows). The sums
     are reassociated (fastmath): the value differs from :func:`value` at rounding level, and
     a jet's numbers still depend on the jet alone."""
     n = c.shape[0]
-    y, p, best, near, dy, dp, a = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6]
-    for j in range(n):
-        cy, cp, fj = c[j, 0], c[j, 1], float(j)
-        for i in range(m):
-            ey = y[i] - cy
-            ep = p[i] - cp
-            ep = ep - _TWO_PI if ep > math.pi else (ep + _TWO_PI if ep <= -math.pi else ep)
-            d2 = ey * ey + ep * ep
-            closer = j == 0 or d2 < best[i]
-            best[i] = d2 if closer else best[i]
-            near[i] = fj if closer else near[i]
-            dy[i] = ey if closer else dy[i]
-            dp[i] = ep if closer else dp[i]
+    best, near, dy, dp, a = buf[2], buf[3], buf[4], buf[5], buf[6]
+    _assign_search(m, c, buf)
     v = 0.0
     for i in range(m):
         d = math.sqrt(best[i])
@@ -251,30 +315,34 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
     after a failure; the row ends when a plain step gains less than ``tol`` times the value.
     Returns ``(value, converged)``."""
     n = c.shape[0]
-    s, sn, cn, buf = work[0], work[1], work[2], work[5]
-    v = _sums(x, z, m, c, beta, exact, s) if exact else _sums_search(z, m, c, beta, s, buf)
-    relax, full = 1.0, True
+    s, sn, cur, cn, buf = work[0], work[1], c, work[2], work[5]
+    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(z, m, c, beta, s, buf)
+    relax, full, moved, ok = 1.0, True, False, False
     for _ in range(max_iter):
         for j in range(n):
             my, mp = _step(s[j], beta, relax, exact and full)
-            cn[j, 0] = c[j, 0] + my
-            cn[j, 1] = _wrap(c[j, 1] + mp)
-        vn = (_sums(x, z, m, cn, beta, exact, sn) if exact
+            cn[j, 0] = cur[j, 0] + my
+            cn[j, 1] = _wrap(cur[j, 1] + mp)
+        vn = (_sums(z, m, cn, beta, exact, sn, buf) if exact
               else _sums_search(z, m, cn, beta, sn, buf))
         better = vn <= v
         small = v - vn <= tol * (vn if better else v)
-        if better:
-            c[:, :] = cn
-            s[:, :] = sn
+        if better:  # the proposal's centres and sums become the current ones (buffers swap)
+            cur, cn, s, sn = cn, cur, sn, s
+            moved = not moved
             v = vn
         if not full and (not better or small):
-            return v, True
+            ok = True
+            break
         if full and better and not small:
             relax = min(relax * _GROW, _MAX_RELAX)
         elif full:
             relax = 1.0
         full = better and not small
-    return v, False
+    if moved:  # the current centres sit in the work buffer
+        for j in range(n):
+            c[j, 0], c[j, 1] = cur[j, 0], cur[j, 1]
+    return v, ok
 
 
 @jit
@@ -296,15 +364,25 @@ def _seen(start, work):
 
 
 @jit
-def _work(x, m, n, cap):
-    """Work arrays of one jet ``x (M, 2)``: sums ``(n, 13)`` twice, proposed centres ``(n, 2)``,
-    the starts searched so far ``(cap, n, 2)`` and their count ``(1,)``, and the rows of
-    :func:`_sums_search` ``(7, m)`` (the particles' y and phi first)."""
-    buf = np.zeros((7, max(m, 1)))
+def _work(M, n, cap, n_hard, n_swap):
+    """Work arrays for jets of up to ``M`` particles (:func:`_load` readies them for one):
+    sums ``(n, 13)`` twice, proposed centres ``(n, 2)``, the starts searched so far
+    ``(cap, n, 2)`` and their count ``(1,)``, the rows of :func:`_sums` and
+    :func:`_sums_search` ``(9, M)`` (the particles' y and phi first), and those of
+    :func:`_gain_top`: distances ``(M,)``, gains ``(n_hard,)`` and picks ``(n_swap,)``."""
+    M = max(M, 1)
+    return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
+            np.empty((cap, n, 2)), np.zeros(1, np.int64), np.zeros((9, M)), np.empty(M),
+            np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64))
+
+
+@jit
+def _load(work, x, m):
+    """Ready ``work`` (:func:`_work`) for the jet ``x (M, 2)`` of ``m`` particles."""
+    buf = work[5]
     for i in range(m):
         buf[0, i], buf[1, i] = x[i, 0], x[i, 1]
-    return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
-            np.empty((cap, n, 2)), np.zeros(1, np.int64), buf)
+    work[4][0] = 0
 
 
 @jit
@@ -341,29 +419,34 @@ def _take_best(x, z, m, starts, c, v, beta, iters, tol, work):
 
 
 @jit
-def _costliest(x, z, m, c, beta):
-    """Index of the particle of largest ``z_i min_j theta_ij^beta`` (the first; 0 if none)."""
+def _costliest(z, m, c, beta, buf):
+    """Index of the particle of largest ``z_i min_j theta_ij^beta`` (the first; 0 if none;
+    the particles' y and phi in ``buf`` rows 0, 1)."""
+    _assign_exact(m, c, buf)
+    best = buf[2]
     far, worst = 0, -1.0
     for i in range(m):
-        _, d = _nearest(x[i], c, c.shape[0])
-        cost = z[i] * _power(d, beta)
+        cost = z[i] * _power(math.sqrt(best[i]), beta)
         if cost > worst:
             far, worst = i, cost
     return far
 
 
 @jit
-def _starts(x, z, m, kt, more, prev, has_prev, beta):
+def _starts(x, z, m, kt, more, prev, has_prev, beta, buf):
     """The structured starts ``(S, n, 2)``: the kT axes, the hardest particle nearest to each
     (winner-take-all; the axis where none is), the ``n + 1`` kT axes less one each, and the
-    ``(n-1)`` optimum plus its costliest particle (given ``has_prev``), last."""
+    ``(n-1)`` optimum plus its costliest particle (given ``has_prev``), last (``buf``: see
+    :func:`_work`)."""
     n = kt.shape[0]
     st = np.empty((3 + n + (1 if has_prev else 0), n, 2))
     st[0] = kt
     st[1] = kt
     hard = np.zeros(n)
+    _assign_exact(m, kt, buf)
+    near = buf[3]
     for i in range(m):
-        j, _ = _nearest(x[i], kt, n)
+        j = int(near[i])
         if z[i] > hard[j]:
             hard[j] = z[i]
             st[1, j] = x[i]
@@ -375,41 +458,42 @@ def _starts(x, z, m, kt, more, prev, has_prev, beta):
                 k += 1
     if has_prev:
         st[-1, :n - 1] = prev
-        st[-1, n - 1] = x[_costliest(x, z, m, prev, beta)]
+        st[-1, n - 1] = x[_costliest(z, m, prev, beta, buf)]
     return st
 
 
 @jit(fastmath=True)
-def _candidates(x, z, m, n_hard, beta):
+def _candidates(z, m, n_hard, beta, buf):
     """Where a new centre may go: the ``n_hard`` hardest real particles (indices ``(H,)``, by
     decreasing weight, ties in particle order) and their distances to every particle to the
-    power beta ``(H, m)``."""
+    power beta ``(H, m)`` (the particles' y and phi in ``buf`` rows 0, 1)."""
     order = np.argsort(-z[:m], kind="mergesort")
     h = 0
     while h < min(n_hard, m) and z[order[h]] > 0.0:
         h += 1
     cand = order[:h].copy()
     th = np.empty((h, m))
+    y, p = buf[0], buf[1]
     for a in range(h):
-        xa = x[cand[a]]
+        ya, pa, row = y[cand[a]], p[cand[a]], th[a]
         for i in range(m):
-            dy = x[i, 0] - xa[0]
-            dp = _wrap(x[i, 1] - xa[1])
-            th[a, i] = _power(math.sqrt(dy * dy + dp * dp), beta)
+            dy = y[i] - ya
+            dp = _wrap(p[i] - pa)
+            row[i] = _power(math.sqrt(dy * dy + dp * dp), beta)
     return cand, th
 
 
 @jit(fastmath=True)
-def _gain_top(x, z, m, c, cand, th, beta, top):
+def _gain_top(x, z, m, c, cand, th, beta, top, work):
     """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
     nearest centre), best first (ties: the harder), into ``top``; returns how many."""
-    dist = np.empty(m)
+    dist, gain, order = work[6], work[7], work[8]
+    _assign_search(m, c, work[5])
+    best = work[5][2]
     for i in range(m):
-        _, d = _nearest(x[i], c, c.shape[0])
-        dist[i] = _power(d, beta)
+        dist[i] = _power(math.sqrt(best[i]), beta)
     h = cand.shape[0]
-    gain = np.zeros(h)
     for a in range(h):
         g = 0.0
         for i in range(m):
@@ -417,8 +501,7 @@ def _gain_top(x, z, m, c, cand, th, beta, top):
                 g += z[i] * (dist[i] - th[a, i])
         gain[a] = g
     k = min(top.shape[0], h)
-    order = np.empty(k, np.int64)
-    _largest_first(gain, k, order)
+    _largest_first(gain[:h], k, order)
     for t in range(k):
         top[t] = cand[order[t]]
     return k
@@ -427,15 +510,19 @@ def _gain_top(x, z, m, c, cand, th, beta, top):
 @jit
 def _largest_first(v, k, order):
     """Indices of the ``k`` largest entries of ``v`` into ``order[:k]``, largest first (ties:
-    the lower index)."""
-    used = np.zeros(v.shape[0], np.bool_)
-    for t in range(k):
-        pick = -1
-        for a in range(v.shape[0]):
-            if not used[a] and (pick < 0 or v[a] > v[pick]):
-                pick = a
-        used[pick] = True
-        order[t] = pick
+    the lower index), in one pass over ``v``."""
+    if k <= 0:
+        return
+    got = 0
+    for a in range(v.shape[0]):
+        if got == k and not v[a] > v[order[k - 1]]:
+            continue
+        t = min(got, k - 1)  # insert a before the first kept entry it beats
+        while t > 0 and v[a] > v[order[t - 1]]:
+            order[t] = order[t - 1]
+            t -= 1
+        order[t] = a
+        got = min(got + 1, k)
 
 
 @jit
@@ -447,10 +534,10 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, 
     round that lowers the value by less than the fraction ``gain`` ends them), each move
     searched; the best is replaced only by a lower value. Returns the value."""
     n = c.shape[0]
-    cand, th = _candidates(x, z, m, n_hard, beta)
+    cand, th = _candidates(z, m, n_hard, beta, work[5])
     k = top.shape[0]
     if has_prev:
-        nt = _gain_top(x, z, m, prev, cand, th, beta, top)
+        nt = _gain_top(x, z, m, prev, cand, th, beta, top, work)
         st = np.empty((nt, n, 2))
         for a in range(nt):
             st[a, :n - 1] = prev
@@ -463,7 +550,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, 
         for j in range(n):
             rest[:j] = c[:j]
             rest[j:] = c[j + 1:]
-            nt = _gain_top(x, z, m, rest, cand, th, beta, top)
+            nt = _gain_top(x, z, m, rest, cand, th, beta, top, work)
             for a in range(nt):
                 st[cnt, :j] = rest[:j]
                 st[cnt, j] = x[top[a]]
@@ -494,14 +581,15 @@ def _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, tol, work):
 
 
 @jit
-def _weights_sorted(x, z, m, c, w):
+def _weights_sorted(x, z, m, c, w, work):
     """Mass ``w (n,)`` of the particles (first-)nearest to each centre; ``c (n, 2)`` and ``w``
     reordered by decreasing weight (ties in the order found), phi wrapped."""
     n = c.shape[0]
     mass = np.zeros(n)
+    _assign_exact(m, c, work[5])
+    near = work[5][3]
     for i in range(m):
-        j, _ = _nearest(x[i], c, n)
-        mass[j] += z[i]
+        mass[int(near[i])] += z[i]
     cc = c.copy()
     order = np.empty(n, np.int64)
     _largest_first(mass, n, order)
@@ -514,13 +602,14 @@ def _weights_sorted(x, z, m, c, w):
 
 @jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
-             gain, top, search_iter, search_tol, polish_tol, n_hard, out):
-    """The search of one jet (module docstring); best centres into ``out (n, 2)``. Returns the
-    value (not divided by R^beta) and whether the polish of the best converged."""
+             gain, top, search_iter, search_tol, polish_tol, n_hard, out, work):
+    """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
+    see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
+    the best converged."""
     n = kt.shape[0]
-    work = _work(x, m, n, n + 4 + top.shape[0] * (1 + swaps * n) + jiggle.shape[0])
+    _load(work, x, m)
     iters = min(max_iter, search_iter)
-    st = _starts(x, z, m, kt, more, prev, has_prev, beta)
+    st = _starts(x, z, m, kt, more, prev, has_prev, beta, work[5])
     found, vals = np.empty_like(st), np.empty(st.shape[0])
     best = _search(x, z, m, st, beta, iters, search_tol, found, vals, work)
     c = found[best].copy()
@@ -551,7 +640,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     vbest = np.inf
     for r in range(k + 1 + (1 if has_prev else 0)):
         cand = rows[r] if r < k else (st[0] if r == k else st[-1])
-        vr = value(x, z, m, cand, beta)
+        vr = _value(z, m, cand, beta, work[5])
         if vr < vbest:
             vbest = vr
             out[:, :] = cand
@@ -571,12 +660,15 @@ def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_i
     weights ``(B, n)`` by decreasing weight, values ``(B,)`` (divided by ``scale`` = R^beta)
     and whether each jet's polish converged ``(B,)``."""
     has_prev = prev.shape[1] > 0
+    n = kt.shape[1]
     top = np.empty(n_swap, np.int64)
+    work = _work(x.shape[1], n, n + 4 + n_swap * (1 + swaps * n) + jiggle.shape[0], n_hard,
+                 n_swap)
     for b in range(x.shape[0]):
         m = counts[b]
         v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
                          beta, max_iter, swaps, gain, top, search_iter, search_tol,
-                         polish_tol, n_hard, centers[b])
+                         polish_tol, n_hard, centers[b], work)
         values[b] = v / scale
         converged[b] = ok
-        _weights_sorted(x[b], z[b], m, centers[b], weights[b])
+        _weights_sorted(x[b], z[b], m, centers[b], weights[b], work)

@@ -328,15 +328,17 @@ def fit_points(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: f
 
 def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int, *, R: float,
                         beta: float, max_iter: int, previous: Optional[torch.Tensor] = None,
-                        restarts: int = 0, swaps: int = SWAPS) -> PointFit:
+                        restarts: int = 0, swaps: int = SWAPS,
+                        counts: Optional[torch.Tensor] = None) -> PointFit:
     """:func:`fit_points` by the compiled per-jet search (:func:`shaper.point_kernel.fit_jets`,
-    CPU tensors only): the same starts, moves, polish and report, every step in float64."""
+    CPU tensors only): the same starts, moves, polish and report, every step in float64.
+    ``counts``: :func:`shaper.lloyd.real_counts` of ``z`` where known."""
     from .point_kernel import fit_jets  # numba: imported (and compiled or loaded) on first use
 
     B = x.shape[0]
     xs = np.ascontiguousarray(x.detach().to(torch.float64).numpy())
     zs = np.ascontiguousarray(z.detach().to(torch.float64).numpy())
-    counts = real_counts(z).cpu().numpy().astype(np.int64)
+    counts = (real_counts(z) if counts is None else counts).cpu().numpy().astype(np.int64)
     kt = np.ascontiguousarray(seeds.subjets(n)[0].to(torch.float64).cpu().numpy())
     more = np.ascontiguousarray(seeds.subjets(n + 1)[0].to(torch.float64).cpu().numpy())
     prev = (np.zeros((B, 0, 2)) if previous is None
@@ -419,6 +421,7 @@ class PointBatch:
             self.rows[id(g)] = slice(lo, lo + len(g))
             lo += len(g)
         self.engine = point_engine(engine, self.x.device)
+        self.counts = real_counts(self.z)
         self._fits: Dict[int, PointFit] = {}
         self._lock = threading.RLock()
 
@@ -439,13 +442,15 @@ class PointBatch:
         # interleaved shares: the jets come in width groups, so each thread gets every width
         parts = [slice(i, None, k) for i in range(k)]
 
-        fit = fit_points_compiled if self.engine == "numba" else fit_points
+        compiled = self.engine == "numba"
+        fit = fit_points_compiled if compiled else fit_points
 
         def run(rows: slice) -> PointFit:
+            kw = {"counts": self.counts[rows]} if compiled else {}
             return fit(self.x[rows], self.z[rows], self.seeds.rows(rows), n, R=self.R,
                        beta=self.beta, max_iter=self.max_iter,
                        previous=None if prev is None else prev[rows],
-                       restarts=self.restarts, swaps=self.swaps)
+                       restarts=self.restarts, swaps=self.swaps, **kw)
 
         with thread_map(len(parts)) as pmap:
             fits = pmap(run, parts)

@@ -1,9 +1,10 @@
-"""Exclusive-kT seeds for shape fits, clustered for a whole batch in one fastjet call.
+"""Exclusive-kT seeds for shape fits, clustered for a whole batch in one compiled call.
 
 :class:`KtSeeds` holds a batch of centred jets and returns, for any ``n``, the exclusive-kT
-subjets (kt algorithm, E-scheme, R = 1000 as in fastjet-contrib's ``KT_Axes``) as centres
-``(B, n, 2)`` in (y, phi) and pT fractions ``(B, n)``. One clustering serves every ``n``
-(``exclusive_jets_up_to(n)`` of one ``ClusterSequence``), and :meth:`KtSeeds.joined` lets the
+subjets (kt algorithm, E-scheme, R = 1000 as in fastjet-contrib's ``KT_Axes``; the same
+numbers as fastjet's, :mod:`shaper.kt_kernel`) as centres ``(B, n, 2)`` in (y, phi) and pT
+fractions ``(B, n)``. One clustering serves every ``n`` (the exclusive jets of any ``n`` are
+read off its history), and :meth:`KtSeeds.joined` lets the
 jets of several batches share it. A jet with ``<= n`` particles gets its particles as centres
 (unused slots repeat the first particle with weight 0), so a point manifold fits it exactly.
 Results are cached per ``n``.
@@ -11,49 +12,35 @@ Results are cached per ``n``.
 from __future__ import annotations
 
 import threading
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from physkit.events import Events
-from physkit.fastjet_calls import fastjet_call, load_fastjet, massless_four_vectors
-
-from .batching import pad_to
+from physkit.fastjet_calls import massless_momenta
 
 
 def _cluster(pt, y, phi, mask):
-    """One exclusive-kT clustering (kt, R = 1000, E-scheme) of jets ``(b, M)`` (numpy, every jet
-    with at least one particle), serving every ``n`` (:func:`_exclusive_kt`)."""
-    fastjet = load_fastjet()
-    counts = mask.sum(axis=1)
-    arr = massless_four_vectors(counts, pt[mask], y[mask], phi[mask])
-    jd = fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0, fastjet.E_scheme)
-    return _fastjet_call(lambda: fastjet.ClusterSequence(arr, jd))
+    """One exclusive-kT clustering (kt, R = 1000, E-scheme) of jets ``(B, M)`` (numpy), each
+    alone (:func:`shaper.kt_kernel.cluster`): its history and the jets' particle counts
+    ``(B,)``; serves every ``n`` (:func:`_exclusive_kt`). The particles' four-momenta are
+    fastjet's input in ``KT_Axes`` (:func:`physkit.fastjet_calls.massless_momenta`)."""
+    from .kt_kernel import cluster  # numba: compiled or loaded on first use
+
+    counts = mask.sum(axis=1).astype(np.int64)
+    p = massless_momenta(pt[mask], y[mask], phi[mask])
+    return cluster(p["px"], p["py"], p["pz"], p["E"], counts), counts
 
 
-def _fastjet_call(fn):
-    """``fn()`` with fastjet's exclusive-jets warning silenced.
+def _exclusive_kt(clustered, n, rows):
+    """Exclusive-kT subjets ``n`` of the clustered jets ``rows`` (indices ``(b,)``, each with
+    more than ``n`` particles): centres ``(b, n, 2)`` (y, phi) and subjet pT ``(b, n)``."""
+    from .kt_kernel import exclusive_jets
 
-    fastjet's awkward layer warns "dcut and exclusive jets ... interpreted with care" on every
-    exclusive_jets call: its check compares the JetDefinition object (not its algorithm) with
-    kt/C-A, so it fires for the kt algorithm too. Exclusive kT jets are well defined, so the
-    warning is harmless here: silenced for this call only, by its message
-    (:func:`physkit.fastjet_calls.fastjet_call`).
-    """
-    return fastjet_call(fn, ignore=("dcut and exclusive jets",))
-
-
-def _exclusive_kt(cluster, n, rows):
-    """Exclusive-kT subjets ``n`` of the clustered jets ``rows`` (each with more than ``n``
-    particles): centres ``(b, n, 2)`` (y, phi) and subjet pT ``(b, n)`` (numpy)."""
-    import awkward as ak
-
-    jets = _fastjet_call(lambda: cluster.exclusive_jets_up_to(n))[rows]
-    jpx = ak.to_numpy(ak.flatten(jets.px)).reshape(-1, n)
-    jpy = ak.to_numpy(ak.flatten(jets.py)).reshape(-1, n)
-    jpz = ak.to_numpy(ak.flatten(jets.pz)).reshape(-1, n)
-    je = ak.to_numpy(ak.flatten(jets.E)).reshape(-1, n)
+    (p4, parents), counts = clustered
+    jets = exclusive_jets(p4, parents, counts, rows, n)
+    jpx, jpy, jpz, je = (jets[..., k] for k in range(4))
     jpt = np.hypot(jpx, jpy)
     # not physkit.kinematics.rapidity: where E - pz rounds to below 1e-300 (|y| >~ 19) the
     # floor below gives a large finite y where rapidity() gives +-inf or NaN (0 here), and the
@@ -76,36 +63,55 @@ class KtSeeds:
     """
 
     def __init__(self, jets: Events):
-        self.jets = jets
-        self._pt = jets.pt.detach().cpu().double().numpy()
-        self._y = jets.y.detach().cpu().double().numpy()
-        self._phi = jets.phi.detach().cpu().double().numpy()
-        self._mask = jets.mask.detach().cpu().numpy()
+        self._jets = jets
+        self._set_arrays(*(t.detach().cpu().double().numpy() for t in (jets.pt, jets.y,
+                                                                          jets.phi)),
+                         jets.mask.detach().cpu().numpy(), jets.device)
+
+    def _set_arrays(self, pt, y, phi, mask, device):
+        self._pt, self._y, self._phi, self._mask, self._device = pt, y, phi, mask, device
         self._cluster = None
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def jets(self) -> Events:
+        """The jets (:class:`physkit.events.Events`, built from the arrays on first use where
+        this :class:`KtSeeds` was joined from others)."""
+        if self._jets is None:
+            t = (torch.from_numpy(a) for a in (self._pt, self._y, self._phi, self._mask))
+            self._jets = Events(*t).to(self._device)
+        return self._jets
+
     def __len__(self) -> int:
-        return len(self.jets)
+        return len(self._pt)
 
     @classmethod
     def joined(cls, parts: Sequence["KtSeeds"]) -> Tuple["KtSeeds", List["KtSeeds"]]:
         """One :class:`KtSeeds` over the jets of all ``parts`` (stacked in order, padded to the
         widest; one clustering for all of them), and a view of it per part that can stand in
         for that part (same jets, same subjets, bit for bit: every jet is clustered alone)."""
-        width = max(p.jets.shape[1] for p in parts)
-        pad = [pad_to(p.jets, width) for p in parts]
-        whole = cls(Events(*(torch.cat([getattr(e, k) for e in pad]) for k in
-                             ("pt", "y", "phi", "mask"))))
+        arrays = [p._arrays() for p in parts]
+        width = max(a[0].shape[1] for a in arrays)
+        cols = [np.concatenate([np.pad(a[k], ((0, 0), (0, width - a[k].shape[1])))
+                                for a in arrays]) for k in range(4)]
+        whole = cls.__new__(cls)
+        whole._jets = None
+        whole._set_arrays(*cols, parts[0].jets.device)
         views, lo = [], 0
         for p in parts:
             views.append(_KtSeedsView(whole, slice(lo, lo + len(p)), p.jets))
             lo += len(p)
         return whole, views
 
+    def _arrays(self):
+        """``pt, y, phi`` (float64) and ``mask`` numpy arrays ``(B, M)``."""
+        return self._pt, self._y, self._phi, self._mask
+
     def rows(self, rows: slice) -> "KtSeeds":
-        """The seeds of the jets ``rows`` (a view sharing this clustering)."""
-        return _KtSeedsView(self, rows, self.jets[rows])
+        """The seeds of the jets ``rows`` (a view sharing this clustering; its ``jets`` are
+        taken on first use)."""
+        return _KtSeedsView(self, rows)
 
     def subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Centres ``(B, n, 2)`` (y, phi) and weights ``(B, n)`` on the simplex (subjet pT over
@@ -130,11 +136,8 @@ class KtSeeds:
         big = counts > n
         if big.any():
             if self._cluster is None:
-                some = counts > 0
-                self._cluster = (_cluster(pt[some], y[some], phi[some], mask[some]),
-                                 np.cumsum(some) - 1)
-            cluster, index = self._cluster
-            c, w = _exclusive_kt(cluster, n, index[big])
+                self._cluster = _cluster(pt, y, phi, mask)
+            c, w = _exclusive_kt(self._cluster, n, np.flatnonzero(big))
             order = np.argsort(-w, axis=1, kind="stable")
             centers[big] = np.take_along_axis(c, order[..., None], axis=1)
             w = np.take_along_axis(w, order, axis=1)
@@ -144,7 +147,7 @@ class KtSeeds:
         if small.any():
             centers[small], weights[small] = _particle_seeds(pt[small], y[small], phi[small],
                                                              mask[small], n, total[small])
-        dev = self.jets.device
+        dev = self._device
         return torch.from_numpy(centers).to(dev), torch.from_numpy(weights).to(dev)
 
 
@@ -170,13 +173,26 @@ def _particle_seeds(pt, y, phi, mask, n, total):
 
 
 class _KtSeedsView(KtSeeds):
-    """Rows ``rows`` of a joined :class:`KtSeeds` (:meth:`KtSeeds.joined`), standing in for the
-    seeds of ``jets`` (the part's own jets, at its own width)."""
+    """Rows ``rows`` of a :class:`KtSeeds` (:meth:`KtSeeds.joined`, :meth:`KtSeeds.rows`),
+    standing in for the seeds of ``jets`` (given, or those rows of the whole's jets, taken on
+    first use)."""
 
-    def __init__(self, whole: KtSeeds, rows: slice, jets: Events):
-        self.jets, self._whole, self._rows = jets, whole, rows
+    def __init__(self, whole: KtSeeds, rows: slice, jets: Optional[Events] = None):
+        self._whole, self._rows, self._jets = whole, rows, jets
+
+    @property
+    def jets(self) -> Events:
+        if self._jets is None:
+            self._jets = self._whole.jets[self._rows]
+        return self._jets
+
+    def __len__(self) -> int:
+        return len(range(*self._rows.indices(len(self._whole)))) if self._jets is None \
+            else len(self._jets)
+
+    def _arrays(self):
+        return tuple(a[self._rows] for a in self._whole._arrays())
 
     def subjets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         c, w = self._whole.subjets(n)
         return c[self._rows], w[self._rows]
-

@@ -156,3 +156,49 @@ def test_jit_without_a_writable_cache(monkeypatch):
     with pytest.warns(RuntimeWarning, match="numba cannot cache"):
         f = point_kernel.jit(lambda a: a + 1.0)
     assert f(1.0) == 2.0
+
+
+def _random_jet(rng, m, n):
+    """A random jet ``x (m, 2)`` across phi = pi, weights, and centres ``(n, 2)`` with a
+    duplicate centre and one on a particle (exact ties)."""
+    x = np.column_stack([rng.normal(0, 0.4, m), rng.uniform(-np.pi, np.pi, m)])
+    x[: m // 3, 1] = np.pi - np.abs(rng.normal(0, 0.1, m // 3))
+    z = rng.exponential(1.0, m)
+    c = np.column_stack([rng.normal(0, 0.4, n), rng.uniform(-np.pi, np.pi, n)])
+    c[-1] = c[0] if n > 2 else c[-1]
+    c[0] = x[min(1, m - 1)]
+    return x, z / z.sum(), c
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
+def test_vectorised_passes_give_the_scalar_numbers(beta):
+    """The nearest-centre pass, the report's value and the exact sums' value equal the
+    particle-by-particle reference (``value``, ``_nearest``) bit for bit."""
+    rng = np.random.default_rng(int(beta * 10))
+    for m, n in ((1, 1), (7, 2), (40, 3), (75, 4), (33, 5)):
+        x, z, c = _random_jet(rng, m, n)
+        work = point_kernel._work(m, n, 4, 64, 5)
+        point_kernel._load(work, x, m)
+        buf = work[5]
+        point_kernel._assign_exact(m, c, buf)
+        for i in range(m):
+            j, d = point_kernel._nearest(x[i], c, n)
+            assert (int(buf[3, i]), np.sqrt(buf[2, i])) == (j, d)
+        want = point_kernel.value(x, z, m, c, beta)
+        assert point_kernel._value(z, m, c, beta, buf) == want
+        s = np.zeros((n, 13))
+        assert point_kernel._sums(z, m, c, beta, True, s, buf) == want
+        near = buf[3, :m].astype(int)  # the pull sums: each centre's own particles
+        d = np.sqrt(buf[2, :m])
+        with np.errstate(divide="ignore"):
+            a = np.where(d > 1e-13, z * d ** (beta - 2.0), 0.0)
+        np.testing.assert_allclose(s[:, 0], np.bincount(near, a, minlength=n), rtol=1e-12)
+
+
+def test_largest_first_is_a_stable_descending_sort():
+    rng = np.random.default_rng(5)
+    for size, k in ((1, 1), (9, 3), (64, 5), (20, 20)):
+        v = rng.integers(0, 4, size).astype(float)  # many ties: the lower index first
+        order = np.empty(k, np.int64)
+        point_kernel._largest_first(v, k, order)
+        assert list(order) == list(np.argsort(-v, kind="stable")[:k])
