@@ -27,10 +27,10 @@ side by side (:class:`shaper.points.PointBatch`).
 from __future__ import annotations
 
 import math
-import warnings
 
-import numba
 import numpy as np
+
+from physkit.compiled import jit as compiled_jit
 
 #: columns of the per-centre sums (:func:`_sums`)
 _A, _GY, _GP, _ON, _Q, _QYY, _QPP, _QYP, _DK, _KY, _KP, _KN, _KZ = range(13)
@@ -47,17 +47,9 @@ __all__ = ["fit_jets", "lloyd_row", "value", "jit"]
 
 
 def jit(fn=None, **options):
-    """``numba.njit(cache=True, nogil=True, error_model="numpy", **options)`` (a division by
-    zero gives inf / NaN, which the search rejects, instead of raising); without the on-disk
-    cache where numba finds no writable cache directory (it then compiles in each process)."""
-    if fn is None:
-        return lambda f: jit(f, **options)
-    try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(fn)
-    except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
-        warnings.warn(f"numba cannot cache {fn.__name__} ({err}); compiling in this process",
-                      RuntimeWarning, stacklevel=2)
-        return numba.njit(nogil=True, error_model="numpy", **options)(fn)
+    """:func:`physkit.compiled.jit` (cached, nogil) with ``error_model="numpy"``: a division
+    by zero gives inf / NaN, which the search rejects, instead of raising."""
+    return compiled_jit(fn, error_model="numpy", **options)
 
 
 @jit(inline="always")

@@ -31,11 +31,11 @@ entry point marks rows it leaves to the caller (more cells than ``max_cells``) :
 """
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
-import numba
 import numpy as np
+
+from ..compiled import jit as _jit
 
 OPTIMAL = 1
 ITERATION_LIMIT = 3
@@ -47,19 +47,6 @@ COLD, WARM, CRASH = 0, 1, 2
 TOL_REL = 1e-13
 #: default cap on pivots per problem
 DEFAULT_MAX_PIVOTS = 10_000_000
-
-
-def _jit(fn=None, **options):
-    """``numba.njit(cache=True, nogil=True, **options)``; without the on-disk cache where
-    numba finds no writable cache directory (it then compiles in each process)."""
-    if fn is None:
-        return lambda f: _jit(f, **options)
-    try:
-        return numba.njit(cache=True, nogil=True, **options)(fn)
-    except RuntimeError as err:  # pragma: no cover - "cannot cache function ...: no locator"
-        warnings.warn(f"numba cannot cache {fn.__name__} ({err}); compiling in this process",
-                      RuntimeWarning, stacklevel=2)
-        return numba.njit(nogil=True, **options)(fn)
 
 
 # ------------------------------------------------------------------ tree bookkeeping

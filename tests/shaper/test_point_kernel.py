@@ -145,14 +145,16 @@ def test_engine_choice_and_options():
 
 
 def test_jit_without_a_writable_cache(monkeypatch):
-    real = point_kernel.numba.njit
+    import physkit.compiled
+
+    real = physkit.compiled.numba.njit
 
     def njit(*args, **kw):
         if kw.get("cache"):
             raise RuntimeError("cannot cache function 'f': no locator available")
         return real(*args, **kw)
 
-    monkeypatch.setattr(point_kernel.numba, "njit", njit)
+    monkeypatch.setattr(physkit.compiled.numba, "njit", njit)
     with pytest.warns(RuntimeWarning, match="numba cannot cache"):
         f = point_kernel.jit(lambda a: a + 1.0)
     assert f(1.0) == 2.0
