@@ -116,7 +116,9 @@ class Shaper:
         flow; 15 for the Sinkhorn flow, where two prongs of point + shape then make 32 nodes,
         within :data:`physkit.ot.sinkhorn.NEWTON_MAX_POINTS`, so every step's potentials are
         solved by Newton's method).
-    n_eval_samples : quadrature nodes per extended shape for the final exact EMD.
+    n_eval_samples : quadrature nodes per extended shape for the final exact EMD (isotropy,
+        whose shape is the whole jet disk: ``4 * n_eval_samples``). Fewer nodes trade the
+        value's quadrature error for speed (isotropy's table in bench/RESULTS.md).
     steps, lr, tol, patience : flow settings (:func:`physkit.flow.minimize`): the step limit
         per row (None: 80 exact, 100 Sinkhorn), the Adam learning rate (of the weights in the
         exact flow; None: 0.25 exact, 0.04 Sinkhorn), the relative change of the value under
