@@ -115,30 +115,28 @@ except Exception:  # pragma: no cover - other POT versions: the public API
 
 def _network_simplex(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int,
                      flow: bool = False, what: str = "EMD", duals: bool = False):
-    """Solve one balanced problem; raise :class:`EMDError` unless POT reports optimality.
+    """Solve one balanced problem; raise :class:`EMDError` unless the solver reports optimality.
     Returns ``(cost, plan or None)``, or ``(cost, plan, u)`` with ``duals`` (``u`` the first
     side's dual potential)."""
     a = np.ascontiguousarray(a, dtype=np.float64)
     b = np.ascontiguousarray(b, dtype=np.float64)
     b = b * (a.sum() / b.sum())  # exact balance, as POT's wrapper does
     C = np.ascontiguousarray(C, dtype=np.float64)
+    solver = "POT network simplex"
     if len(a) * len(b) <= SMALL_PROBLEM_CELLS:
         res = _small_solve(a[None], b[None], C[None], n_iter_max, 0, 1)
         cost, code, G, u = float(res.cost[0]), int(res.status[0]), res.plan[0], res.u[0]
-        if code != _OPTIMAL:
-            raise EMDError(f"{what}: transportation simplex failed: "
-                           f"{_RESULT_MESSAGES[code]} (result code {code}; problem "
-                           f"{len(a)} x {len(b)}, n_iter_max={n_iter_max})")
+        solver = "transportation simplex"
     elif duals:
         cost, code, G, u = _solve_duals(a, b, C, int(n_iter_max))
     else:
         cost, code, G = _solve(a, b, C, int(n_iter_max), flow)
     if code != _OPTIMAL:
         msg = _RESULT_MESSAGES.get(code, f"unknown result code {code}")
-        raise EMDError(f"{what}: POT network simplex failed: {msg} (result code {code}; "
+        raise EMDError(f"{what}: {solver} failed: {msg} (result code {code}; "
                        f"problem {len(a)} x {len(b)}, n_iter_max={n_iter_max})")
     if not np.isfinite(cost):
-        raise EMDError(f"{what}: POT returned a non-finite cost {cost}")
+        raise EMDError(f"{what}: {solver} returned a non-finite cost {cost}")
     return (cost, G, u) if duals else (cost, G)
 
 
