@@ -146,10 +146,9 @@ class ExactSteps:
         self.s: Optional[Params] = None
         self.seen: Optional[Params] = None
         self.seen_value = torch.full((n,), float("nan"), dtype=torch.float64, device=x.device)
-        # per-row bases (n, M + K - 1, 2) of the last / last kept solve (padded (particle,
-        # node) pairs, -1: none), allocated at the first solve
-        self.basis_last: Optional[np.ndarray] = None
-        self.basis_kept: Optional[np.ndarray] = None
+        # per-row warm-start bases (n, M + K - 1, 2): each row's last ("last") or last kept
+        # ("kept") solve's (padded (particle, node) pairs, -1: none), made at the first solve
+        self.basis: Optional[np.ndarray] = None
 
     # ------------------------------------------------------------------ loss_fn
     def __call__(self, params: Params, idx: torch.Tensor) -> torch.Tensor:
@@ -212,9 +211,7 @@ class ExactSteps:
         return y, b.clamp_min(0)
 
     def _transport(self, p: Params, idx: torch.Tensor) -> Transport:
-        rows = idx.cpu().numpy()
-        basis = {"last": self.basis_last, "kept": self.basis_kept}.get(self.warm_start)
-        basis = None if basis is None else basis[rows]
+        basis = None if self.basis is None else self.basis[idx.cpu().numpy()]
         with torch.no_grad():
             y, b = self._sample(p, idx)
             return Transport(self.x.index_select(0, idx), self.a.index_select(0, idx), y, b,
@@ -224,13 +221,13 @@ class ExactSteps:
         """Keep the bases of the solve at rows ``idx`` (``keep (b,)``: the kept rows)."""
         if tr.basis is None or self.warm_start == "off":
             return
-        rows, kept = idx.cpu().numpy(), keep.cpu().numpy()
-        if self.basis_last is None or self.basis_last.shape[1:] != tr.basis.shape[1:]:
-            shape = (self.x.shape[0],) + tr.basis.shape[1:]
-            self.basis_last = np.full(shape, -1, dtype=np.int64)
-            self.basis_kept = self.basis_last.copy()
-        self.basis_last[rows] = tr.basis
-        self.basis_kept[rows[kept]] = tr.basis[kept]
+        rows, basis = idx.cpu().numpy(), tr.basis
+        if self.warm_start == "kept":
+            kept = keep.cpu().numpy()
+            rows, basis = rows[kept], basis[kept]
+        if self.basis is None or self.basis.shape[1:] != basis.shape[1:]:
+            self.basis = np.full((self.x.shape[0],) + basis.shape[1:], -1, dtype=np.int64)
+        self.basis[rows] = basis
 
     def _new_step(self, p: Params, idx: torch.Tensor, tr: Transport, keep: torch.Tensor
                   ) -> Params:
