@@ -259,8 +259,20 @@ class ExactSteps:
             lo += size
         return out
 
-    def _jacobian(self, p: Params, idx: torch.Tensor, names: List[str], masses: bool = False
-                  ) -> torch.Tensor:
+    def _jacobian(self, p: Params, idx: torch.Tensor, names: List[str]) -> torch.Tensor:
+        """``d y / d theta`` ``(b, 2K, P)`` over the parameters ``names``: the observable's
+        analytic Jacobian when it has one, else :meth:`_autograd_jacobian`."""
+        q = {k: v.to(torch.float64) for k, v in p.items()}
+        J = self.obs.node_jacobian(q, self.K, self.R, names)
+        if J is None:
+            return self._autograd_jacobian(p, idx, names)
+        # laid out as the autograd path's (P, b, 2K) permuted: the Gauss-Newton products'
+        # summation order, hence their last bits, follow the memory layout
+        return J.reshape(J.shape[0], -1, J.shape[-1]).permute(2, 0, 1).contiguous() \
+            .permute(1, 2, 0)
+
+    def _autograd_jacobian(self, p: Params, idx: torch.Tensor, names: List[str],
+                           masses: bool = False) -> torch.Tensor:
         """``d y / d theta`` ``(b, 2K, P)`` (or, with ``masses``, ``d b / d theta`` ``(b, K, P)``)
         over the parameters ``names``: one sampler call on ``P * b`` rows (one unit tangent per
         coordinate), Jacobian-vector products by the double-vjp trick (reverse mode only:
@@ -300,12 +312,7 @@ class ExactSteps:
         if not self.weights:
             return {}
         q = {k: v.detach().to(torch.float64) for k, v in p.items()}
-        for k in self.weights:
-            q[k].requires_grad_(True)
-        with torch.enable_grad():
-            _, b = self.obs.sample(q, self.K, self.R, batch=self.a.index_select(0, idx))
-            grads = torch.autograd.grad((b * tr.v).sum(), [q[k] for k in self.weights],
-                                        allow_unused=True)
+        grads = self._mass_grads(q, idx, tr.v)
         t = self.adam_t[idx] + keep.to(torch.float64)
         self.adam_t[idx] = t
         t = t.clamp_min(1.0)
@@ -325,6 +332,20 @@ class ExactSteps:
             mhat, shat = m / _bias(_B1, tt), s / _bias(_B2, tt)
             out[k] = self.lr * mhat / (shat.sqrt() + _ADAM_EPS)
         return out
+
+    def _mass_grads(self, q: Params, idx: torch.Tensor, v: torch.Tensor) -> List:
+        """``sum_k v_k d b_k / d theta`` for each weight parameter (None: no dependence): the
+        observable's analytic form when it has one, else autograd through the sampler."""
+        grads = self.obs.mass_grads(q, self.K, self.R, v, self.weights)
+        if grads is not None:
+            return list(grads)
+        q = dict(q)
+        for k in self.weights:
+            q[k] = q[k].detach().requires_grad_(True)
+        with torch.enable_grad():
+            _, b = self.obs.sample(q, self.K, self.R, batch=self.a.index_select(0, idx))
+            return list(torch.autograd.grad((b * v).sum(), [q[k] for k in self.weights],
+                                            allow_unused=True))
 
     # ------------------------------------------------------------------ final values
     def _remember(self, p: Params, idx: torch.Tensor, value: torch.Tensor) -> None:
