@@ -60,6 +60,10 @@ _MIN_WEIGHT_SCALE = 1e-3
 #: ``"kept"`` (the basis at its last kept point) or ``"off"`` (cold least-cost starts)
 WARM_START = "kept"
 _WARM_CHOICES = ("last", "kept", "off")
+#: with warm starts, problems of at most this many cells go to the transportation simplex
+#: (``physkit.ot.emd_batch_plans(max_cells=)``; POT above): after a row's first solve its
+#: solves start from its previous basis and need few pivots, at any size
+WARM_MAX_CELLS = 40_000
 
 
 def _bias(decay: float, t: torch.Tensor) -> torch.Tensor:
@@ -83,30 +87,34 @@ class Transport:
 
     def __init__(self, x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
                  R: float, beta: float, n_jobs: Optional[int],
-                 basis: Optional[np.ndarray] = None):
+                 basis: Optional[np.ndarray] = None, max_cells: Optional[int] = None):
         dy = x[:, :, None, 0] - y[:, None, :, 0]  # (b, M, K) particle - node
         dphi = x[:, :, None, 1] - y[:, None, :, 1]
         if not differences_in_range(x[..., 1], y[..., 1]):
             dphi = wrap_angle(dphi)
-        theta = torch.sqrt(dy * dy + dphi * dphi)
-        if beta == 1.0:
-            cost = theta * (1.0 / R)
-        elif beta == 2.0:
-            cost = (dy * dy + dphi * dphi) * (1.0 / (R * R))
+        # the arithmetic of the textbook expressions, with fewer (b, M, K) temporaries:
+        # in-place steps where an operand is not needed afterwards
+        sq = dy * dy
+        sq += dphi * dphi
+        if beta == 2.0:
+            cost = sq.mul_(1.0 / (R * R))
         else:
-            cost = (theta * (1.0 / R)).pow(beta)
-        res = emd_batch_plans(cost, a, b, n_jobs=n_jobs, basis=basis)
+            theta = sq.sqrt_()
+            cost = theta * (1.0 / R)
+            if beta != 1.0:
+                cost = cost.pow_(beta)
+        res = emd_batch_plans(cost, a, b, n_jobs=n_jobs, basis=basis, max_cells=max_cells)
         self.value, self.v, self.y, self.cost = res.value, res.v, y, cost
         self.basis = res.basis
-        t = theta.clamp_min(_THETA_FLOOR)
+        pw = res.plan  # (b, M, K), owned: scaled in place into the majoriser's P_ik w_ik
         if beta == 1.0:
-            pw = res.plan * (0.5 / R) / t
+            pw.mul_(0.5 / R).div_(theta.clamp_min_(_THETA_FLOOR))
         elif beta == 2.0:
-            pw = res.plan * (1.0 / (R * R))
+            pw.mul_(1.0 / (R * R))
         else:
-            pw = res.plan * t.pow(beta - 2.0) * (0.5 * beta / R ** beta)
+            pw.mul_(theta.clamp_min_(_THETA_FLOOR).pow_(beta - 2.0)).mul_(0.5 * beta / R ** beta)
         self.W = pw.sum(1)
-        shift = torch.stack([(pw * dy).sum(1), (pw * dphi).sum(1)], dim=-1)
+        shift = torch.stack([dy.mul_(pw).sum(1), dphi.mul_(pw).sum(1)], dim=-1)
         has = self.W > 0
         self.T = y + torch.where(has[..., None], shift / torch.where(has, self.W, 1.0)[..., None],
                                  torch.zeros_like(shift))
@@ -214,8 +222,9 @@ class ExactSteps:
         basis = None if self.basis is None else self.basis[idx.cpu().numpy()]
         with torch.no_grad():
             y, b = self._sample(p, idx)
+            cells = None if self.warm_start == "off" else WARM_MAX_CELLS
             return Transport(self.x.index_select(0, idx), self.a.index_select(0, idx), y, b,
-                             self.R, self.beta, self.n_jobs, basis)
+                             self.R, self.beta, self.n_jobs, basis, cells)
 
     def _store_basis(self, idx: torch.Tensor, tr: Transport, keep: torch.Tensor) -> None:
         """Keep the bases of the solve at rows ``idx`` (``keep (b,)``: the kept rows)."""
