@@ -82,12 +82,13 @@ class Transport:
     value ``(b,)``; y ``(b, K, 2)`` nodes; cost ``(b, M, K)``; W ``(b, K)`` majoriser weights;
     T ``(b, K, 2)`` targets; v ``(b, K)`` dual potentials of the nodes; basis
     ``(b, M + K - 1, 2)`` int64 numpy: the solves' final bases (warm starts for the next
-    solve, given as ``basis``; None: cold).
+    solve, given as ``basis``; None: cold). ``summaries=False``: W and T are not computed.
     """
 
     def __init__(self, x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
                  R: float, beta: float, n_jobs: Optional[int],
-                 basis: Optional[np.ndarray] = None, max_cells: Optional[int] = None):
+                 basis: Optional[np.ndarray] = None, max_cells: Optional[int] = None,
+                 summaries: bool = True):
         dy = x[:, :, None, 0] - y[:, None, :, 0]  # (b, M, K) particle - node
         dphi = x[:, :, None, 1] - y[:, None, :, 1]
         if not differences_in_range(x[..., 1], y[..., 1]):
@@ -106,6 +107,9 @@ class Transport:
         res = emd_batch_plans(cost, a, b, n_jobs=n_jobs, basis=basis, max_cells=max_cells)
         self.value, self.v, self.y, self.cost = res.value, res.v, y, cost
         self.basis = res.basis
+        if not summaries:  # the value (and duals) only: W and T are left None
+            self.W = self.T = None
+            return
         pw = res.plan  # (b, M, K), owned: scaled in place into the majoriser's P_ik w_ik
         if beta == 1.0:
             pw.mul_(0.5 / R).div_(theta.clamp_min_(_THETA_FLOOR))
@@ -218,13 +222,13 @@ class ExactSteps:
         y, b = self.obs.sample(q, self.K, self.R, batch=self.a.index_select(0, idx))
         return y, b.clamp_min(0)
 
-    def _transport(self, p: Params, idx: torch.Tensor) -> Transport:
+    def _transport(self, p: Params, idx: torch.Tensor, summaries: bool = True) -> Transport:
         basis = None if self.basis is None else self.basis[idx.cpu().numpy()]
         with torch.no_grad():
             y, b = self._sample(p, idx)
             cells = None if self.warm_start == "off" else WARM_MAX_CELLS
             return Transport(self.x.index_select(0, idx), self.a.index_select(0, idx), y, b,
-                             self.R, self.beta, self.n_jobs, basis, cells)
+                             self.R, self.beta, self.n_jobs, basis, cells, summaries)
 
     def _store_basis(self, idx: torch.Tensor, tr: Transport, keep: torch.Tensor) -> None:
         """Keep the bases of the solve at rows ``idx`` (``keep (b,)``: the kept rows)."""
@@ -368,7 +372,7 @@ class ExactSteps:
         p = {k: v.detach() for k, v in params.items()}
         dtype = next(iter(p.values())).dtype
         if self.seen is None:
-            return self._transport(p, idx).value.to(dtype)
+            return self._transport(p, idx, summaries=False).value.to(dtype)
         same = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
         for k, v in p.items():
             same &= (v == self.seen[k][idx]).reshape(len(idx), -1).all(1)
@@ -376,7 +380,7 @@ class ExactSteps:
         todo = torch.nonzero(~same).squeeze(1)
         if todo.numel():
             sub = {k: v.index_select(0, todo) for k, v in p.items()}
-            value[todo] = self._transport(sub, idx.index_select(0, todo)).value
+            value[todo] = self._transport(sub, idx.index_select(0, todo), summaries=False).value
         return value.to(dtype)
 
 
