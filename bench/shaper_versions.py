@@ -3,7 +3,8 @@
 Usage (from the repository root; OTHER is another checkout, e.g. ``git archive main`` unpacked,
 run with this checkout's ``.venv``)::
 
-    .venv/bin/python bench/shaper_versions.py --other /tmp/main --observables 2-point-diskiness,1-point-ringiness --rounds 3
+    .venv/bin/python bench/shaper_versions.py --other /tmp/main \
+        --observables 2-point-diskiness,1-point-ringiness --rounds 3
 
 Each round runs, for every observable, one fresh process per checkout in alternating order
 (``Shaper([obs], n_jobs=threads).compute`` on the bench's jets, ``pick_jets`` seed 2302, or

@@ -15,11 +15,13 @@ mean; ``beta = 1``: one Weiszfeld step). Each iteration therefore
 - moves the **positional** parameters (every kind but ``"weight"``: centres, radii, axes,
   angles) by one Gauss-Newton step on that quadratic -- its exact minimiser when the nodes are
   affine in them (centres and radii of points, rings and disks), so the step cannot raise the
-  exact value for ``beta <= 2``; the Jacobian ``d y / d theta`` comes from autograd through
-  the sampler, so any differentiable sampler works;
+  exact value for ``beta <= 2``; the Jacobian ``d y / d theta`` is the observable's analytic
+  one where it has one (the built-in prongs: :mod:`shaper.prong_derivatives`), else autograd
+  through the sampler, so any differentiable sampler works;
 - moves the **weight** parameters (kind ``"weight"``: simplex weights, pileup fraction,
   mixture) by an Adam step on the exact EMD's gradient ``sum_k v_k d b_k / d theta`` (the dual
-  potentials; nodes without mass are priced by their tightest feasible potential);
+  potentials; nodes without mass are priced by their tightest feasible potential; ``d b / d
+  theta`` analytic or by autograd, as the Jacobian);
 - keeps a step only if the exact value did not rise; otherwise the next proposal goes back to
   the last kept point with a quarter of the weight step (once that is negligible, a quarter of
   the positional step); kept steps double their scale back up to 1. A row's value never rises
