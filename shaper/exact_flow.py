@@ -15,11 +15,13 @@ mean; ``beta = 1``: one Weiszfeld step). Each iteration therefore
 - moves the **positional** parameters (every kind but ``"weight"``: centres, radii, axes,
   angles) by one Gauss-Newton step on that quadratic -- its exact minimiser when the nodes are
   affine in them (centres and radii of points, rings and disks), so the step cannot raise the
-  exact value for ``beta <= 2``; the Jacobian ``d y / d theta`` comes from autograd through
-  the sampler, so any differentiable sampler works;
+  exact value for ``beta <= 2``; the Jacobian ``d y / d theta`` is the observable's analytic
+  one where it has one (the built-in prongs: :mod:`shaper.prong_derivatives`), else autograd
+  through the sampler, so any differentiable sampler works;
 - moves the **weight** parameters (kind ``"weight"``: simplex weights, pileup fraction,
   mixture) by an Adam step on the exact EMD's gradient ``sum_k v_k d b_k / d theta`` (the dual
-  potentials; nodes without mass are priced by their tightest feasible potential);
+  potentials; nodes without mass are priced by their tightest feasible potential; ``d b / d
+  theta`` analytic or by autograd, as the Jacobian);
 - keeps a step only if the exact value did not rise; otherwise the next proposal goes back to
   the last kept point with a quarter of the weight step (once that is negligible, a quarter of
   the positional step); kept steps double their scale back up to 1. A row's value never rises
@@ -60,6 +62,10 @@ _MIN_WEIGHT_SCALE = 1e-3
 #: ``"kept"`` (the basis at its last kept point) or ``"off"`` (cold least-cost starts)
 WARM_START = "kept"
 _WARM_CHOICES = ("last", "kept", "off")
+#: with warm starts, problems of at most this many cells go to the transportation simplex
+#: (``physkit.ot.emd_batch_plans(max_cells=)``; POT above): after a row's first solve its
+#: solves start from its previous basis and need few pivots, at any size
+WARM_MAX_CELLS = 40_000
 
 
 def _bias(decay: float, t: torch.Tensor) -> torch.Tensor:
@@ -78,35 +84,43 @@ class Transport:
     value ``(b,)``; y ``(b, K, 2)`` nodes; cost ``(b, M, K)``; W ``(b, K)`` majoriser weights;
     T ``(b, K, 2)`` targets; v ``(b, K)`` dual potentials of the nodes; basis
     ``(b, M + K - 1, 2)`` int64 numpy: the solves' final bases (warm starts for the next
-    solve, given as ``basis``; None: cold).
+    solve, given as ``basis``; None: cold). ``summaries=False``: W and T are not computed.
     """
 
     def __init__(self, x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
                  R: float, beta: float, n_jobs: Optional[int],
-                 basis: Optional[np.ndarray] = None):
+                 basis: Optional[np.ndarray] = None, max_cells: Optional[int] = None,
+                 summaries: bool = True):
         dy = x[:, :, None, 0] - y[:, None, :, 0]  # (b, M, K) particle - node
         dphi = x[:, :, None, 1] - y[:, None, :, 1]
         if not differences_in_range(x[..., 1], y[..., 1]):
             dphi = wrap_angle(dphi)
-        theta = torch.sqrt(dy * dy + dphi * dphi)
-        if beta == 1.0:
-            cost = theta * (1.0 / R)
-        elif beta == 2.0:
-            cost = (dy * dy + dphi * dphi) * (1.0 / (R * R))
+        # the arithmetic of the textbook expressions, with fewer (b, M, K) temporaries:
+        # in-place steps where an operand is not needed afterwards
+        sq = dy * dy
+        sq += dphi * dphi
+        if beta == 2.0:
+            cost = sq.mul_(1.0 / (R * R))
         else:
-            cost = (theta * (1.0 / R)).pow(beta)
-        res = emd_batch_plans(cost, a, b, n_jobs=n_jobs, basis=basis)
+            theta = sq.sqrt_()
+            cost = theta * (1.0 / R)
+            if beta != 1.0:
+                cost = cost.pow_(beta)
+        res = emd_batch_plans(cost, a, b, n_jobs=n_jobs, basis=basis, max_cells=max_cells)
         self.value, self.v, self.y, self.cost = res.value, res.v, y, cost
         self.basis = res.basis
-        t = theta.clamp_min(_THETA_FLOOR)
+        if not summaries:  # the value (and duals) only: W and T are left None
+            self.W = self.T = None
+            return
+        pw = res.plan  # (b, M, K), owned: scaled in place into the majoriser's P_ik w_ik
         if beta == 1.0:
-            pw = res.plan * (0.5 / R) / t
+            pw.mul_(0.5 / R).div_(theta.clamp_min_(_THETA_FLOOR))
         elif beta == 2.0:
-            pw = res.plan * (1.0 / (R * R))
+            pw.mul_(1.0 / (R * R))
         else:
-            pw = res.plan * t.pow(beta - 2.0) * (0.5 * beta / R ** beta)
+            pw.mul_(theta.clamp_min_(_THETA_FLOOR).pow_(beta - 2.0)).mul_(0.5 * beta / R ** beta)
         self.W = pw.sum(1)
-        shift = torch.stack([(pw * dy).sum(1), (pw * dphi).sum(1)], dim=-1)
+        shift = torch.stack([dy.mul_(pw).sum(1), dphi.mul_(pw).sum(1)], dim=-1)
         has = self.W > 0
         self.T = y + torch.where(has[..., None], shift / torch.where(has, self.W, 1.0)[..., None],
                                  torch.zeros_like(shift))
@@ -210,12 +224,13 @@ class ExactSteps:
         y, b = self.obs.sample(q, self.K, self.R, batch=self.a.index_select(0, idx))
         return y, b.clamp_min(0)
 
-    def _transport(self, p: Params, idx: torch.Tensor) -> Transport:
+    def _transport(self, p: Params, idx: torch.Tensor, summaries: bool = True) -> Transport:
         basis = None if self.basis is None else self.basis[idx.cpu().numpy()]
         with torch.no_grad():
             y, b = self._sample(p, idx)
+            cells = None if self.warm_start == "off" else WARM_MAX_CELLS
             return Transport(self.x.index_select(0, idx), self.a.index_select(0, idx), y, b,
-                             self.R, self.beta, self.n_jobs, basis)
+                             self.R, self.beta, self.n_jobs, basis, cells, summaries)
 
     def _store_basis(self, idx: torch.Tensor, tr: Transport, keep: torch.Tensor) -> None:
         """Keep the bases of the solve at rows ``idx`` (``keep (b,)``: the kept rows)."""
@@ -259,8 +274,20 @@ class ExactSteps:
             lo += size
         return out
 
-    def _jacobian(self, p: Params, idx: torch.Tensor, names: List[str], masses: bool = False
-                  ) -> torch.Tensor:
+    def _jacobian(self, p: Params, idx: torch.Tensor, names: List[str]) -> torch.Tensor:
+        """``d y / d theta`` ``(b, 2K, P)`` over the parameters ``names``: the observable's
+        analytic Jacobian when it has one, else :meth:`_autograd_jacobian`."""
+        q = {k: v.to(torch.float64) for k, v in p.items()}
+        J = self.obs.node_jacobian(q, self.K, self.R, names)
+        if J is None:
+            return self._autograd_jacobian(p, idx, names)
+        # laid out as the autograd path's (P, b, 2K) permuted: the Gauss-Newton products'
+        # summation order, hence their last bits, follow the memory layout
+        return J.reshape(J.shape[0], -1, J.shape[-1]).permute(2, 0, 1).contiguous() \
+            .permute(1, 2, 0)
+
+    def _autograd_jacobian(self, p: Params, idx: torch.Tensor, names: List[str],
+                           masses: bool = False) -> torch.Tensor:
         """``d y / d theta`` ``(b, 2K, P)`` (or, with ``masses``, ``d b / d theta`` ``(b, K, P)``)
         over the parameters ``names``: one sampler call on ``P * b`` rows (one unit tangent per
         coordinate), Jacobian-vector products by the double-vjp trick (reverse mode only:
@@ -300,12 +327,7 @@ class ExactSteps:
         if not self.weights:
             return {}
         q = {k: v.detach().to(torch.float64) for k, v in p.items()}
-        for k in self.weights:
-            q[k].requires_grad_(True)
-        with torch.enable_grad():
-            _, b = self.obs.sample(q, self.K, self.R, batch=self.a.index_select(0, idx))
-            grads = torch.autograd.grad((b * tr.v).sum(), [q[k] for k in self.weights],
-                                        allow_unused=True)
+        grads = self._mass_grads(q, idx, tr.v)
         t = self.adam_t[idx] + keep.to(torch.float64)
         self.adam_t[idx] = t
         t = t.clamp_min(1.0)
@@ -326,6 +348,20 @@ class ExactSteps:
             out[k] = self.lr * mhat / (shat.sqrt() + _ADAM_EPS)
         return out
 
+    def _mass_grads(self, q: Params, idx: torch.Tensor, v: torch.Tensor) -> List:
+        """``sum_k v_k d b_k / d theta`` for each weight parameter (None: no dependence): the
+        observable's analytic form when it has one, else autograd through the sampler."""
+        grads = self.obs.mass_grads(q, self.K, self.R, v, self.weights)
+        if grads is not None:
+            return list(grads)
+        q = dict(q)
+        for k in self.weights:
+            q[k] = q[k].detach().requires_grad_(True)
+        with torch.enable_grad():
+            _, b = self.obs.sample(q, self.K, self.R, batch=self.a.index_select(0, idx))
+            return list(torch.autograd.grad((b * v).sum(), [q[k] for k in self.weights],
+                                            allow_unused=True))
+
     # ------------------------------------------------------------------ final values
     def _remember(self, p: Params, idx: torch.Tensor, value: torch.Tensor) -> None:
         for k, v in p.items():
@@ -338,7 +374,7 @@ class ExactSteps:
         p = {k: v.detach() for k, v in params.items()}
         dtype = next(iter(p.values())).dtype
         if self.seen is None:
-            return self._transport(p, idx).value.to(dtype)
+            return self._transport(p, idx, summaries=False).value.to(dtype)
         same = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
         for k, v in p.items():
             same &= (v == self.seen[k][idx]).reshape(len(idx), -1).all(1)
@@ -346,7 +382,7 @@ class ExactSteps:
         todo = torch.nonzero(~same).squeeze(1)
         if todo.numel():
             sub = {k: v.index_select(0, todo) for k, v in p.items()}
-            value[todo] = self._transport(sub, idx.index_select(0, todo)).value
+            value[todo] = self._transport(sub, idx.index_select(0, todo), summaries=False).value
         return value.to(dtype)
 
 

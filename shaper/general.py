@@ -53,6 +53,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: weight learning rate of the polish steps: none to speak of (the Gauss-Newton steps of the
 #: positional parameters cannot raise the value; a weight step at full rate mostly would)
 _POLISH_WEIGHT_LR = 1e-12
+#: a candidate's exact value known from another solve (its polish) bounds a new evaluation
+#: from below to this relative tolerance (two exact solvers agree to ~1e-15)
+_KNOWN_RTOL = 1e-9
 
 
 class Flowed(NamedTuple):
@@ -156,15 +159,17 @@ class GeneralPath:
         best = {k: torch.stack([e[k] for e in ends])[first, ar] for k in obs.specs}
         best_status = status[first, ar]
         best, value = self._first_value(obs, group, best)
-        others = [(self._polish_rows(obs, group, ends[0], first != 0), status[0], first != 0)]
+        polished, known = self._polish_rows(obs, group, ends[0], first != 0)
+        others = [(polished, status[0], first != 0, known)]
         guards = [0] + list(range(S - fl.nested, S))  # the single start, the smaller optima
-        others += [({k: v.to(torch.float64) for k, v in fl.starts[i].items()}, status[i], None)
-                   for i in sorted(set(guards))]
+        others += [({k: v.to(torch.float64) for k, v in fl.starts[i].items()}, status[i], None,
+                    None) for i in sorted(set(guards))]
         if self.s.refine_seeds:
             kt = {k: v.to(torch.float64) for k, v in obs.init(group.seeds, self.s.R).items()}
-            others.append((kt, status[0], None))
-        for cand, st, rows in others:
-            best, value, _ = self._challenge(obs, group, best, value, best_status, cand, st, rows)
+            others.append((kt, status[0], None, None))
+        for cand, st, rows, kn in others:
+            best, value, _ = self._challenge(obs, group, best, value, best_status, cand, st, rows,
+                                             kn)
         return best, value, best_status
 
     def _first_value(self, obs: Observable, group: JetGroup, params: Params
@@ -190,12 +195,13 @@ class GeneralPath:
                           patience=s.patience, n_jobs=n_jobs)
 
     def _polish_rows(self, obs: Observable, group: JetGroup, params: Params,
-                     rows: torch.Tensor) -> Params:
+                     rows: torch.Tensor) -> Tuple[Params, Optional[torch.Tensor]]:
         """``params (B, ...)`` with the first candidate's polish applied on ``rows (B,)`` bool:
         where another start won the flow, the first start's end point is challenged polished,
-        as the single-start fit reports it, so multi-start never ends above single start."""
+        as the single-start fit reports it, so multi-start never ends above single start.
+        Also the polish's exact values ``(B,)`` on ``rows`` (None without a polish)."""
         if not self._polishes() or not bool(rows.any()):
-            return params
+            return params, None
         idx = torch.nonzero(rows).squeeze(1)
         res = self._polish(obs, group.x.index_select(0, idx), group.z.index_select(0, idx),
                            {k: v.index_select(0, idx) for k, v in params.items()},
@@ -203,22 +209,32 @@ class GeneralPath:
         out = {k: v.clone() for k, v in params.items()}
         for k in out:
             out[k][idx] = res.params[k].to(out[k].dtype)
-        return out
+        known = torch.full((len(group),), float("nan"), dtype=torch.float64, device=idx.device)
+        known[idx] = res.loss.to(torch.float64)
+        return out, known
 
     def _challenge(self, obs: Observable, group: JetGroup, best: Params, value: torch.Tensor,
                    best_status: torch.Tensor, cand: Params, cand_status: torch.Tensor,
-                   rows: Optional[torch.Tensor]) -> Tuple[Params, torch.Tensor, torch.Tensor]:
+                   rows: Optional[torch.Tensor], known: Optional[torch.Tensor] = None
+                   ) -> Tuple[Params, torch.Tensor, torch.Tensor]:
         """``cand`` replaces ``best`` on the jets (``rows (B,)`` bool, None: all) where its exact
-        value is lower; it is evaluated only where its lower bound is below ``value``."""
+        value is lower; it is evaluated only where its lower bound is below ``value``
+        (``known (B,)``: its exact value from another solve, used as that bound less
+        :data:`_KNOWN_RTOL`; the value it wins with is this exact evaluation's)."""
         s = self.s
         idx = torch.arange(len(group), device=value.device) if rows is None else \
             torch.nonzero(rows).squeeze(1)
+        if known is not None:
+            idx = idx[known[idx] * (1 - _KNOWN_RTOL) < value[idx]]
         if idx.numel() == 0:
             return best, value, best_status
         sub = {k: v.index_select(0, idx) for k, v in cand.items()}
         x, z = group.x.index_select(0, idx), group.z.index_select(0, idx)
         y, b = self._eval_nodes(obs, sub, z)
-        lb = emd_lower_bound(x, z, y, b, R=s.R, beta=s.beta, centers=_centres(obs, sub))
+        if known is not None:
+            lb = known[idx] * (1 - _KNOWN_RTOL)
+        else:
+            lb = emd_lower_bound(x, z, y, b, R=s.R, beta=s.beta, centers=_centres(obs, sub))
         keep = lb < value.index_select(0, idx)
         idx, x, z, y, b = (t[keep] for t in (idx, x, z, y, b))
         if idx.numel() == 0:

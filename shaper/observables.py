@@ -44,6 +44,7 @@ from physkit.flow.constraints import Angle, Box, Constraint, Free, Positive, Sim
 from physkit.simd import aligned
 
 from .family import ISOTROPY, PILEUP, Family
+from .prong_derivatives import prong_derivatives
 from .quadrature import disk_nodes, ring_nodes
 
 Params = Dict[str, torch.Tensor]
@@ -105,14 +106,25 @@ class Observable:
     starts : callable ``(seeds, R) -> list[params]``, optional
         Further, diverse starting points for a multi-start fit (e.g. a wide disk around the
         hardest prong), in the format of ``init``; default none.
+    jacobian : callable ``(params, n_samples, R, names) -> (B, K, 2, P) or None``, optional
+        Analytic ``d points / d params[names]`` (each parameter's per-jet entries flattened,
+        in the order of ``names``); None (or a None result): the exact flow takes it from
+        autograd through ``sampler``. Built-in prongs provide it.
+    mass_vjp : callable ``(params, n_samples, R, v (B, K), names) -> list[Tensor] or None``,
+        optional
+        Analytic ``sum_k v_k d weights_k / d params[name]`` per name (shaped like the
+        parameter); None: autograd through ``sampler``.
     """
 
     def __init__(self, name: str, specs: Mapping[str, ParamSpec], sampler: Sampler, *,
                  init: Optional[Callable] = None, drawer: Optional[Callable] = None,
                  n_points: Optional[int] = None,
                  family: Union[Family, Tuple[str, int], None] = None,
-                 starts: Optional[Callable] = None):
+                 starts: Optional[Callable] = None, jacobian: Optional[Callable] = None,
+                 mass_vjp: Optional[Callable] = None):
         self.name = name
+        self._jacobian = jacobian
+        self._mass_vjp = mass_vjp
         self.specs = dict(specs)
         self._sampler = sampler
         self._sampler_takes_batch = _takes_keyword(sampler, "batch")
@@ -146,6 +158,22 @@ class Observable:
         if self._sampler_takes_batch:
             return self._sampler(params, int(n_samples), float(R), batch=batch)
         return self._sampler(params, int(n_samples), float(R))
+
+    def node_jacobian(self, params: Params, n_samples: int, R: float, names: List[str]
+                      ) -> Optional[torch.Tensor]:
+        """Analytic ``d points / d params[names]`` ``(B, K, 2, P)`` (see ``jacobian`` in the
+        class docstring), or None when the observable does not provide it for ``names``."""
+        if self._jacobian is None:
+            return None
+        return self._jacobian(params, int(n_samples), float(R), list(names))
+
+    def mass_grads(self, params: Params, n_samples: int, R: float, v: torch.Tensor,
+                   names: List[str]) -> Optional[List[torch.Tensor]]:
+        """Analytic ``sum_k v_k d weights_k / d params[name]`` for each of ``names``
+        (``v (B, K)``), or None when the observable does not provide it."""
+        if self._mass_vjp is None:
+            return None
+        return self._mass_vjp(params, int(n_samples), float(R), v, list(names))
 
     def default_params(self, b: int, *, dtype=torch.float64, device=None) -> Params:
         out = {}
@@ -384,9 +412,11 @@ def _prongs(kind: str, n: int, with_points: bool) -> Observable:
     specs = {"centers": ParamSpec((n, 2), Free(), "position"),
              "weights": ParamSpec((2 * n if with_points else n,), Simplex(), "weight")}
     specs.update(_shape_specs(kind, n))
+    jacobian, mass_vjp = prong_derivatives(kind, n, with_points)
     return Observable(name, specs, sampler, init=_prong_init(kind, n, with_points),
                       drawer=drawer, family=Family(("point-" if with_points else "") + word, n),
-                      starts=_prong_starts(kind, n, with_points))
+                      starts=_prong_starts(kind, n, with_points), jacobian=jacobian,
+                      mass_vjp=mass_vjp)
 
 
 def ringiness(n: int) -> Observable:

@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from ..angles import wrap_yphi
+from ..angles import differences_in_range, wrap_angle, wrap_yphi
 
 __all__ = ["emd_lower_bound", "line_wasserstein"]
 
@@ -44,6 +44,28 @@ def line_wasserstein(p: torch.Tensor, a: torch.Tensor, q: torch.Tensor, b: torch
     return (dt * (gap if beta == 1.0 else gap.pow(beta))).sum(1)
 
 
+def _cost(x: torch.Tensor, y: torch.Tensor, R: float, beta: float) -> torch.Tensor:
+    """``(theta / R)^beta`` ``(B, N, M)``, azimuth wrapped only where a difference can reach
+    pi (wrapping is the identity below)."""
+    dy = x[:, :, None, 0] - y[:, None, :, 0]
+    dphi = x[:, :, None, 1] - y[:, None, :, 1]
+    if not differences_in_range(x[..., 1], y[..., 1]):
+        dphi = wrap_angle(dphi)
+    sq = dy * dy
+    sq += dphi * dphi
+    d = sq.sqrt_().mul_(1.0 / R)
+    return d if beta == 1.0 else d.pow_(beta)
+
+
+def _masked_min(C: torch.Tensor, real: torch.Tensor, dim: int) -> torch.Tensor:
+    """``min`` of ``C (B, N, M)`` over ``dim`` (2: columns, 1: rows) among the entries where
+    ``real`` (``(B, M)`` or ``(B, N)``) holds (inf where none does)."""
+    if bool(real.all()):
+        return C.amin(dim)
+    pen = torch.where(real, 0.0, float("inf")).to(C.dtype)
+    return (C + pen.unsqueeze(1 if dim == 2 else 2)).amin(dim)
+
+
 def emd_lower_bound(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
                     R: float = 1.0, beta: float = 1.0,
                     centers: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -52,11 +74,9 @@ def emd_lower_bound(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.
     whose distance maps give the projection bounds (e.g. a shape's centres)."""
     a = a / a.sum(1, keepdim=True)
     b = b / b.sum(1, keepdim=True)
-    d = wrap_yphi(x[:, :, None, :] - y[:, None, :, :]).norm(dim=-1) / R  # (B, N, M)
-    C = d if beta == 1.0 else d.pow(beta)
-    inf = torch.full_like(C, float("inf"))
-    to_nodes = torch.where((b > 0)[:, None, :], C, inf).amin(2)
-    to_parts = torch.where((a > 0)[:, :, None], C, inf).amin(1)
+    C = _cost(x, y, R, beta)  # (B, N, M)
+    to_nodes = _masked_min(C, b > 0, 2)
+    to_parts = _masked_min(C, a > 0, 1)
     bound = torch.maximum((a * torch.where(a > 0, to_nodes, 0.0)).sum(1),
                           (b * torch.where(b > 0, to_parts, 0.0)).sum(1))
     if beta < 1.0:

@@ -142,15 +142,16 @@ def _network_simplex(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: in
 
 def _small_solve(a: np.ndarray, b: np.ndarray, C: np.ndarray, n_iter_max: int, start: int,
                  stop: int, out: Optional[_ts.TransportSolution] = None,
-                 basis: Optional[np.ndarray] = None):
+                 basis: Optional[np.ndarray] = None, max_cells: Optional[int] = None):
     """Rows ``start:stop`` of the padded batch ``(B, N, M)`` with at most
     :data:`SMALL_PROBLEM_CELLS` real cells by :mod:`~physkit.ot.transport_simplex` (others:
     ``status`` SKIPPED) into ``out`` (allocated when None); inputs contiguous float64,
     rows balanced; ``basis``: optional warm start (:func:`~physkit.ot.transport_simplex.
-    check_basis`)."""
+    check_basis`); ``max_cells``: the size rule (None: :data:`SMALL_PROBLEM_CELLS`)."""
     if out is None:
         out = _ts.new_solution(*C.shape)
-    _ts.solve_rows(C, a, b, start, stop, SMALL_PROBLEM_CELLS, int(n_iter_max),
+    cells = SMALL_PROBLEM_CELLS if max_cells is None else int(max_cells)
+    _ts.solve_rows(C, a, b, start, stop, cells, int(n_iter_max),
                    _ts.default_block(*C.shape[1:]), out, basis=basis)
     return out
 
@@ -478,7 +479,8 @@ class PlanBatch(NamedTuple):
 
 
 def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
-                    n_iter_max: int = DEFAULT_N_ITER_MAX, basis=None) -> PlanBatch:
+                    n_iter_max: int = DEFAULT_N_ITER_MAX, basis=None,
+                    max_cells: Optional[int] = None) -> PlanBatch:
     """Exact normalised optimal transport of ``B`` padded problems with precomputed costs.
 
     Parameters
@@ -491,6 +493,9 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
         call on problems of the same rows: see
         :func:`physkit.ot.transport_simplex.transport_simplex_batch`. Rows it does not fit
         (or POT's rows) start cold; the optimal value does not depend on it.
+    max_cells : rows with at most this many real cells go to the transportation simplex,
+        larger ones to POT (None: :data:`SMALL_PROBLEM_CELLS`); a caller that warm-starts
+        its rows may raise it, warm solves of larger problems needing few pivots.
 
     Returns :class:`PlanBatch` of float64 torch tensors on ``C``'s device, and ``basis``
     ``(B, N + M - 1, 2)`` int64 numpy (host): each row's final basis as padded (row, column)
@@ -518,7 +523,7 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
     value, plan = np.empty(B), np.empty((B, N, M))
     u, v = np.empty((B, N)), np.empty((B, M))
 
-    bad = _first_nonfinite_row(Cn)
+    bad = None if np.isfinite(Cn.sum()) else _first_nonfinite_row(Cn)  # one pass when finite
     if bad is not None:
         raise ValueError(f"emd_batch_plans: non-finite cost in row {bad}")
 
@@ -527,7 +532,8 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
     an, bn = np.ascontiguousarray(an), np.ascontiguousarray(bn)
 
     def work(chunk):
-        _small_solve(an, bn, Cn, n_iter_max, *chunk, out=small, basis=basis)
+        _small_solve(an, bn, Cn, n_iter_max, *chunk, out=small, basis=basis,
+                     max_cells=max_cells)
         for k in range(*chunk):
             code = small.status[k]
             if code == _ts.SKIPPED:
@@ -545,11 +551,11 @@ def emd_batch_plans(C, a, b, *, n_jobs: int | None = None,
     _run_chunks(work, [(s, min(s + step, B)) for s in range(0, B, step)], n_jobs, False,
                 "emd_batch_plans")
     real_a, real_b = an > 0, bn > 0
-    if not real_b.all():  # price the nodes without mass
-        slack_v = np.where(real_a[:, :, None], Cn - u[:, :, None], np.inf).min(1)   # (B, M)
-        v = np.where(real_b, v, slack_v)
-    if not real_a.all():
-        slack_u = np.where(real_b[:, None, :], Cn - v[:, None, :], np.inf).min(2)   # (B, N)
-        u = np.where(real_a, u, slack_u)
+    rows, cols = np.nonzero(~real_b)  # price the nodes without mass, (row, node) pairs
+    if len(rows):
+        v[rows, cols] = np.where(real_a[rows], Cn[rows, :, cols] - u[rows], np.inf).min(1)
+    rows, cols = np.nonzero(~real_a)
+    if len(rows):
+        u[rows, cols] = np.where(real_b[rows], Cn[rows, cols, :] - v[rows], np.inf).min(1)
     out = (torch.from_numpy(t).to(dev) for t in (value, plan, u, v))
     return PlanBatch(*out, basis=small.basis)

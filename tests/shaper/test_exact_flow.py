@@ -199,8 +199,8 @@ def test_warm_started_steps_give_the_cold_exact_values(group, name, mode, monkey
     starts = []  # how the warm flow's solves started, per call
     orig = exact._small_solve
 
-    def counted(a, b, C, n_iter_max, start, stop, out=None, basis=None):
-        out = orig(a, b, C, n_iter_max, start, stop, out=out, basis=basis)
+    def counted(a, b, C, n_iter_max, start, stop, out=None, basis=None, **kw):
+        out = orig(a, b, C, n_iter_max, start, stop, out=out, basis=basis, **kw)
         if basis is not None:
             starts.append(out.warm[start:stop].copy())
         return out

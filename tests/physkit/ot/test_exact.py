@@ -383,3 +383,29 @@ def test_emds_takes_awkward_records_and_particle_lists():
     np.testing.assert_allclose(emds(cart, **NP), want, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(emds(ak.zip({"pt": pt, "y": y, "phi": phi}), **NP), want,
                                rtol=1e-12, atol=1e-14)
+
+
+def test_emd_batch_plans_size_rule_padding_potentials_and_infinite_costs():
+    """``max_cells`` sends rows above SMALL_PROBLEM_CELLS to the transportation simplex (with
+    a basis) at POT's optimal values; padded particles are priced by their cheapest node;
+    an infinite cost is refused naming its row."""
+    from physkit.ot import emd_batch_plans
+    from physkit.ot.exact import SMALL_PROBLEM_CELLS
+
+    rng = np.random.default_rng(8)
+    B, N, M = 2, 120, SMALL_PROBLEM_CELLS // 100
+    C = torch.tensor(rng.random((B, N, M)))
+    a, b = rng.random((B, N)), rng.random((B, M))
+    a[:, -5:] = 0.0
+    pot = emd_batch_plans(C, a, b, n_jobs=1)
+    ours = emd_batch_plans(C, a, b, n_jobs=1, max_cells=N * M)
+    assert (pot.basis == -1).all() and (ours.basis[:, 0] >= 0).all()
+    torch.testing.assert_close(ours.value, pot.value, rtol=1e-12, atol=0)
+    real_b = torch.tensor(b > 0)
+    for res in (pot, ours):
+        want = torch.where(real_b[:, None, :], C - res.v[:, None, :], torch.inf).amin(2)
+        torch.testing.assert_close(res.u[:, -5:], want[:, -5:], rtol=0, atol=0)
+    Cb = C.clone()
+    Cb[1, 3, 2] = float("inf")
+    with pytest.raises(ValueError, match="row 1"):
+        emd_batch_plans(Cb, a, b)
