@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence, Tuple
 
+import math
+
 import numpy as np
 
+from ..angles import TWO_PI
+from ..compiled import jit as _jit
 from ..cores import n_workers
 from . import dual_start as _ds
 from . import transport_simplex as _ts
 from .cost import _check_params, cost_matrix
-from .exact import (DEFAULT_N_ITER_MAX, EMDError, _first_nonfinite_row, _network_simplex,
-                    _run_chunks, _to_numpy)
+from .exact import (DEFAULT_N_ITER_MAX, _first_nonfinite_row, _network_simplex, _run_chunks,
+                    _to_numpy)
 
 #: rows per chunk of work (cost matrices and solver scratch of one chunk at a time)
 CHUNK_ROWS = 32
@@ -30,7 +34,8 @@ class LevelSolution(NamedTuple):
     """The finest level's exact optimum (:func:`emd_batch_coarse_to_fine`): value ``(B,)``,
     plan ``(B, N, M)`` (normalised weights), dual potentials u ``(B, N)`` (particles), v
     ``(B, M)`` (nodes), with ``u_i + v_k <= C_ik`` (to ``TOL_REL max C``) and equality on the
-    plan's support; 0 at zero-weight entries. ``pivots (B,)``: simplex pivots at that level."""
+    plan's support; 0 at zero-weight entries (``plan``: ``(0, 0, 0)`` unless asked for).
+    ``pivots (B,)``: simplex pivots at that level."""
 
     value: np.ndarray
     plan: np.ndarray
@@ -41,7 +46,8 @@ class LevelSolution(NamedTuple):
 
 def emd_batch_coarse_to_fine(x, a, levels: Sequence[Tuple[object, object]], R: float = 1.0,
                              beta: float = 1.0, *, n_jobs: Optional[int] = None,
-                             n_iter_max: int = DEFAULT_N_ITER_MAX) -> LevelSolution:
+                             n_iter_max: int = DEFAULT_N_ITER_MAX, plans: bool = False
+                             ) -> LevelSolution:
     """Exact normalised EMD between jets and the finest of ``levels``, warm-started through
     the coarser ones.
 
@@ -57,8 +63,10 @@ def emd_batch_coarse_to_fine(x, a, levels: Sequence[Tuple[object, object]], R: f
     n_iter_max : pivot cap per level and row; a row that reaches it at the last level is
         solved again by POT's network simplex (:class:`~physkit.ot.exact.EMDError` if that
         fails too).
+    plans : also return the optimal plans (else ``plan`` is empty, ``(0, 0, 0)``).
 
     Returns :class:`LevelSolution` (numpy float64). A row's numbers depend on that row only.
+    Costs are computed per row on its non-zero-weight entries only (padding costs nothing).
     """
     _check_params(R, beta)
     if len(levels) == 0:
@@ -81,55 +89,130 @@ def emd_batch_coarse_to_fine(x, a, levels: Sequence[Tuple[object, object]], R: f
             bad = (w < 0).any(1) | (w.sum(1) <= 0)
             raise ValueError(f"emd_batch_coarse_to_fine: {name} row "
                              f"{int(np.flatnonzero(bad)[0])} has a negative weight or no mass")
-    an = np.ascontiguousarray(a / a.sum(1, keepdims=True))
     M = lv[-1][0].shape[1]
-    out = LevelSolution(np.empty(B), np.empty((B, N, M)), np.empty((B, N)), np.empty((B, M)),
-                        np.zeros(B, dtype=np.int64))
+    offs = np.cumsum([0] + [y.shape[1] for y, _ in lv]).astype(np.int64)
+    Y = np.ascontiguousarray(np.concatenate([y for y, _ in lv], axis=1))
+    W = np.ascontiguousarray(np.concatenate([b for _, b in lv], axis=1))
+    x, a = np.ascontiguousarray(x), np.ascontiguousarray(a)
+    out = LevelSolution(np.empty(B), np.empty((B, N, M) if plans else (0, 0, 0)),
+                        np.empty((B, N)), np.empty((B, M)), np.zeros(B, dtype=np.int64))
+    status = np.empty(B, dtype=np.int64)
 
     def work(chunk):
-        s, e = chunk
-        g = np.zeros((e - s, N))
-        for y, b in lv:
-            sol = _solve_level(x[s:e], an[s:e], y[s:e], b[s:e], g, R, beta, n_iter_max)
-            g = sol.u
-        _fallback(sol, x[s:e], an[s:e], lv[-1][0][s:e], lv[-1][1][s:e], R, beta, n_iter_max, s)
-        out.value[s:e], out.plan[s:e], out.u[s:e], out.v[s:e] = sol.cost, sol.plan, sol.u, sol.v
-        out.pivots[s:e] = sol.pivots
+        _chain_rows(x, a, Y, W, offs, float(R), float(beta), *chunk, int(n_iter_max), plans,
+                    out.value, out.plan, out.u, out.v, status, out.pivots)
+        for k in range(*chunk):
+            if status[k] != _ts.OPTIMAL:
+                _fallback(k, x, a, lv[-1][0], lv[-1][1], R, beta, n_iter_max, out, plans)
 
+    work((0, 0))  # compiles (or loads) the kernel here, not in several threads at once
     step = max(1, min(CHUNK_ROWS, -(-B // (4 * n_workers(n_jobs)))))
     _run_chunks(work, [(s, min(s + step, B)) for s in range(0, B, step)], n_jobs, False,
                 "emd_batch_coarse_to_fine")
     return out
 
 
-def _solve_level(x: np.ndarray, an: np.ndarray, y: np.ndarray, b: np.ndarray, g: np.ndarray,
-                 R: float, beta: float, n_iter_max: int) -> _ts.TransportSolution:
-    """One level for rows ``x (c, N, 2)``, ``an (c, N)`` (normalised) against ``y (c, M, 2)``,
-    ``b (c, M)`` from particle potentials ``g (c, N)``."""
-    C = np.ascontiguousarray(cost_matrix(x, y, R, beta))
-    bn = np.ascontiguousarray(b * (an.sum(1) / b.sum(1))[:, None])
-    sol = _ts.new_solution(*C.shape)
-    _ds.solve_rows(C, an, bn, np.ascontiguousarray(g), 0, len(C), sol, n_iter_max)
-    return sol
+@_jit
+def _costs(x, r, ia, n, Y, ib, m, R, beta, C):
+    """``C[:n, :m]``: ``(theta / R) ** beta`` between row ``r``'s particles ``ia[:n]`` and
+    nodes ``ib[:m]`` (columns of ``Y[r]``), azimuth differences wrapped into ``(-pi, pi]``
+    as :func:`physkit.angles.wrap_angle` does (so the numbers of
+    :func:`physkit.ot.cost.cost_matrix`)."""
+    for i in range(n):
+        py, pp = x[r, ia[i], 0], x[r, ia[i], 1]
+        for j in range(m):
+            dy = py - Y[r, ib[j], 0]
+            dp = pp - Y[r, ib[j], 1]
+            if dp > math.pi or dp <= -math.pi:
+                dp = np.fmod(dp, TWO_PI)
+                if dp > math.pi:
+                    dp -= TWO_PI
+                elif dp <= -math.pi:
+                    dp += TWO_PI
+            d2 = (dy * dy + dp * dp) / (R * R)
+            if beta == 2.0:
+                C[i, j] = d2
+            elif beta == 1.0:
+                C[i, j] = math.sqrt(d2)
+            else:
+                C[i, j] = d2 ** (0.5 * beta)
 
 
-def _fallback(sol: _ts.TransportSolution, x, an, y, b, R, beta, n_iter_max, offset: int):
-    """Rows of ``sol`` that did not reach optimality: POT's network simplex (plan and first
-    side's duals; the nodes' duals priced as the tightest feasible ones)."""
-    for k in np.flatnonzero(sol.status != _ts.OPTIMAL):
-        ia, ib = np.flatnonzero(an[k] > 0), np.flatnonzero(b[k] > 0)
-        C = cost_matrix(x[k][ia][None], y[k][ib][None], R, beta)[0]
-        bk = b[k, ib] / b[k, ib].sum()
-        try:
-            cost, G, u = _network_simplex(an[k, ia], bk, C, n_iter_max, flow=True, duals=True,
-                                          what=f"emd_batch_coarse_to_fine: row {offset + k}")
-        except EMDError:
-            raise
-        sol.cost[k] = cost
-        sol.plan[k] = 0.0
-        sol.plan[k][np.ix_(ia, ib)] = G
-        sol.u[k] = 0.0
-        sol.u[k, ia] = u
-        sol.v[k] = 0.0
-        sol.v[k, ib] = (C - u[:, None]).min(0)
-        sol.status[k] = _ts.OPTIMAL
+@_jit
+def _chain_rows(x, a, Y, W, offs, R, beta, start, stop, max_pivots, plans, value, plan, u, v,
+                status, pivots):
+    """Rows ``start:stop``: particles ``x (B, N, 2)``, ``a (B, N)`` against the levels
+    ``Y[:, offs[l]:offs[l + 1]]``, ``W[...]`` in turn, each started from the previous one's
+    particle potentials (zeros at the first); the last level's optimum into ``value``,
+    ``u``, ``v``, ``status``, ``pivots`` (and ``plan`` with ``plans``)."""
+    B, N = a.shape
+    L = offs.shape[0] - 1
+    Mmax = 0
+    for l in range(L):
+        Mmax = max(Mmax, offs[l + 1] - offs[l])
+    nn = N + Mmax
+    bufs = np.empty((4, nn))
+    ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
+    C, CrT = np.empty((N, Mmax)), np.empty((Mmax, N))
+    aw, bw, g = np.empty(N), np.empty(Mmax), np.zeros(N)
+    ia, ib = np.empty(N, dtype=np.int64), np.empty(Mmax, dtype=np.int64)
+    ci = np.empty(_ds.LIST_ROWS * N, dtype=np.int64)
+    cj = np.empty(_ds.LIST_ROWS * N, dtype=np.int64)
+    pw, uw, vw = np.empty((N, Mmax)), np.empty(N), np.empty(Mmax)
+    for r in range(start, stop):
+        n, sa = 0, 0.0
+        for i in range(N):
+            if a[r, i] > 0.0:
+                ia[n] = i
+                n += 1
+                sa += a[r, i]
+        for i in range(n):
+            aw[i] = a[r, ia[i]] / sa
+            g[i] = 0.0
+        tot = 0.0
+        for i in range(n):
+            tot += aw[i]
+        for l in range(L):
+            m, sb = 0, 0.0
+            for j in range(offs[l], offs[l + 1]):
+                if W[r, j] > 0.0:
+                    ib[m] = j
+                    m += 1
+                    sb += W[r, j]
+            for j in range(m):
+                bw[j] = W[r, ib[j]] * (tot / sb)
+            _costs(x, r, ia, n, Y, ib, m, R, beta, C)
+            cost, st, piv, _ = _ds._solve(C, aw, bw, n, m, g, max_pivots, bufs, ibufs, CrT, ci,
+                                          cj, pw, uw, vw)
+            for i in range(n):
+                g[i] = uw[i]
+        value[r], status[r], pivots[r] = cost, st, piv
+        u[r] = 0.0
+        v[r] = 0.0
+        for i in range(n):
+            u[r, ia[i]] = uw[i]
+        for j in range(m):
+            v[r, ib[j] - offs[L - 1]] = vw[j]
+        if plans:
+            plan[r] = 0.0
+            for i in range(n):
+                for j in range(m):
+                    plan[r, ia[i], ib[j] - offs[L - 1]] = pw[i, j]
+
+
+def _fallback(k: int, x, a, y, b, R, beta, n_iter_max, out: LevelSolution, plans: bool):
+    """Row ``k`` did not reach optimality within ``n_iter_max`` pivots: POT's network simplex
+    (:class:`~physkit.ot.exact.EMDError` if it fails too); the nodes' duals priced as the
+    tightest feasible ones."""
+    ia, ib = np.flatnonzero(a[k] > 0), np.flatnonzero(b[k] > 0)
+    C = cost_matrix(x[k][ia][None], y[k][ib][None], R, beta)[0]
+    an = a[k, ia] / a[k, ia].sum()
+    cost, G, u = _network_simplex(an, b[k, ib] / b[k, ib].sum(), C, n_iter_max, flow=True,
+                                  duals=True, what=f"emd_batch_coarse_to_fine: row {k}")
+    out.value[k] = cost
+    out.u[k], out.v[k] = 0.0, 0.0
+    out.u[k, ia] = u
+    out.v[k, ib] = (C - u[:, None]).min(0)
+    if plans:
+        out.plan[k] = 0.0
+        out.plan[k][np.ix_(ia, ib)] = G
