@@ -94,7 +94,7 @@ def _scan(C, n, m, pot, tol, cand_i, cand_j):
     row's most negative first, then the others while room is left); returns the list's
     length (0: optimal)."""
     v = pot[n:n + m]
-    cap = cand_i.shape[0]
+    cap = min(cand_i.shape[0], LIST_ROWS * n)  # the row's own size, not its padding
     k = 0
     for i in range(n):
         Ci = C[i]

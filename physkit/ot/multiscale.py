@@ -23,8 +23,8 @@ from ..cores import n_workers
 from . import dual_start as _ds
 from . import transport_simplex as _ts
 from .cost import _check_params, cost_matrix
-from .exact import (DEFAULT_N_ITER_MAX, _first_nonfinite_row, _network_simplex, _run_chunks,
-                    _to_numpy)
+from .exact import (DEFAULT_N_ITER_MAX, EMDError, _first_nonfinite_row, _run_chunks,
+                    _solve_with_duals, _to_numpy)
 
 #: rows per chunk of work (cost matrices and solver scratch of one chunk at a time)
 CHUNK_ROWS = 32
@@ -61,8 +61,8 @@ def emd_batch_coarse_to_fine(x, a, levels: Sequence[Tuple[object, object]], R: f
     R, beta : cost ``(theta / R) ** beta``, periodic phi.
     n_jobs : threads (the solver releases the GIL); ``None``: all available cores.
     n_iter_max : pivot cap per level and row; a row that reaches it at the last level is
-        solved again by POT's network simplex (:class:`~physkit.ot.exact.EMDError` if that
-        fails too).
+        solved again by POT's network simplex with its own cap
+        (:class:`~physkit.ot.exact.EMDError` if that fails too).
     plans : also return the optimal plans (else ``plan`` is empty, ``(0, 0, 0)``).
 
     Returns :class:`LevelSolution` (numpy float64). A row's numbers depend on that row only.
@@ -103,7 +103,7 @@ def emd_batch_coarse_to_fine(x, a, levels: Sequence[Tuple[object, object]], R: f
                     out.value, out.plan, out.u, out.v, status, out.pivots)
         for k in range(*chunk):
             if status[k] != _ts.OPTIMAL:
-                _fallback(k, x, a, lv[-1][0], lv[-1][1], R, beta, n_iter_max, out, plans)
+                _fallback(k, x, a, lv[-1][0], lv[-1][1], R, beta, out, plans)
 
     work((0, 0))  # compiles (or loads) the kernel here, not in several threads at once
     step = max(1, min(CHUNK_ROWS, -(-B // (4 * n_workers(n_jobs)))))
@@ -200,15 +200,18 @@ def _chain_rows(x, a, Y, W, offs, R, beta, start, stop, max_pivots, plans, value
                     plan[r, ia[i], ib[j] - offs[L - 1]] = pw[i, j]
 
 
-def _fallback(k: int, x, a, y, b, R, beta, n_iter_max, out: LevelSolution, plans: bool):
-    """Row ``k`` did not reach optimality within ``n_iter_max`` pivots: POT's network simplex
-    (:class:`~physkit.ot.exact.EMDError` if it fails too); the nodes' duals priced as the
-    tightest feasible ones."""
+def _fallback(k: int, x, a, y, b, R, beta, out: LevelSolution, plans: bool) -> None:
+    """Row ``k`` did not reach optimality within the pivot cap: POT's network simplex with its
+    own cap (:data:`~physkit.ot.exact.DEFAULT_N_ITER_MAX`; :class:`~physkit.ot.exact.EMDError`
+    if it fails too); the nodes' duals priced as the tightest feasible ones."""
     ia, ib = np.flatnonzero(a[k] > 0), np.flatnonzero(b[k] > 0)
-    C = cost_matrix(x[k][ia][None], y[k][ib][None], R, beta)[0]
-    an = a[k, ia] / a[k, ia].sum()
-    cost, G, u = _network_simplex(an, b[k, ib] / b[k, ib].sum(), C, n_iter_max, flow=True,
-                                  duals=True, what=f"emd_batch_coarse_to_fine: row {k}")
+    C = np.ascontiguousarray(cost_matrix(x[k][ia][None], y[k][ib][None], R, beta)[0])
+    an = np.ascontiguousarray(a[k, ia] / a[k, ia].sum())
+    bn = np.ascontiguousarray(b[k, ib] * (an.sum() / b[k, ib].sum()))
+    G, cost, u, _, code = _solve_with_duals(an, bn, C, DEFAULT_N_ITER_MAX)
+    if code != _ts.OPTIMAL or not np.isfinite(cost):
+        raise EMDError(f"emd_batch_coarse_to_fine: row {k}: POT network simplex failed "
+                       f"(result code {code}) after the transportation simplex's pivot cap")
     out.value[k] = cost
     out.u[k], out.v[k] = 0.0, 0.0
     out.u[k, ia] = u
