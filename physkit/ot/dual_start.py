@@ -35,47 +35,49 @@ LIST_ROWS = 16
 
 
 @_jit
-def _reduced_start(C, n, m, g, low, CrT):
-    """``CrT[j, i] = C_ij - g_i - v_j`` (transposed: columns are rows of ``CrT``) with
-    ``v_j = min_i C_ij - g_i`` (into ``low``); every entry >= 0."""
+def _column_gaps(C, n, m, g, low, gap):
+    """``low[j] = min_i C_ij - g_i`` (so ``v_j``, the reduced costs ``C_ij - g_i - v_j >= 0``)
+    and ``gap[j]``: how much more column ``j``'s second cheapest row costs (0 with one row)."""
     for j in range(m):
         low[j] = np.inf
+        gap[j] = np.inf
     for i in range(n):
         gi = g[i]
         Ci = C[i]
         for j in range(m):
-            low[j] = min(low[j], Ci[j] - gi)
-    for i in range(n):
-        gi = g[i]
-        Ci = C[i]
-        for j in range(m):
-            CrT[j, i] = Ci[j] - gi - low[j]
+            c = Ci[j] - gi
+            if c < low[j]:
+                gap[j] = low[j]
+                low[j] = c
+            elif c < gap[j]:
+                gap[j] = c
+    for j in range(m):
+        gap[j] = gap[j] - low[j] if n > 1 else 0.0
 
 
 @_jit
-def _column_start(CrT, a, b, n, m, ra, arc_r, arc_c, flow):
-    """A basis tree from the reduced costs ``CrT (m, n)`` (transposed): columns in index order, each shipping to
-    its open rows cheapest first (``min(supply, demand)`` per cell, closing exactly one line
-    per cell: a row when it runs out unless it is the last open row, else the column), so
-    ``n + m - 1`` arcs. Ties: lowest row."""
+def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
+    """A basis tree from the reduced costs of row potentials ``g``: columns in the given
+    ``order``, each shipping to its open rows cheapest first (least ``C_ij - g_i``) (``min(supply, demand)`` per
+    cell, closing exactly one line per cell: a row when it runs out unless it is the last
+    open row, else the column), so ``n + m - 1`` arcs. Ties: lowest row."""
     for i in range(n):
         ra[i] = a[i]
     rows_left = n
     k = 0
-    for j in range(m):
+    for t in range(m):
+        j = order[t]
         rb_j = b[j]
         while True:
             best, i = np.inf, -1
-            Crj = CrT[j]
             for r in range(n):
-                if ra[r] >= 0.0 and Crj[r] < best:
-                    best, i = Crj[r], r
+                if ra[r] >= 0.0 and C[r, j] - g[r] < best:
+                    best, i = C[r, j] - g[r], r
             arc_r[k], arc_c[k] = i, j
-            if j == m - 1 and rows_left == 1:  # the last cell
+            if t == m - 1 and rows_left == 1:  # the last cell
                 flow[k] = ra[i]
-                k += 1
                 return
-            if rows_left > 1 and (j == m - 1 or ra[i] <= rb_j):
+            if rows_left > 1 and (t == m - 1 or ra[i] <= rb_j):
                 flow[k] = ra[i]
                 rb_j = max(rb_j - ra[i], 0.0)
                 ra[i] = -1.0  # closed
@@ -167,18 +169,19 @@ def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j):
 
 
 @_jit
-def _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, Cr, cand_i, cand_j, plan, u, v):
+def _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, cand_i, cand_j, plan, u, v):
     """One problem on the leading ``n x m`` block of ``C`` from row potentials ``g[:n]``
-    (scratch as :func:`physkit.ot.transport_simplex._solve_rows` allocates, ``Cr (n, m)``,
-    ``cand_i``, ``cand_j (n,)``). Writes ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns
+    (scratch as :func:`physkit.ot.transport_simplex._solve_rows` allocates, ``cand_i``,
+    ``cand_j (LIST_ROWS n,)``). Writes ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns
     ``(cost, status, pivots, scans)``."""
-    nn = n + m
     pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
     parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
     stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
     nxt, prv = ibufs[8], ibufs[9]
-    _reduced_start(C, n, m, g, rb, Cr)
-    _column_start(Cr, a, b, n, m, ra, arc_r, arc_c, flow)
+    gap = pot[:m]  # scratch until the tree's potentials are set
+    _column_gaps(C, n, m, g, rb, gap)
+    cols = np.argsort(-gap[:m], kind="mergesort")  # confident columns first, ties by index
+    _column_start(C, g, a, b, n, m, cols, ra, arc_r, arc_c, flow)
     _ts._build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
     _ts._hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
     cmax = 0.0
@@ -240,7 +243,7 @@ def _solve_rows(C, a, b, g, start, stop, max_pivots, plan, cost, u, v, status, p
     nn = N + M
     bufs = np.empty((4, nn))
     ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
-    Cw, CrT = np.empty((N, M)), np.empty((M, N))
+    Cw = np.empty((N, M))
     aw, bw, gw = np.empty(N), np.empty(M), np.empty(N)
     ia, ib = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
     ja, jb = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
@@ -257,7 +260,7 @@ def _solve_rows(C, a, b, g, start, stop, max_pivots, plan, cost, u, v, status, p
             for j in range(m):
                 Cw[i, j] = C[r, ia[i], ib[j]]
         cost[r], status[r], pivots[r], _ = _solve(Cw, aw, bw, n, m, gw, max_pivots, bufs, ibufs,
-                                                  CrT, ci, cj, pw, uw, vw)
+                                                  ci, cj, pw, uw, vw)
         for i in range(n):
             u[r, ia[i]] = uw[i]
             for j in range(m):
@@ -274,9 +277,8 @@ def solve_one(C, a, b, g, max_pivots):
     nn = n + m
     bufs = np.empty((4, nn))
     ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
-    Cr = np.empty((m, n))
     ci, cj = np.empty(LIST_ROWS * n, dtype=np.int64), np.empty(LIST_ROWS * n, dtype=np.int64)
     plan, u, v = np.empty((n, m)), np.empty(n), np.empty(m)
-    cost, status, pivots, scans = _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, Cr, ci, cj,
+    cost, status, pivots, scans = _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, ci, cj,
                                          plan, u, v)
     return cost, status, pivots, scans, plan, u, v

@@ -153,7 +153,7 @@ def _chain_rows(x, a, Y, W, offs, R, beta, start, stop, max_pivots, plans, value
     nn = N + Mmax
     bufs = np.empty((4, nn))
     ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
-    C, CrT = np.empty((N, Mmax)), np.empty((Mmax, N))
+    C = np.empty((N, Mmax))
     aw, bw, g = np.empty(N), np.empty(Mmax), np.zeros(N)
     ia, ib = np.empty(N, dtype=np.int64), np.empty(Mmax, dtype=np.int64)
     ci = np.empty(_ds.LIST_ROWS * N, dtype=np.int64)
@@ -182,7 +182,7 @@ def _chain_rows(x, a, Y, W, offs, R, beta, start, stop, max_pivots, plans, value
             for j in range(m):
                 bw[j] = W[r, ib[j]] * (tot / sb)
             _costs(x, r, ia, n, Y, ib, m, R, beta, C)
-            cost, st, piv, _ = _ds._solve(C, aw, bw, n, m, g, max_pivots, bufs, ibufs, CrT, ci,
+            cost, st, piv, _ = _ds._solve(C, aw, bw, n, m, g, max_pivots, bufs, ibufs, ci,
                                           cj, pw, uw, vw)
             for i in range(n):
                 g[i] = uw[i]
