@@ -31,7 +31,7 @@ from . import transport_simplex as _ts
 from .transport_simplex import ITERATION_LIMIT, OPTIMAL, TOL_REL
 
 #: candidate-list capacity, in cells per row
-LIST_ROWS = 16
+LIST_ROWS = 4
 
 
 @_jit
