@@ -9,13 +9,13 @@ bookkeeping, ratio test and anti-cycling), with two changes for problems with ma
 per row (a jet against a shape's quadrature nodes):
 
 - start: given row potentials ``g (n,)`` (e.g. the optimal duals of the same rows against a
-  coarser quadrature of the same shape, which approximate the fine problem's), column
-  potentials ``v_j = min_i C_ij - g_i`` and the least-cost rule on the reduced costs
-  ``C_ij - g_i - v_j >= 0``: the start ships along the cells the potentials say are optimal
-  first, so fewer pivots remain than from the rule on ``C`` (``g = 0``: that rule on
-  ``C - min_i C_ij``, a cold start);
-- pricing: a candidate list (one cell per row: the row's most negative reduced cost at the
-  last full scan); each pivot enters the most negative candidate at the current potentials,
+  coarser quadrature of the same shape, which approximate the fine problem's), a basis tree
+  built column by column: the columns in decreasing order of confidence (how much more their
+  second cheapest row costs in ``C_ij - g_i``), each shipping to its open rows cheapest first
+  and closing exactly one line per cell (``n + m - 1`` arcs), so the tree follows the cells
+  the potentials say are optimal and few pivots remain (``g = 0``: a cold start);
+- pricing: a candidate list (each row's most negative reduced cost at the last full scan,
+  then other negative cells, up to :data:`LIST_ROWS` per row); each pivot enters the most negative candidate at the current potentials,
   and only when no candidate prices out is every cell scanned again (refilling the list). The
   last full scan finds no cell below ``-TOL_REL max|C|``: the certificate of optimality.
 
