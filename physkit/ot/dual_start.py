@@ -17,7 +17,8 @@ per row (a jet against a shape's quadrature nodes):
 - pricing: a candidate list (each row's most negative reduced cost at the last full scan,
   then other negative cells, up to :data:`LIST_ROWS` per row); each pivot enters the most
   negative candidate at the current potentials, and only when no candidate prices out is
-  every cell scanned again (refilling the list). The last full scan finds no cell below ``-TOL_REL max|C|``: the certificate of optimality.
+  every cell scanned again (refilling the list). The last full scan finds no cell below
+  ``-TOL_REL max|C|``: the certificate of optimality.
 
 The optimal value does not depend on the start; where the optimum is degenerate, the plan and
 duals may differ from :mod:`~physkit.ot.transport_simplex`'s and POT's.
