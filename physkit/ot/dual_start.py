@@ -59,9 +59,10 @@ def _column_gaps(C, n, m, g, low, gap):
 @_jit
 def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
     """A basis tree from the reduced costs of row potentials ``g``: columns in the given
-    ``order``, each shipping to its open rows cheapest first (least ``C_ij - g_i``) (``min(supply, demand)`` per
-    cell, closing exactly one line per cell: a row when it runs out unless it is the last
-    open row, else the column), so ``n + m - 1`` arcs. Ties: lowest row."""
+    ``order``, each shipping to its open rows cheapest first (least ``C_ij - g_i``;
+    ``min(supply, demand)`` per cell, closing exactly one line per cell: a row when it runs
+    out unless it is the last open row, else the column), so ``n + m - 1`` arcs. Ties:
+    lowest row."""
     for i in range(n):
         ra[i] = a[i]
     rows_left = n
