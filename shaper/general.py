@@ -38,6 +38,7 @@ import torch
 from physkit.flow import FlowResult
 from physkit.ot import emd_batch, emd_batch_grads
 from physkit.ot.bounds import emd_lower_bound
+from physkit.ot.multiscale import emd_batch_coarse_to_fine
 
 from .batching import buckets, thread_map
 from .exact_flow import flow_exact
@@ -56,6 +57,9 @@ _POLISH_WEIGHT_LR = 1e-12
 #: a candidate's exact value known from another solve (its polish) bounds a new evaluation
 #: from below to this relative tolerance (two exact solvers agree to ~1e-15)
 _KNOWN_RTOL = 1e-9
+#: a parameterless shape's exact EMD at ``n_eval_samples`` is warm-started through its
+#: quadratures at ``n_eval_samples // d`` for these ``d`` (coarse to fine; levels under 2 skipped)
+_COARSE_DIVISORS = (16, 4)
 
 
 class Flowed(NamedTuple):
@@ -86,6 +90,22 @@ class GeneralPath:
         y, b = self._eval_nodes(obs, params, z)
         v = emd_batch(x, z, y, b, R=s.R, beta=s.beta, n_jobs=n_jobs)
         return torch.as_tensor(v, dtype=torch.float64, device=z.device)
+
+    def _exact_parameterless(self, obs: Observable, group: JetGroup) -> torch.Tensor:
+        """Exact EMD ``(B,)`` float64 between the group's jets and a shape without parameters
+        at ``n_eval_samples`` (the number :meth:`exact` gives), solved from the optimal
+        particle potentials of the same shape at ``n_eval_samples // d``, ``d`` in
+        :data:`_COARSE_DIVISORS` (:func:`physkit.ot.multiscale.emd_batch_coarse_to_fine`)."""
+        s = self.s
+        ks = [s.n_eval_samples // d for d in _COARSE_DIVISORS if s.n_eval_samples // d >= 2]
+        levels = []
+        for k in ks + [s.n_eval_samples]:
+            with torch.no_grad():
+                y, b = obs.sample({}, k, s.R, batch=group.z)
+            levels.append((y.to(torch.float64), b.to(torch.float64).clamp_min(0)))
+        sol = emd_batch_coarse_to_fine(group.x, group.z, levels, R=s.R, beta=s.beta,
+                                       n_jobs=self._pot_jobs(group))
+        return torch.as_tensor(sol.value, dtype=torch.float64, device=group.z.device)
 
     def _eval_nodes(self, obs: Observable, params: Params, z: torch.Tensor
                     ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -126,7 +146,7 @@ class GeneralPath:
         :meth:`shared_flow`), then keep the start or end point of least exact EMD."""
         B = len(group)
         if not obs.specs:  # nothing to fit (isotropy)
-            v = self.exact(obs, {}, group.x, group.z, self._pot_jobs(group))
+            v = self._exact_parameterless(obs, group)
             grads = self.grads(obs, {}, group) if return_grads else None
             return GroupFit({}, v, torch.zeros(B, dtype=torch.int8, device=group.x.device), grads)
         fl = shared if shared is not None else self._flow_group(obs, group)

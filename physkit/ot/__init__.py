@@ -7,7 +7,10 @@ Cost (energyflow's convention): ``(theta_ij / R) ** beta`` with periodic azimuth
   :func:`emd_batch_grads` (value and exact gradients from the plan and dual potentials),
   :func:`emd_batch_plans` (plans and dual potentials of a batch with precomputed costs);
   small problems by :mod:`physkit.ot.transport_simplex` (compiled transportation simplex:
-  ``transport_simplex``, ``transport_simplex_batch``), larger ones by POT's network simplex.
+  ``transport_simplex``, ``transport_simplex_batch``), larger ones by POT's network simplex;
+  :func:`physkit.ot.multiscale.emd_batch_coarse_to_fine`: exact EMD to the finest of several
+  quadratures of one shape, each solved from the coarser one's particle potentials
+  (:mod:`physkit.ot.dual_start`).
 - Entropic: :func:`sinkhorn_divergence` (batched, log-domain, debiased, eps-scaling,
   masks, warm starts, envelope-theorem gradients), :class:`SinkhornPotentials`.
 """

@@ -427,6 +427,18 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
                           flow)
         _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
         _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
+    status, pivots = _pivot(C, a, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs)
+    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, start
+
+
+@_jit
+def _pivot(C, a, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs):
+    """Simplex pivots from the primal feasible basis held in ``bufs`` / ``ibufs`` (tree,
+    potentials, flows: :func:`_hang` and :func:`_tree_flows` done) until every reduced cost is
+    ``>= -tol_rel max|C|`` or ``max_pivots``; after more than ``stall`` consecutive degenerate
+    pivots (``stall < 0``: ``n + m``) Bland's rule. Returns ``(status, pivots)``."""
+    nn = n + m
+    pot = bufs[0]
     cmax = 0.0
     for i in range(n):
         for j in range(m):
@@ -448,24 +460,7 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
         if pivots >= max_pivots:
             status = ITERATION_LIMIT
             break
-        p, q = i, n + j
-        d = C[i, j] - pot[p] - pot[q]
-        apex = _apex(p, q, parent, mark, pivots + 1)
-        theta, kl, on_p, w = _ratio_test(p, q, apex, n, m, arc_r, arc_c, flow, parent, parc,
-                                         bland)
-        if theta > 0.0:
-            _push(p, q, apex, theta, n, flow, parent, parc)
-        _unlink(2 * kl, arc_r[kl], head, nxt, prv)
-        _unlink(2 * kl + 1, n + arc_c[kl], head, nxt, prv)
-        arc_r[kl], arc_c[kl], flow[kl] = i, j, theta
-        _link(2 * kl, i, head, nxt, prv)
-        _link(2 * kl + 1, q, head, nxt, prv)
-        if on_p:
-            _reroot(p, q, kl, w, parent, parc)
-            _shift(p, kl, n, d, head, nxt, arc_r, arc_c, pot, stack, order)
-        else:
-            _reroot(q, p, kl, w, parent, parc)
-            _shift(q, kl, n, -d, head, nxt, arc_r, arc_c, pot, stack, order)
+        theta = _pivot_step(C, n, m, i, j, pivots + 1, bufs, ibufs, bland)
         pivots += 1
         if theta <= theta_small:
             degenerate += 1
@@ -473,7 +468,38 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
         else:
             degenerate = 0
             bland = False
-    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, start
+    return status, pivots
+
+
+@_jit
+def _pivot_step(C, n, m, i, j, stamp, bufs, ibufs, bland):
+    """One pivot: cell ``(i, j)`` (negative reduced cost) enters the basis held in ``bufs`` /
+    ``ibufs``, the blocking arc leaves (:func:`_ratio_test`), flows and potentials follow;
+    ``stamp``: a number not used before in this solve (marks of :func:`_apex`). Returns the
+    mass moved."""
+    pot, flow = bufs[0], bufs[1]
+    parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
+    stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
+    nxt, prv = ibufs[8], ibufs[9]
+    p, q = i, n + j
+    d = C[i, j] - pot[p] - pot[q]
+    apex = _apex(p, q, parent, mark, stamp)
+    theta, kl, on_p, w = _ratio_test(p, q, apex, n, m, arc_r, arc_c, flow, parent, parc,
+                                     bland)
+    if theta > 0.0:
+        _push(p, q, apex, theta, n, flow, parent, parc)
+    _unlink(2 * kl, arc_r[kl], head, nxt, prv)
+    _unlink(2 * kl + 1, n + arc_c[kl], head, nxt, prv)
+    arc_r[kl], arc_c[kl], flow[kl] = i, j, theta
+    _link(2 * kl, i, head, nxt, prv)
+    _link(2 * kl + 1, q, head, nxt, prv)
+    if on_p:
+        _reroot(p, q, kl, w, parent, parc)
+        _shift(p, kl, n, d, head, nxt, arc_r, arc_c, pot, stack, order)
+    else:
+        _reroot(q, p, kl, w, parent, parc)
+        _shift(q, kl, n, -d, head, nxt, arc_r, arc_c, pot, stack, order)
+    return theta
 
 
 @_jit
