@@ -42,6 +42,9 @@ _NEWTON_REACH = 0.5
 #: over-relaxation: factor growth on success and cap
 _GROW, _MAX_RELAX = 1.5, 8.0
 _TWO_PI = 2.0 * math.pi
+#: float32 constants of the search's passes (:func:`_sums_search`)
+_PI32, _TWO_PI32 = np.float32(math.pi), np.float32(2.0 * math.pi)
+_ZERO32, _COINCIDE32 = np.float32(0.0), np.float32(_COINCIDE)
 
 __all__ = ["fit_jets", "lloyd_row", "value", "jit"]
 
@@ -220,37 +223,118 @@ def _sums(z, m, c, beta, exact, s, buf):
     return v
 
 
+@jit(fastmath=True, inline="always")
+def _wrap32(a):
+    """:func:`_wrap_once` in float32."""
+    return a - _TWO_PI32 if a > _PI32 else (a + _TWO_PI32 if a <= -_PI32 else a)
+
+
 @jit(fastmath=True)
-def _sums_search(z, m, c, beta, s, buf):
-    """:func:`_sums` without the exact columns, in passes over the particles that the compiler
-    vectorises (``buf (9, M)``: rows 0, 1 the particles' y and phi, then work rows). The sums
-    are reassociated (fastmath): the value differs from :func:`value` at rounding level, and
-    a jet's numbers still depend on the jet alone."""
+def _assign32(m, c, f):
+    """:func:`_assign` of the search, in float32 (``f (8, M)`` float32: rows 0, 1 the
+    particles' y and phi; squared distance, centre index and wrapped ``x_i - c`` into rows
+    2..5; the centres ``c (n, 2)`` rounded to float32), two centres a pass."""
+    y, p, best, near, dy, dp = f[0], f[1], f[2], f[3], f[4], f[5]
     n = c.shape[0]
-    best, near, dy, dp, a = buf[2], buf[3], buf[4], buf[5], buf[6]
-    _assign_search(m, c, buf)
-    v = 0.0
+    j0 = n % 2
+    if j0 == 1:  # an odd number of centres: the first alone
+        cy, cp = np.float32(c[0, 0]), np.float32(c[0, 1])
+        for i in range(m):
+            ey = y[i] - cy
+            ep = _wrap32(p[i] - cp)
+            best[i] = ey * ey + ep * ep
+            near[i] = _ZERO32
+            dy[i] = ey
+            dp[i] = ep
+    for j in range(j0, n, 2):
+        cy0, cp0 = np.float32(c[j, 0]), np.float32(c[j, 1])
+        cy1, cp1 = np.float32(c[j + 1, 0]), np.float32(c[j + 1, 1])
+        f0, f1, first = np.float32(j), np.float32(j + 1), j == 0
+        for i in range(m):
+            ey0 = y[i] - cy0
+            ep0 = _wrap32(p[i] - cp0)
+            d0 = ey0 * ey0 + ep0 * ep0
+            ey1 = y[i] - cy1
+            ep1 = _wrap32(p[i] - cp1)
+            d1 = ey1 * ey1 + ep1 * ep1
+            b, nr, by, bp = best[i], near[i], dy[i], dp[i]
+            c0 = first or d0 < b  # centre j, then j + 1: the first nearest wins ties
+            b, nr, by, bp = (d0, f0, ey0, ep0) if c0 else (b, nr, by, bp)
+            c1 = d1 < b
+            best[i] = d1 if c1 else b
+            near[i] = f1 if c1 else nr
+            dy[i] = ey1 if c1 else by
+            dp[i] = ep1 if c1 else bp
+
+
+@jit(fastmath=True)
+def _sums_search(m, c, beta, s, f):
+    """:func:`_sums` without the exact columns, for the loose search: float32 passes over the
+    particles that the compiler vectorises (``f (8, M)`` float32, see :func:`_work`: rows 0, 1
+    the particles' y and phi, row 7 their weights, rows 2..6 work space), sums reassociated
+    (fastmath) and written to ``s`` as float64. The search only ranks starts and accepts
+    steps with these numbers (its tolerance, 1e-4 relative, is far above float32's rounding);
+    the polish and the reported value are float64 (:func:`_sums`, :func:`_value`). A jet's
+    numbers depend on the jet alone."""
+    n = c.shape[0]
+    best, near, dy, dp, a, z = f[2], f[3], f[4], f[5], f[6], f[7]
+    _assign32(m, c, f)
+    v = _ZERO32
+    b32, bm2 = np.float32(beta), np.float32(beta - 2.0)
     for i in range(m):
-        d = math.sqrt(best[i])
-        v += z[i] * _power(d, beta)
+        d = np.sqrt(best[i])
         if beta == 1.0:
+            v += z[i] * d
             w = z[i] / d
         elif beta == 2.0:
+            v += z[i] * best[i]
             w = z[i]
         else:
-            w = z[i] * d ** (beta - 2.0)
-        a[i] = w if d > _COINCIDE else 0.0
-    for j in range(n):
-        fj = float(j)
-        sa = sy = sp = on = 0.0
-        for i in range(m):
-            mine = near[i] == fj
-            sa += a[i] if mine else 0.0
-            sy += a[i] * dy[i] if mine else 0.0
-            sp += a[i] * dp[i] if mine else 0.0
-            on += z[i] if mine and a[i] == 0.0 else 0.0
-        s[j, _A], s[j, _GY], s[j, _GP], s[j, _ON] = sa, sy, sp, on
-    return v
+            v += z[i] * d ** b32
+            w = z[i] * d ** bm2
+        a[i] = w if d > _COINCIDE32 else _ZERO32
+    j0 = n % 2
+    if j0 == 1:  # an odd number of centres: the first alone
+        _centre_sums(z, m, near, dy, dp, a, 0, s)
+    for j in range(j0, n, 2):  # then two centres a pass
+        _pair_sums(z, m, near, dy, dp, a, j, s)
+    return float(v)
+
+
+@jit(fastmath=True, inline="always")
+def _centre_sums(z, m, near, dy, dp, a, j, s):
+    """Centre ``j``'s row of :func:`_sums_search` (float32 rows ``near``, ``dy``, ``dp``,
+    ``a``: each particle's nearest centre, wrapped offsets and weight ``z d^(beta - 2)``)."""
+    fj = np.float32(j)
+    sa = sy = sp = on = _ZERO32
+    for i in range(m):
+        mine = near[i] == fj
+        sa += a[i] if mine else _ZERO32
+        sy += a[i] * dy[i] if mine else _ZERO32
+        sp += a[i] * dp[i] if mine else _ZERO32
+        on += z[i] if mine and a[i] == _ZERO32 else _ZERO32
+    s[j, _A], s[j, _GY], s[j, _GP], s[j, _ON] = sa, sy, sp, on
+
+
+@jit(fastmath=True, inline="always")
+def _pair_sums(z, m, near, dy, dp, a, j, s):
+    """:func:`_centre_sums` of centres ``j`` and ``j + 1`` in one pass over the particles."""
+    f0, f1 = np.float32(j), np.float32(j + 1)
+    sa0 = sy0 = sp0 = on0 = sa1 = sy1 = sp1 = on1 = _ZERO32
+    for i in range(m):
+        ai, ay, ap = a[i], a[i] * dy[i], a[i] * dp[i]
+        zo = z[i] if ai == _ZERO32 else _ZERO32
+        m0, m1 = near[i] == f0, near[i] == f1
+        sa0 += ai if m0 else _ZERO32
+        sy0 += ay if m0 else _ZERO32
+        sp0 += ap if m0 else _ZERO32
+        on0 += zo if m0 else _ZERO32
+        sa1 += ai if m1 else _ZERO32
+        sy1 += ay if m1 else _ZERO32
+        sp1 += ap if m1 else _ZERO32
+        on1 += zo if m1 else _ZERO32
+    s[j, _A], s[j, _GY], s[j, _GP], s[j, _ON] = sa0, sy0, sp0, on0
+    s[j + 1, _A], s[j + 1, _GY], s[j + 1, _GP], s[j + 1, _ON] = sa1, sy1, sp1, on1
 
 
 @jit
@@ -307,8 +391,8 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
     after a failure; the row ends when a plain step gains less than ``tol`` times the value.
     Returns ``(value, converged)``."""
     n = c.shape[0]
-    s, sn, cur, cn, buf = work[0], work[1], c, work[2], work[5]
-    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(z, m, c, beta, s, buf)
+    s, sn, cur, cn, buf, f = work[0], work[1], c, work[2], work[5], work[9]
+    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(m, c, beta, s, f)
     relax, full, moved, ok = 1.0, True, False, False
     for _ in range(max_iter):
         for j in range(n):
@@ -316,7 +400,7 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
             cn[j, 0] = cur[j, 0] + my
             cn[j, 1] = _wrap(cur[j, 1] + mp)
         vn = (_sums(z, m, cn, beta, exact, sn, buf) if exact
-              else _sums_search(z, m, cn, beta, sn, buf))
+              else _sums_search(m, cn, beta, sn, f))
         better = vn <= v
         small = v - vn <= tol * (vn if better else v)
         if better:  # the proposal's centres and sums become the current ones (buffers swap)
@@ -359,21 +443,25 @@ def _seen(start, work):
 def _work(M, n, cap, n_hard, n_swap):
     """Work arrays for jets of up to ``M`` particles (:func:`_load` readies them for one):
     sums ``(n, 13)`` twice, proposed centres ``(n, 2)``, the starts searched so far
-    ``(cap, n, 2)`` and their count ``(1,)``, the rows of :func:`_sums` and
-    :func:`_sums_search` ``(9, M)`` (the particles' y and phi first), and those of
-    :func:`_gain_top`: distances ``(M,)``, gains ``(n_hard,)`` and picks ``(n_swap,)``."""
+    ``(cap, n, 2)`` and their count ``(1,)``, the rows of :func:`_sums` ``(9, M)`` (the
+    particles' y and phi first), those of :func:`_gain_top`: distances ``(M,)``, gains
+    ``(n_hard,)`` and picks ``(n_swap,)``, and the float32 rows of :func:`_sums_search`
+    ``(8, M)`` (the particles' y and phi first, their weights last)."""
     M = max(M, 1)
     return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
             np.empty((cap, n, 2)), np.zeros(1, np.int64), np.zeros((9, M)), np.empty(M),
-            np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64))
+            np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64),
+            np.zeros((8, M), np.float32))
 
 
 @jit
-def _load(work, x, m):
-    """Ready ``work`` (:func:`_work`) for the jet ``x (M, 2)`` of ``m`` particles."""
-    buf = work[5]
+def _load(work, x, z, m):
+    """Ready ``work`` (:func:`_work`) for the jet ``x (M, 2)``, ``z (M,)`` of ``m``
+    particles."""
+    buf, f = work[5], work[9]
     for i in range(m):
         buf[0, i], buf[1, i] = x[i, 0], x[i, 1]
+        f[0, i], f[1, i], f[7, i] = x[i, 0], x[i, 1], z[i]
     work[4][0] = 0
 
 
@@ -470,7 +558,7 @@ def _candidates(z, m, n_hard, beta, buf):
         ya, pa, row = y[cand[a]], p[cand[a]], th[a]
         for i in range(m):
             dy = y[i] - ya
-            dp = _wrap(p[i] - pa)
+            dp = _wrap_once(p[i] - pa)
             row[i] = _power(math.sqrt(dy * dy + dp * dp), beta)
     return cand, th
 
@@ -599,7 +687,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
     the best converged."""
     n = kt.shape[0]
-    _load(work, x, m)
+    _load(work, x, z, m)
     iters = min(max_iter, search_iter)
     st = _starts(x, z, m, kt, more, prev, has_prev, beta, work[5])
     found, vals = np.empty_like(st), np.empty(st.shape[0])

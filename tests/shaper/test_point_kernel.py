@@ -180,7 +180,7 @@ def test_vectorised_passes_give_the_scalar_numbers(beta):
     for m, n in ((1, 1), (7, 2), (40, 3), (75, 4), (33, 5)):
         x, z, c = _random_jet(rng, m, n)
         work = point_kernel._work(m, n, 4, 64, 5)
-        point_kernel._load(work, x, m)
+        point_kernel._load(work, x, z, m)
         buf = work[5]
         point_kernel._assign_exact(m, c, buf)
         for i in range(m):
