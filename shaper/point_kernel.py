@@ -151,13 +151,6 @@ def _assign_exact(m, c, buf):
     _assign(m, c, buf, True)
 
 
-@jit(fastmath=True)
-def _assign_search(m, c, buf):
-    """:func:`_assign` for the search's sums (fastmath; a function of its own, so that the
-    compiler treats the sums' passes after it as before)."""
-    _assign(m, c, buf, False)
-
-
 @jit
 def _value(z, m, c, beta, buf):
     """:func:`value` with the distances taken in passes (:func:`_assign`; the particles' y
@@ -543,42 +536,55 @@ def _starts(x, z, m, kt, more, prev, has_prev, beta, buf):
 
 
 @jit(fastmath=True)
-def _candidates(z, m, n_hard, beta, buf):
+def _candidates(z, m, n_hard, beta, f):
     """Where a new centre may go: the ``n_hard`` hardest real particles (indices ``(H,)``, by
     decreasing weight, ties in particle order) and their distances to every particle to the
-    power beta ``(H, m)`` (the particles' y and phi in ``buf`` rows 0, 1)."""
+    power beta ``(H, m)`` float32 (the particles' y and phi in the float32 rows ``f`` 0, 1:
+    the gains only rank candidates)."""
     order = np.argsort(-z[:m], kind="mergesort")
     h = 0
     while h < min(n_hard, m) and z[order[h]] > 0.0:
         h += 1
     cand = order[:h].copy()
-    th = np.empty((h, m))
-    y, p = buf[0], buf[1]
+    th = np.empty((h, m), np.float32)
+    y, p = f[0], f[1]
     for a in range(h):
         ya, pa, row = y[cand[a]], p[cand[a]], th[a]
         for i in range(m):
             dy = y[i] - ya
-            dp = _wrap_once(p[i] - pa)
-            row[i] = _power(math.sqrt(dy * dy + dp * dp), beta)
+            dp = _wrap32(p[i] - pa)
+            row[i] = _power32(np.sqrt(dy * dy + dp * dp), beta)
     return cand, th
+
+
+@jit(inline="always")
+def _power32(d, beta):
+    """:func:`_power` of a float32 ``d`` in float32."""
+    if beta == 1.0:
+        return d
+    if beta == 2.0:
+        return d * d
+    return d ** np.float32(beta)
 
 
 @jit(fastmath=True)
 def _gain_top(x, z, m, c, cand, th, beta, top, work):
     """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
-    nearest centre), best first (ties: the harder), into ``top``; returns how many."""
-    dist, gain, order = work[6], work[7], work[8]
-    _assign_search(m, c, work[5])
-    best = work[5][2]
+    nearest centre; float32 passes), best first (ties: the harder), into ``top``; returns
+    how many."""
+    gain, order, f = work[7], work[8], work[9]
+    _assign32(m, c, f)
+    best, dist, zz = f[2], f[6], f[7]
     for i in range(m):
-        dist[i] = _power(math.sqrt(best[i]), beta)
+        dist[i] = _power32(np.sqrt(best[i]), beta)
     h = cand.shape[0]
     for a in range(h):
-        g = 0.0
+        g = _ZERO32
+        row = th[a]
         for i in range(m):
-            if dist[i] > th[a, i]:
-                g += z[i] * (dist[i] - th[a, i])
+            e = dist[i] - row[i]
+            g += zz[i] * e if e > _ZERO32 else _ZERO32
         gain[a] = g
     k = min(top.shape[0], h)
     _largest_first(gain[:h], k, order)
@@ -614,7 +620,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, 
     round that lowers the value by less than the fraction ``gain`` ends them), each move
     searched; the best is replaced only by a lower value. Returns the value."""
     n = c.shape[0]
-    cand, th = _candidates(z, m, n_hard, beta, work[5])
+    cand, th = _candidates(z, m, n_hard, beta, work[9])
     k = top.shape[0]
     if has_prev:
         nt = _gain_top(x, z, m, prev, cand, th, beta, top, work)
