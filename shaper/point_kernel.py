@@ -42,6 +42,7 @@ _NEWTON_REACH = 0.5
 #: over-relaxation: factor growth on success and cap
 _GROW, _MAX_RELAX = 1.5, 8.0
 _TWO_PI = 2.0 * math.pi
+_PI_THIRD = math.pi / 3.0
 #: float32 constants of the search's passes (:func:`_sums_search`)
 _PI32, _TWO_PI32 = np.float32(math.pi), np.float32(2.0 * math.pi)
 _ZERO32, _COINCIDE32 = np.float32(0.0), np.float32(_COINCIDE)
@@ -687,6 +688,24 @@ def _weights_sorted(x, z, m, c, w, work):
 
 
 @jit
+def _one_basin(x, m, beta):
+    """Whether the 1-centre value of the jet ``x (M, 2)`` (``m`` particles) has one minimum
+    (every start reaches it, up to the search's tolerance): for beta >= 1 and every particle
+    within ``pi / 3`` of phi = 0 (a centred jet of R < 1). Then moving a centre's phi back
+    into ``[-pi/3, pi/3]`` raises no particle's distance to it (for ``phi_c > pi/3`` and
+    ``|p| <= pi/3``: ``pi/3 - p <= phi_c - p`` and ``pi/3 - p <= 2 pi - phi_c + p``; likewise
+    below), and inside that strip each wrapped distance is the plane distance
+    (``|p - phi_c| <= 2 pi / 3 < pi``): the value there is a sum of convex functions
+    ``theta^beta`` of the centre, and no lower outside it."""
+    if beta < 1.0:
+        return False
+    for i in range(m):
+        if abs(x[i, 1]) > _PI_THIRD:
+            return False
+    return True
+
+
+@jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
              gain, top, search_iter, search_tol, polish_tol, n_hard, out, work):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
@@ -696,6 +715,8 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     _load(work, x, z, m)
     iters = min(max_iter, search_iter)
     st = _starts(x, z, m, kt, more, prev, has_prev, beta, work[5])
+    if n == 1 and _one_basin(x, m, beta):
+        st = st[:1]  # the kT axis alone: every start would reach the same minimum
     found, vals = np.empty_like(st), np.empty(st.shape[0])
     best = _search(x, z, m, st, beta, iters, search_tol, found, vals, work)
     c = found[best].copy()
