@@ -43,6 +43,9 @@ _NEWTON_REACH = 0.5
 _GROW, _MAX_RELAX = 1.5, 8.0
 _TWO_PI = 2.0 * math.pi
 _PI_THIRD = math.pi / 3.0
+#: the search's float32 passes run over whole vectors of this many particles (zero-weight
+#: padding: no scalar remainder loop)
+_LANES = 8
 #: float32 constants of the search's passes (:func:`_sums_search`)
 _PI32, _TWO_PI32 = np.float32(math.pi), np.float32(2.0 * math.pi)
 _ZERO32, _COINCIDE32 = np.float32(0.0), np.float32(_COINCIDE)
@@ -386,7 +389,8 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
     Returns ``(value, converged)``."""
     n = c.shape[0]
     s, sn, cur, cn, buf, f = work[0], work[1], c, work[2], work[5], work[9]
-    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(m, c, beta, s, f)
+    mf = min(-(-m // _LANES) * _LANES, f.shape[1])  # the float32 rows' zero-weight padding
+    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(mf, c, beta, s, f)
     relax, full, moved, ok = 1.0, True, False, False
     for _ in range(max_iter):
         for j in range(n):
@@ -394,7 +398,7 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
             cn[j, 0] = cur[j, 0] + my
             cn[j, 1] = _wrap(cur[j, 1] + mp)
         vn = (_sums(z, m, cn, beta, exact, sn, buf) if exact
-              else _sums_search(m, cn, beta, sn, f))
+              else _sums_search(mf, cn, beta, sn, f))
         better = vn <= v
         small = v - vn <= tol * (vn if better else v)
         if better:  # the proposal's centres and sums become the current ones (buffers swap)
@@ -456,6 +460,7 @@ def _load(work, x, z, m):
     for i in range(m):
         buf[0, i], buf[1, i] = x[i, 0], x[i, 1]
         f[0, i], f[1, i], f[7, i] = x[i, 0], x[i, 1], z[i]
+    f[0, m:], f[1, m:], f[7, m:] = 0.0, 0.0, 0.0  # padding: weight 0 adds exact zeros
     work[4][0] = 0
 
 
