@@ -10,14 +10,16 @@ optional perturbed restarts, a tight polish with Newton and snap steps, and the 
 the least value among the polished rows, the kT axes and the ``(n-1)`` axes plus the costliest
 particle (so it never exceeds the kT-axes value nor tau_(n-1)).
 
-Differences from the torch engine (:mod:`shaper.lloyd`): every step is float64 (no float32
-search); a particle counts in its first nearest centre only; the pull and Hessian sums are taken
-on wrapped azimuth differences for every particle (so they hold across phi = pi); a start equal
-to one searched before is skipped; a cluster of one particle snaps onto it. The loose search's
-sums and the candidates' gains are vectorised with reassociated (fastmath) sums: they only
-rank starts and accept steps, the reported value is recomputed particle by particle in order
-(:func:`value`). Each jet is computed alone, with the same code whatever its neighbours, so
-its numbers do not depend on the other jets of the call nor on the thread split.
+Differences from the torch engine (:mod:`shaper.lloyd`): the loose search's sums and the
+candidates' gains are float32 passes (vectorised, reassociated (fastmath) sums over whole
+8-particle vectors: they only rank starts and accept steps), the centres, the polish and the
+report float64; a particle counts in its first nearest centre only; the pull and Hessian sums
+are taken on wrapped azimuth differences for every particle (so they hold across phi = pi); a
+start equal to one searched before is skipped; a cluster of one particle snaps onto it; for
+n = 1 the kT axis is the only start where the value has one minimum (:func:`_one_basin`). The
+reported value is recomputed particle by particle in order (:func:`value`). Each jet is
+computed alone, with the same code whatever its neighbours, so its numbers do not depend on
+the other jets of the call nor on the thread split.
 
 Conventions: ``x (B, M, 2)`` particle (y, phi) in the jet's centred frame, real particles first,
 ``z (B, M)`` weights (0 on padding), ``counts (B,)`` real particles per jet; angles in radians;
