@@ -390,7 +390,7 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
     after a failure; the row ends when a plain step gains less than ``tol`` times the value.
     Returns ``(value, converged)``."""
     n = c.shape[0]
-    s, sn, cur, cn, buf, f = work[0], work[1], c, work[2], work[5], work[9]
+    s, sn, cur, cn, buf, f = work[0], work[1], c, work[2], work[5], work[8]
     mf = min(-(-m // _LANES) * _LANES, f.shape[1])  # the float32 rows' zero-weight padding
     v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(mf, c, beta, s, f)
     relax, full, moved, ok = 1.0, True, False, False
@@ -444,12 +444,12 @@ def _work(M, n, cap, n_hard, n_swap):
     """Work arrays for jets of up to ``M`` particles (:func:`_load` readies them for one):
     sums ``(n, 13)`` twice, proposed centres ``(n, 2)``, the starts searched so far
     ``(cap, n, 2)`` and their count ``(1,)``, the rows of :func:`_sums` ``(9, M)`` (the
-    particles' y and phi first), those of :func:`_gain_top`: distances ``(M,)``, gains
-    ``(n_hard,)`` and picks ``(n_swap,)``, and the float32 rows of :func:`_sums_search`
+    particles' y and phi first), those of :func:`_gain_top`: gains ``(n_hard,)`` and picks
+    ``(n_swap,)``, and the float32 rows of :func:`_sums_search`
     ``(8, M)`` (the particles' y and phi first, their weights last)."""
     M = max(M, 1)
     return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
-            np.empty((cap, n, 2)), np.zeros(1, np.int64), np.zeros((9, M)), np.empty(M),
+            np.empty((cap, n, 2)), np.zeros(1, np.int64), np.zeros((9, M)),
             np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64),
             np.zeros((8, M), np.float32))
 
@@ -458,7 +458,7 @@ def _work(M, n, cap, n_hard, n_swap):
 def _load(work, x, z, m):
     """Ready ``work`` (:func:`_work`) for the jet ``x (M, 2)``, ``z (M,)`` of ``m``
     particles."""
-    buf, f = work[5], work[9]
+    buf, f = work[5], work[8]
     for i in range(m):
         buf[0, i], buf[1, i] = x[i, 0], x[i, 1]
         f[0, i], f[1, i], f[7, i] = x[i, 0], x[i, 1], z[i]
@@ -581,7 +581,7 @@ def _gain_top(x, z, m, c, cand, th, beta, top, work):
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
     nearest centre; float32 passes), best first (ties: the harder), into ``top``; returns
     how many."""
-    gain, order, f = work[7], work[8], work[9]
+    gain, order, f = work[6], work[7], work[8]
     _assign32(m, c, f)
     best, dist, zz = f[2], f[6], f[7]
     for i in range(m):
@@ -628,7 +628,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, 
     round that lowers the value by less than the fraction ``gain`` ends them), each move
     searched; the best is replaced only by a lower value. Returns the value."""
     n = c.shape[0]
-    cand, th = _candidates(z, m, n_hard, beta, work[9])
+    cand, th = _candidates(z, m, n_hard, beta, work[8])
     k = top.shape[0]
     if has_prev:
         nt = _gain_top(x, z, m, prev, cand, th, beta, top, work)

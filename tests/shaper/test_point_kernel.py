@@ -224,8 +224,8 @@ def test_float32_search_sums_match_the_exact_ones(beta):
         point_kernel._load(fresh, x, z, m)
         for mf in (m, -(-m // 8) * 8):  # the real particles alone, and padded to 8 lanes
             s32, t32 = np.zeros((n, 13)), np.zeros((n, 13))
-            v32 = point_kernel._sums_search(mf, c, beta, s32, work[9])
-            assert v32 == point_kernel._sums_search(mf, c, beta, t32, fresh[9])
+            v32 = point_kernel._sums_search(mf, c, beta, s32, work[8])
+            assert v32 == point_kernel._sums_search(mf, c, beta, t32, fresh[8])
             np.testing.assert_array_equal(s32, t32)
             assert v32 == pytest.approx(exact, rel=1e-5)
             for col in range(3):  # sum a, the pull (y, phi)
