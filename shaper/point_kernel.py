@@ -713,6 +713,27 @@ def _one_basin(x, m, beta):
 
 
 @jit
+def _onto_particles(x, z, m, c, beta, buf):
+    """Centres of ``c (n, 2)`` within :data:`_COINCIDE` of a particle (which the polish
+    counts as on it) put exactly onto it, where that does not raise the value (``buf``: see
+    :func:`_work`)."""
+    n = c.shape[0]
+    on = c.copy()
+    moved = False
+    for j in range(n):
+        for i in range(m):
+            dy = x[i, 0] - c[j, 0]
+            dp = _wrap(x[i, 1] - c[j, 1])
+            d2 = dy * dy + dp * dp
+            if z[i] != 0.0 and 0.0 < d2 <= _COINCIDE * _COINCIDE:
+                on[j, 0], on[j, 1] = x[i, 0], x[i, 1]
+                moved = True
+                break
+    if moved and _value(z, m, on, beta, buf) <= _value(z, m, c, beta, buf):
+        c[:, :] = on
+
+
+@jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
              gain, top, search_iter, search_tol, polish_tol, n_hard, out, work):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
@@ -747,6 +768,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     converged = True
     for r in range(k):
         _, ok = lloyd_row(x, z, m, rows[r], beta, max_iter, polish_tol, True, work)
+        _onto_particles(x, z, m, rows[r], beta, work[5])
         if r == 0:
             converged = ok
     # report: the least exact value among the polished rows, the kT axes and the (n-1) axes
