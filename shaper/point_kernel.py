@@ -10,14 +10,16 @@ optional perturbed restarts, a tight polish with Newton and snap steps, and the 
 the least value among the polished rows, the kT axes and the ``(n-1)`` axes plus the costliest
 particle (so it never exceeds the kT-axes value nor tau_(n-1)).
 
-Differences from the torch engine (:mod:`shaper.lloyd`): every step is float64 (no float32
-search); a particle counts in its first nearest centre only; the pull and Hessian sums are taken
-on wrapped azimuth differences for every particle (so they hold across phi = pi); a start equal
-to one searched before is skipped; a cluster of one particle snaps onto it. The loose search's
-sums and the candidates' gains are vectorised with reassociated (fastmath) sums: they only
-rank starts and accept steps, the reported value is recomputed particle by particle in order
-(:func:`value`). Each jet is computed alone, with the same code whatever its neighbours, so
-its numbers do not depend on the other jets of the call nor on the thread split.
+Differences from the torch engine (:mod:`shaper.lloyd`): the loose search's sums and the
+candidates' gains are float32 passes (vectorised, reassociated (fastmath) sums over whole
+8-particle vectors: they only rank starts and accept steps), the centres, the polish and the
+report float64; a particle counts in its first nearest centre only; the pull and Hessian sums
+are taken on wrapped azimuth differences for every particle (so they hold across phi = pi); a
+start equal to one searched before is skipped; a cluster of one particle snaps onto it; for
+n = 1 the kT axis is the only start where the value has one minimum (:func:`_one_basin`). The
+reported value is recomputed particle by particle in order (:func:`value`). Each jet is
+computed alone, with the same code whatever its neighbours, so its numbers do not depend on
+the other jets of the call nor on the thread split.
 
 Conventions: ``x (B, M, 2)`` particle (y, phi) in the jet's centred frame, real particles first,
 ``z (B, M)`` weights (0 on padding), ``counts (B,)`` real particles per jet; angles in radians;
@@ -42,6 +44,13 @@ _NEWTON_REACH = 0.5
 #: over-relaxation: factor growth on success and cap
 _GROW, _MAX_RELAX = 1.5, 8.0
 _TWO_PI = 2.0 * math.pi
+_PI_THIRD = math.pi / 3.0
+#: the search's float32 passes run over whole vectors of this many particles (zero-weight
+#: padding: no scalar remainder loop)
+_LANES = 8
+#: float32 constants of the search's passes (:func:`_sums_search`)
+_PI32, _TWO_PI32 = np.float32(math.pi), np.float32(2.0 * math.pi)
+_ZERO32, _COINCIDE32 = np.float32(0.0), np.float32(_COINCIDE)
 
 __all__ = ["fit_jets", "lloyd_row", "value", "jit"]
 
@@ -148,13 +157,6 @@ def _assign_exact(m, c, buf):
     _assign(m, c, buf, True)
 
 
-@jit(fastmath=True)
-def _assign_search(m, c, buf):
-    """:func:`_assign` for the search's sums (fastmath; a function of its own, so that the
-    compiler treats the sums' passes after it as before)."""
-    _assign(m, c, buf, False)
-
-
 @jit
 def _value(z, m, c, beta, buf):
     """:func:`value` with the distances taken in passes (:func:`_assign`; the particles' y
@@ -220,37 +222,118 @@ def _sums(z, m, c, beta, exact, s, buf):
     return v
 
 
+@jit(fastmath=True, inline="always")
+def _wrap32(a):
+    """:func:`_wrap_once` in float32."""
+    return a - _TWO_PI32 if a > _PI32 else (a + _TWO_PI32 if a <= -_PI32 else a)
+
+
 @jit(fastmath=True)
-def _sums_search(z, m, c, beta, s, buf):
-    """:func:`_sums` without the exact columns, in passes over the particles that the compiler
-    vectorises (``buf (9, M)``: rows 0, 1 the particles' y and phi, then work rows). The sums
-    are reassociated (fastmath): the value differs from :func:`value` at rounding level, and
-    a jet's numbers still depend on the jet alone."""
+def _assign32(m, c, f):
+    """:func:`_assign` of the search, in float32 (``f (8, M)`` float32: rows 0, 1 the
+    particles' y and phi; squared distance, centre index and wrapped ``x_i - c`` into rows
+    2..5; the centres ``c (n, 2)`` rounded to float32), two centres a pass."""
+    y, p, best, near, dy, dp = f[0], f[1], f[2], f[3], f[4], f[5]
     n = c.shape[0]
-    best, near, dy, dp, a = buf[2], buf[3], buf[4], buf[5], buf[6]
-    _assign_search(m, c, buf)
-    v = 0.0
+    j0 = n % 2
+    if j0 == 1:  # an odd number of centres: the first alone
+        cy, cp = np.float32(c[0, 0]), np.float32(c[0, 1])
+        for i in range(m):
+            ey = y[i] - cy
+            ep = _wrap32(p[i] - cp)
+            best[i] = ey * ey + ep * ep
+            near[i] = _ZERO32
+            dy[i] = ey
+            dp[i] = ep
+    for j in range(j0, n, 2):
+        cy0, cp0 = np.float32(c[j, 0]), np.float32(c[j, 1])
+        cy1, cp1 = np.float32(c[j + 1, 0]), np.float32(c[j + 1, 1])
+        f0, f1, first = np.float32(j), np.float32(j + 1), j == 0
+        for i in range(m):
+            ey0 = y[i] - cy0
+            ep0 = _wrap32(p[i] - cp0)
+            d0 = ey0 * ey0 + ep0 * ep0
+            ey1 = y[i] - cy1
+            ep1 = _wrap32(p[i] - cp1)
+            d1 = ey1 * ey1 + ep1 * ep1
+            b, nr, by, bp = best[i], near[i], dy[i], dp[i]
+            c0 = first or d0 < b  # centre j, then j + 1: the first nearest wins ties
+            b, nr, by, bp = (d0, f0, ey0, ep0) if c0 else (b, nr, by, bp)
+            c1 = d1 < b
+            best[i] = d1 if c1 else b
+            near[i] = f1 if c1 else nr
+            dy[i] = ey1 if c1 else by
+            dp[i] = ep1 if c1 else bp
+
+
+@jit(fastmath=True)
+def _sums_search(m, c, beta, s, f):
+    """:func:`_sums` without the exact columns, for the loose search: float32 passes over the
+    particles that the compiler vectorises (``f (8, M)`` float32, see :func:`_work`: rows 0, 1
+    the particles' y and phi, row 7 their weights, rows 2..6 work space), sums reassociated
+    (fastmath) and written to ``s`` as float64. The search only ranks starts and accepts
+    steps with these numbers (its tolerance, 1e-4 relative, is far above float32's rounding);
+    the polish and the reported value are float64 (:func:`_sums`, :func:`_value`). A jet's
+    numbers depend on the jet alone."""
+    n = c.shape[0]
+    best, near, dy, dp, a, z = f[2], f[3], f[4], f[5], f[6], f[7]
+    _assign32(m, c, f)
+    v = _ZERO32
+    b32, bm2 = np.float32(beta), np.float32(beta - 2.0)
     for i in range(m):
-        d = math.sqrt(best[i])
-        v += z[i] * _power(d, beta)
+        d = np.sqrt(best[i])
         if beta == 1.0:
+            v += z[i] * d
             w = z[i] / d
         elif beta == 2.0:
+            v += z[i] * best[i]
             w = z[i]
         else:
-            w = z[i] * d ** (beta - 2.0)
-        a[i] = w if d > _COINCIDE else 0.0
-    for j in range(n):
-        fj = float(j)
-        sa = sy = sp = on = 0.0
-        for i in range(m):
-            mine = near[i] == fj
-            sa += a[i] if mine else 0.0
-            sy += a[i] * dy[i] if mine else 0.0
-            sp += a[i] * dp[i] if mine else 0.0
-            on += z[i] if mine and a[i] == 0.0 else 0.0
-        s[j, _A], s[j, _GY], s[j, _GP], s[j, _ON] = sa, sy, sp, on
-    return v
+            v += z[i] * d ** b32
+            w = z[i] * d ** bm2
+        a[i] = w if d > _COINCIDE32 else _ZERO32
+    j0 = n % 2
+    if j0 == 1:  # an odd number of centres: the first alone
+        _centre_sums(z, m, near, dy, dp, a, 0, s)
+    for j in range(j0, n, 2):  # then two centres a pass
+        _pair_sums(z, m, near, dy, dp, a, j, s)
+    return float(v)
+
+
+@jit(fastmath=True, inline="always")
+def _centre_sums(z, m, near, dy, dp, a, j, s):
+    """Centre ``j``'s row of :func:`_sums_search` (float32 rows ``near``, ``dy``, ``dp``,
+    ``a``: each particle's nearest centre, wrapped offsets and weight ``z d^(beta - 2)``)."""
+    fj = np.float32(j)
+    sa = sy = sp = on = _ZERO32
+    for i in range(m):
+        mine = near[i] == fj
+        sa += a[i] if mine else _ZERO32
+        sy += a[i] * dy[i] if mine else _ZERO32
+        sp += a[i] * dp[i] if mine else _ZERO32
+        on += z[i] if mine and a[i] == _ZERO32 else _ZERO32
+    s[j, _A], s[j, _GY], s[j, _GP], s[j, _ON] = sa, sy, sp, on
+
+
+@jit(fastmath=True, inline="always")
+def _pair_sums(z, m, near, dy, dp, a, j, s):
+    """:func:`_centre_sums` of centres ``j`` and ``j + 1`` in one pass over the particles."""
+    f0, f1 = np.float32(j), np.float32(j + 1)
+    sa0 = sy0 = sp0 = on0 = sa1 = sy1 = sp1 = on1 = _ZERO32
+    for i in range(m):
+        ai, ay, ap = a[i], a[i] * dy[i], a[i] * dp[i]
+        zo = z[i] if ai == _ZERO32 else _ZERO32
+        m0, m1 = near[i] == f0, near[i] == f1
+        sa0 += ai if m0 else _ZERO32
+        sy0 += ay if m0 else _ZERO32
+        sp0 += ap if m0 else _ZERO32
+        on0 += zo if m0 else _ZERO32
+        sa1 += ai if m1 else _ZERO32
+        sy1 += ay if m1 else _ZERO32
+        sp1 += ap if m1 else _ZERO32
+        on1 += zo if m1 else _ZERO32
+    s[j, _A], s[j, _GY], s[j, _GP], s[j, _ON] = sa0, sy0, sp0, on0
+    s[j + 1, _A], s[j + 1, _GY], s[j + 1, _GP], s[j + 1, _ON] = sa1, sy1, sp1, on1
 
 
 @jit
@@ -307,8 +390,9 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
     after a failure; the row ends when a plain step gains less than ``tol`` times the value.
     Returns ``(value, converged)``."""
     n = c.shape[0]
-    s, sn, cur, cn, buf = work[0], work[1], c, work[2], work[5]
-    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(z, m, c, beta, s, buf)
+    s, sn, cur, cn, buf, f = work[0], work[1], c, work[2], work[5], work[8]
+    mf = min(-(-m // _LANES) * _LANES, f.shape[1])  # the float32 rows' zero-weight padding
+    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(mf, c, beta, s, f)
     relax, full, moved, ok = 1.0, True, False, False
     for _ in range(max_iter):
         for j in range(n):
@@ -316,7 +400,7 @@ def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
             cn[j, 0] = cur[j, 0] + my
             cn[j, 1] = _wrap(cur[j, 1] + mp)
         vn = (_sums(z, m, cn, beta, exact, sn, buf) if exact
-              else _sums_search(z, m, cn, beta, sn, buf))
+              else _sums_search(mf, cn, beta, sn, f))
         better = vn <= v
         small = v - vn <= tol * (vn if better else v)
         if better:  # the proposal's centres and sums become the current ones (buffers swap)
@@ -359,21 +443,26 @@ def _seen(start, work):
 def _work(M, n, cap, n_hard, n_swap):
     """Work arrays for jets of up to ``M`` particles (:func:`_load` readies them for one):
     sums ``(n, 13)`` twice, proposed centres ``(n, 2)``, the starts searched so far
-    ``(cap, n, 2)`` and their count ``(1,)``, the rows of :func:`_sums` and
-    :func:`_sums_search` ``(9, M)`` (the particles' y and phi first), and those of
-    :func:`_gain_top`: distances ``(M,)``, gains ``(n_hard,)`` and picks ``(n_swap,)``."""
+    ``(cap, n, 2)`` and their count ``(1,)``, the rows of :func:`_sums` ``(9, M)`` (the
+    particles' y and phi first), those of :func:`_gain_top`: gains ``(n_hard,)`` and picks
+    ``(n_swap,)``, and the float32 rows of :func:`_sums_search`
+    ``(8, M)`` (the particles' y and phi first, their weights last)."""
     M = max(M, 1)
     return (np.empty((n, _NCOL)), np.empty((n, _NCOL)), np.empty((n, 2)),
-            np.empty((cap, n, 2)), np.zeros(1, np.int64), np.zeros((9, M)), np.empty(M),
-            np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64))
+            np.empty((cap, n, 2)), np.zeros(1, np.int64), np.zeros((9, M)),
+            np.empty(max(n_hard, 1)), np.empty(max(n_swap, 1), np.int64),
+            np.zeros((8, M), np.float32))
 
 
 @jit
-def _load(work, x, m):
-    """Ready ``work`` (:func:`_work`) for the jet ``x (M, 2)`` of ``m`` particles."""
-    buf = work[5]
+def _load(work, x, z, m):
+    """Ready ``work`` (:func:`_work`) for the jet ``x (M, 2)``, ``z (M,)`` of ``m``
+    particles."""
+    buf, f = work[5], work[8]
     for i in range(m):
         buf[0, i], buf[1, i] = x[i, 0], x[i, 1]
+        f[0, i], f[1, i], f[7, i] = x[i, 0], x[i, 1], z[i]
+    f[0, m:], f[1, m:], f[7, m:] = 0.0, 0.0, 0.0  # padding: weight 0 adds exact zeros
     work[4][0] = 0
 
 
@@ -455,42 +544,55 @@ def _starts(x, z, m, kt, more, prev, has_prev, beta, buf):
 
 
 @jit(fastmath=True)
-def _candidates(z, m, n_hard, beta, buf):
+def _candidates(z, m, n_hard, beta, f):
     """Where a new centre may go: the ``n_hard`` hardest real particles (indices ``(H,)``, by
     decreasing weight, ties in particle order) and their distances to every particle to the
-    power beta ``(H, m)`` (the particles' y and phi in ``buf`` rows 0, 1)."""
+    power beta ``(H, m)`` float32 (the particles' y and phi in the float32 rows ``f`` 0, 1:
+    the gains only rank candidates)."""
     order = np.argsort(-z[:m], kind="mergesort")
     h = 0
     while h < min(n_hard, m) and z[order[h]] > 0.0:
         h += 1
     cand = order[:h].copy()
-    th = np.empty((h, m))
-    y, p = buf[0], buf[1]
+    th = np.empty((h, m), np.float32)
+    y, p = f[0], f[1]
     for a in range(h):
         ya, pa, row = y[cand[a]], p[cand[a]], th[a]
         for i in range(m):
             dy = y[i] - ya
-            dp = _wrap(p[i] - pa)
-            row[i] = _power(math.sqrt(dy * dy + dp * dp), beta)
+            dp = _wrap32(p[i] - pa)
+            row[i] = _power32(np.sqrt(dy * dy + dp * dp), beta)
     return cand, th
+
+
+@jit(inline="always")
+def _power32(d, beta):
+    """:func:`_power` of a float32 ``d`` in float32."""
+    if beta == 1.0:
+        return d
+    if beta == 2.0:
+        return d * d
+    return d ** np.float32(beta)
 
 
 @jit(fastmath=True)
 def _gain_top(x, z, m, c, cand, th, beta, top, work):
     """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
-    nearest centre), best first (ties: the harder), into ``top``; returns how many."""
-    dist, gain, order = work[6], work[7], work[8]
-    _assign_search(m, c, work[5])
-    best = work[5][2]
+    nearest centre; float32 passes), best first (ties: the harder), into ``top``; returns
+    how many."""
+    gain, order, f = work[6], work[7], work[8]
+    _assign32(m, c, f)
+    best, dist, zz = f[2], f[6], f[7]
     for i in range(m):
-        dist[i] = _power(math.sqrt(best[i]), beta)
+        dist[i] = _power32(np.sqrt(best[i]), beta)
     h = cand.shape[0]
     for a in range(h):
-        g = 0.0
+        g = _ZERO32
+        row = th[a]
         for i in range(m):
-            if dist[i] > th[a, i]:
-                g += z[i] * (dist[i] - th[a, i])
+            e = dist[i] - row[i]
+            g += zz[i] * e if e > _ZERO32 else _ZERO32
         gain[a] = g
     k = min(top.shape[0], h)
     _largest_first(gain[:h], k, order)
@@ -526,7 +628,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, 
     round that lowers the value by less than the fraction ``gain`` ends them), each move
     searched; the best is replaced only by a lower value. Returns the value."""
     n = c.shape[0]
-    cand, th = _candidates(z, m, n_hard, beta, work[5])
+    cand, th = _candidates(z, m, n_hard, beta, work[8])
     k = top.shape[0]
     if has_prev:
         nt = _gain_top(x, z, m, prev, cand, th, beta, top, work)
@@ -593,15 +695,56 @@ def _weights_sorted(x, z, m, c, w, work):
 
 
 @jit
+def _one_basin(x, m, beta):
+    """Whether the 1-centre value of the jet ``x (M, 2)`` (``m`` particles) has one minimum
+    (every start reaches it, up to the search's tolerance): for beta >= 1 and every particle
+    within ``pi / 3`` of phi = 0 (a centred jet of R < 1). Then moving a centre's phi back
+    into ``[-pi/3, pi/3]`` raises no particle's distance to it (for ``phi_c > pi/3`` and
+    ``|p| <= pi/3``: ``pi/3 - p <= phi_c - p`` and ``pi/3 - p <= 2 pi - phi_c + p``; likewise
+    below), and inside that strip each wrapped distance is the plane distance
+    (``|p - phi_c| <= 2 pi / 3 < pi``): the value there is a sum of convex functions
+    ``theta^beta`` of the centre, and no lower outside it."""
+    if beta < 1.0:
+        return False
+    for i in range(m):
+        if abs(x[i, 1]) > _PI_THIRD:
+            return False
+    return True
+
+
+@jit
+def _onto_particles(x, z, m, c, beta, buf):
+    """Centres of ``c (n, 2)`` within :data:`_COINCIDE` of a particle (which the polish
+    counts as on it) put exactly onto it, where that does not raise the value (``buf``: see
+    :func:`_work`)."""
+    n = c.shape[0]
+    on = c.copy()
+    moved = False
+    for j in range(n):
+        for i in range(m):
+            dy = x[i, 0] - c[j, 0]
+            dp = _wrap(x[i, 1] - c[j, 1])
+            d2 = dy * dy + dp * dp
+            if z[i] != 0.0 and 0.0 < d2 <= _COINCIDE * _COINCIDE:
+                on[j, 0], on[j, 1] = x[i, 0], x[i, 1]
+                moved = True
+                break
+    if moved and _value(z, m, on, beta, buf) <= _value(z, m, c, beta, buf):
+        c[:, :] = on
+
+
+@jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
              gain, top, search_iter, search_tol, polish_tol, n_hard, out, work):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
     see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
     the best converged."""
     n = kt.shape[0]
-    _load(work, x, m)
+    _load(work, x, z, m)
     iters = min(max_iter, search_iter)
     st = _starts(x, z, m, kt, more, prev, has_prev, beta, work[5])
+    if n == 1 and _one_basin(x, m, beta):
+        st = st[:1]  # the kT axis alone: every start would reach the same minimum
     found, vals = np.empty_like(st), np.empty(st.shape[0])
     best = _search(x, z, m, st, beta, iters, search_tol, found, vals, work)
     c = found[best].copy()
@@ -625,6 +768,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     converged = True
     for r in range(k):
         _, ok = lloyd_row(x, z, m, rows[r], beta, max_iter, polish_tol, True, work)
+        _onto_particles(x, z, m, rows[r], beta, work[5])
         if r == 0:
             converged = ok
     # report: the least exact value among the polished rows, the kT axes and the (n-1) axes

@@ -35,8 +35,8 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
 
 Two engines run these steps (:func:`point_engine` chooses: the compiled one on CPU, torch
 elsewhere). **numba** (:func:`fit_points_compiled`, :mod:`shaper.point_kernel`): one compiled
-call per chunk (per thread's share of it) runs the whole search of each jet in turn, every step
-in float64, with per-jet early exit. **torch** (:func:`fit_points`): every start of every jet
+call per chunk (per thread's share of it) runs the whole search of each jet in turn (float32
+search sums, float64 centres, polish and report), with per-jet early exit. **torch** (:func:`fit_points`): every start of every jet
 is a row of one batch; :func:`shaper.lloyd.lloyd` searches in float32 and polishes in float64,
 on any device. The two find the same minima up to rounding on almost every jet (tested).
 
@@ -331,7 +331,8 @@ def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int
                         restarts: int = 0, swaps: int = SWAPS,
                         counts: Optional[torch.Tensor] = None) -> PointFit:
     """:func:`fit_points` by the compiled per-jet search (:func:`shaper.point_kernel.fit_jets`,
-    CPU tensors only): the same starts, moves, polish and report, every step in float64.
+    CPU tensors only): the same starts, moves, polish and report (float32 search sums, the
+    rest float64).
     ``counts``: :func:`shaper.lloyd.real_counts` of ``z`` where known."""
     from .point_kernel import fit_jets  # numba: imported (and compiled or loaded) on first use
 

@@ -15,8 +15,8 @@ Pipeline for each chunk of jets (all jets of a chunk at once, on ``device``):
      axes, ``n + 1`` kT axes less one, the ``(n-1)`` optimum plus the costliest particle),
      ``point_swaps`` rounds of local search (best-gain particles added and swapped in) and
      ``point_restarts`` perturbed restarts, then a polish of the best. On CPU the whole search
-     of a jet is one compiled call (:mod:`shaper.point_kernel`, float64); on other devices the
-     batched torch search (float32 search, float64 polish; ``point_engine``). The
+     of a jet is one compiled call (:mod:`shaper.point_kernel`); on other devices the
+     batched torch search (``point_engine``); both search in float32 and polish in float64. The
      value never exceeds the kT-axes value nor tau_(n-1); it is an exact EMD (the optimal plan
      of n free-weight points is the nearest-centre assignment) and needs no POT call;
    * **general path** (every manifold; :mod:`shaper.general`): a multi-start flow from the kT

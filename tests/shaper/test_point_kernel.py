@@ -180,7 +180,7 @@ def test_vectorised_passes_give_the_scalar_numbers(beta):
     for m, n in ((1, 1), (7, 2), (40, 3), (75, 4), (33, 5)):
         x, z, c = _random_jet(rng, m, n)
         work = point_kernel._work(m, n, 4, 64, 5)
-        point_kernel._load(work, x, m)
+        point_kernel._load(work, x, z, m)
         buf = work[5]
         point_kernel._assign_exact(m, c, buf)
         for i in range(m):
@@ -204,3 +204,60 @@ def test_largest_first_is_a_stable_descending_sort():
         order = np.empty(k, np.int64)
         point_kernel._largest_first(v, k, order)
         assert list(order) == list(np.argsort(-v, kind="stable")[:k])
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
+def test_float32_search_sums_match_the_exact_ones(beta):
+    """The loose search's float32 passes give the value and the pull sums of the float64
+    exact sums to float32 rounding, across phi = pi and with exact ties; the zero-weight
+    padding of the float32 rows adds nothing, whatever jet the work space held before."""
+    rng = np.random.default_rng(3 + int(beta * 10))
+    big, zb, _ = _random_jet(rng, 90, 3)
+    for m, n in ((1, 1), (7, 2), (40, 3), (75, 4), (33, 5)):
+        x, z, c = _random_jet(rng, m, n)
+        work = point_kernel._work(96, n, 4, 64, 5)
+        point_kernel._load(work, big, zb, 90)  # a larger jet first: its rows must not leak
+        point_kernel._load(work, x, z, m)
+        s = np.zeros((n, 13))
+        exact = point_kernel._sums(z, m, c, beta, True, s, work[5].copy())
+        fresh = point_kernel._work(96, n, 4, 64, 5)
+        point_kernel._load(fresh, x, z, m)
+        for mf in (m, -(-m // 8) * 8):  # the real particles alone, and padded to 8 lanes
+            s32, t32 = np.zeros((n, 13)), np.zeros((n, 13))
+            v32 = point_kernel._sums_search(mf, c, beta, s32, work[8])
+            assert v32 == point_kernel._sums_search(mf, c, beta, t32, fresh[8])
+            np.testing.assert_array_equal(s32, t32)
+            assert v32 == pytest.approx(exact, rel=1e-5)
+            for col in range(3):  # sum a, the pull (y, phi)
+                np.testing.assert_allclose(s32[:, col], s[:, col], rtol=1e-4,
+                                           atol=1e-5 * np.abs(s[:, col]).max())
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_one_start_for_one_centre_reaches_the_minimum(beta):
+    """tau_1 from the kT axis alone (the 1-centre value has one minimum for beta >= 1 on a
+    jet within pi/3 of phi = 0) is no higher than the best polished search from every
+    particle; the shortcut is off for beta < 1 and for wider point sets."""
+    rng = np.random.default_rng(11)
+    c = np.stack([np.column_stack([rng.normal(0, 0.2, (40,)), rng.normal(0, 0.2, (40,))])
+                  for _ in range(6)])
+    c[..., 1] = np.clip(c[..., 1], -0.6, 0.6)
+    jets = np.concatenate([rng.exponential(1.0, (6, 40, 1)), c], axis=2)
+    x, z, seeds = _batch(jets)
+    fit = fit_points_compiled(x, z, seeds, 1, R=R, beta=beta, max_iter=200)
+    xs, zs = x.numpy(), z.numpy()
+    for b in range(6):
+        m = int((zs[b] > 0).sum())
+        assert point_kernel._one_basin(xs[b], m, beta)
+        assert not point_kernel._one_basin(xs[b], m, 0.5)
+        work = point_kernel._work(xs.shape[1], 1, 4, 64, 5)
+        point_kernel._load(work, xs[b], zs[b], m)
+        best = np.inf
+        for i in range(m):
+            start = xs[b, i:i + 1].copy()
+            v, _ = point_kernel.lloyd_row(xs[b], zs[b], m, start, beta, 500, 1e-12, True, work)
+            best = min(best, point_kernel.value(xs[b], zs[b], m, start, beta))
+        assert fit.value[b].item() * R ** beta <= best * (1 + 1e-9), b
+    wide = xs[0].copy()
+    wide[0, 1] = 1.1
+    assert not point_kernel._one_basin(wide, 40, 1.0)
