@@ -39,6 +39,7 @@ from physkit.flow import FlowResult
 from physkit.ot import emd_batch, emd_batch_grads
 from physkit.ot.bounds import emd_lower_bound
 
+from .affine_flow import flow_affine, is_affine
 from .batching import buckets, thread_map
 from .exact_flow import flow_exact
 from .group import GroupFit, JetGroup, Params
@@ -185,9 +186,21 @@ class GeneralPath:
         """``polish_steps`` exact steps (positions only) on full jets ``x (b, M, 2)``,
         ``z (b, M)`` at the reported resolution, from ``params (b, ...)``."""
         s = self.s
+        if self.compiled(obs):
+            return flow_affine(obs, x, z, params, steps=s.polish_steps,
+                               n_samples=s.n_eval_samples, R=s.R, beta=s.beta, tol=s.tol,
+                               patience=s.patience)
         return flow_exact(obs, x, z, params, steps=s.polish_steps, n_samples=s.n_eval_samples,
                           R=s.R, beta=s.beta, weight_lr=_POLISH_WEIGHT_LR, tol=s.tol,
                           patience=s.patience, n_jobs=n_jobs)
+
+    def compiled(self, obs: Observable) -> bool:
+        """Whether the exact flow of ``obs`` runs in the compiled engine
+        (:mod:`shaper.affine_flow`): affine nodes, exact flow, CPU, no Koopman jumps, and
+        ``flow_engine`` not ``"torch"``."""
+        s = self.s
+        return (s.flow == "exact" and s.flow_engine == "auto" and s.device.type == "cpu"
+                and s.koopman is None and is_affine(obs))
 
     def _polish_rows(self, obs: Observable, group: JetGroup, params: Params,
                      rows: torch.Tensor) -> Params:
@@ -392,6 +405,9 @@ class GeneralPath:
         """The flow (``flow`` setting) for one bucket of rows ``xs (b, M, 2)``, ``zs (b, M)``,
         ``ms (b, M)`` from ``p0 (b, ...)``."""
         s = self.s
+        if self.compiled(obs):
+            return flow_affine(obs, xs, zs, p0, steps=steps, n_samples=s.n_samples, R=s.R,
+                               beta=s.beta, tol=s.tol, patience=s.patience)
         if s.flow == "exact":
             return flow_exact(obs, xs, zs, p0, steps=steps, n_samples=s.n_samples, R=s.R,
                               beta=s.beta, weight_lr=s.lr, tol=s.tol, patience=s.patience,

@@ -1,0 +1,377 @@
+"""A compiled engine for the exact flow of shapes whose nodes are affine in their parameters.
+
+Shapes it takes (:func:`is_affine`): one extended shape with centre ``c = (c_y, c_phi)`` and
+radius ``r >= lo`` whose ``K`` nodes are ``y_k = c + r u_k`` with a fixed unit pattern ``u_k``
+(ring angles, the disk's sunflower lattice) and fixed masses ``w m_k`` (``w`` the one-element
+simplex weight, never stepped): 1-ringiness and 1-diskiness. The pattern and masses are read
+from the observable's own sampler (at ``c = 0``, ``r = 1``, ``w = 1``), so the nodes are the
+torch path's, bit for bit.
+
+The engine runs, per row and in one nogil numba call per bucket (no Python per step), the same
+algorithm as :class:`shaper.exact_flow.ExactSteps` driven by :func:`physkit.flow.minimize`
+(``optimizer="gd"``, ``lr=1``): the exact transport solve (the transport-simplex kernel of
+:mod:`physkit.ot.transport_simplex`, warm-started from the basis of the row's last kept
+solve), the majoriser weights ``W_k`` and targets ``T_k`` from the plan, the damped
+Gauss-Newton step (here a 3 x 3 system: ``d y_k / d c = I``, ``d y_k / d r = u_k``),
+accept/reject with the step scales, the projection (``r >= lo``; the weight's one-element
+simplex), the stall rule (``tol``, ``patience``), the step limit, the statuses and the final
+evaluation (the better of the final and best-so-far parameters). Differences to the torch
+path are rounding only: sums run in another order (the plan's summaries over its basic arcs,
+the 3 x 3 products and solve, the weights' normalisation), so values agree to ~1e-12 relative
+except where a rounding-level difference flips an accept/reject or a stall decision.
+
+Problems above :data:`physkit.ot.exact.SMALL_PROBLEM_CELLS` cells (the torch path hands them to
+POT, cold) are solved by the same transport simplex here, warm-started: the optimal value is
+the same; the plan (and so the step) can differ only on degenerate problems with several
+optimal plans.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from physkit.compiled import jit
+from physkit.flow import FlowResult, Positive, Simplex
+from physkit.flow.constraints import Free
+from physkit.ot import transport_simplex as _ts
+from physkit.ot.exact import DEFAULT_N_ITER_MAX
+from physkit.status import Status
+
+from .exact_flow import _DAMP, _FLOOR, _GROW, _SHRINK, _THETA_FLOOR
+from .observables import Observable
+
+Params = Dict[str, torch.Tensor]
+
+_TWO_PI = 2.0 * np.pi
+#: kernel error codes (raised as exceptions by the wrapper)
+_OK, _NO_MASS, _SOLVE_FAILED = 0, 1, 2
+
+
+def is_affine(obs: Observable) -> bool:
+    """Whether ``obs`` declares affine nodes with a fixed pattern (``obs.affine_nodes``) and has
+    exactly the parameters the engine steps: ``centers (1, 2)`` free, ``weights (1,)`` simplex,
+    ``radii (1,)`` positive."""
+    if not getattr(obs, "affine_nodes", False):
+        return False
+    sp = obs.specs
+    return (list(sp) == ["centers", "weights", "radii"]
+            and sp["centers"].shape == (1, 2) and type(sp["centers"].constraint) is Free
+            and sp["weights"].shape == (1,) and isinstance(sp["weights"].constraint, Simplex)
+            and sp["radii"].shape == (1,) and type(sp["radii"].constraint) is Positive)
+
+
+def node_pattern(obs: Observable, n_samples: int, R: float) -> Tuple[np.ndarray, np.ndarray]:
+    """The unit pattern ``u (K, 2)`` and masses ``m (K,)`` float64 of an affine observable: its
+    sampler's nodes and masses at ``c = 0``, ``r = 1``, ``w = 1``."""
+    p = {"centers": torch.zeros(1, 1, 2, dtype=torch.float64),
+         "weights": torch.ones(1, 1, dtype=torch.float64),
+         "radii": torch.ones(1, 1, dtype=torch.float64)}
+    with torch.no_grad():
+        y, b = obs.sample(p, n_samples, R)
+    return (np.ascontiguousarray(y[0].numpy(), dtype=np.float64),
+            np.ascontiguousarray(b[0].clamp_min(0).numpy(), dtype=np.float64))
+
+
+# ------------------------------------------------------------------ kernel: one solve
+@jit
+def _gather(x, a, r, xw, aw):
+    """Positive-weight particles of row ``r`` into ``xw (n, 2)``, weights normalised to unit
+    mass into ``aw (n,)``; returns ``n``."""
+    n = 0
+    s = 0.0
+    for i in range(a.shape[1]):
+        s += a[r, i]
+    for i in range(a.shape[1]):
+        an = a[r, i] / s
+        if an > 0.0:
+            xw[n, 0], xw[n, 1], aw[n] = x[r, i, 0], x[r, i, 1], an
+            n += 1
+    return n
+
+
+@jit
+def _masses(mk, w, aw, n, bw):
+    """Node masses ``bw (K,)``: ``w m_k`` rescaled to the jet's (normalised) total."""
+    K = mk.shape[0]
+    sa, sb = 0.0, 0.0
+    for i in range(n):
+        sa += aw[i]
+    for k in range(K):
+        bw[k] = max(w * mk[k], 0.0)
+        sb += bw[k]
+    f = sa / sb
+    for k in range(K):
+        bw[k] = bw[k] * f
+
+
+@jit
+def _costs(xw, n, c0, c1, rad, u, R, beta, y, C, D):
+    """Nodes ``y (K, 2) = c + r u`` and the costs ``C (n, K) = (theta / R)^beta`` with the
+    displacements particle - node ``D (n, K, 2)`` (azimuth wrapped into ``(-pi, pi]``)."""
+    K = u.shape[0]
+    for k in range(K):
+        y[k, 0] = c0 + rad * u[k, 0]
+        y[k, 1] = c1 + rad * u[k, 1]
+    inv_r = 1.0 / R
+    inv_r2 = 1.0 / (R * R)
+    for i in range(n):
+        for k in range(K):
+            dy = xw[i, 0] - y[k, 0]
+            dp = xw[i, 1] - y[k, 1]
+            if dp > np.pi or dp <= -np.pi:
+                dp = dp - _TWO_PI * np.ceil((dp - np.pi) / _TWO_PI)
+            D[i, k, 0], D[i, k, 1] = dy, dp
+            if beta == 2.0:
+                C[i, k] = (dy * dy + dp * dp) * inv_r2
+            elif beta == 1.0:
+                C[i, k] = np.sqrt(dy * dy + dp * dp) * inv_r
+            else:
+                C[i, k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
+
+
+@jit
+def _solve_at(xw, aw, n, bw, c0, c1, rad, u, R, beta, block, basis, has_basis, ws):
+    """Exact transport between the row's particles and the shape at ``(c0, c1, rad)``, warm
+    started from ``basis (2, n + K - 1)`` when ``has_basis``; returns ``(value, status)``.
+    The final basis is left in ``ws.ibufs[6:8]``, its flows in ``ws.bufs[1]``."""
+    y, C, D, Cr, plan, uu, vv, bufs, ibufs = ws
+    K = u.shape[0]
+    _costs(xw, n, c0, c1, rad, u, R, beta, y, C, D)
+    if has_basis:
+        for k in range(n + K - 1):
+            ibufs[6, k], ibufs[7, k] = basis[0, k], basis[1, k]
+    cost, status, _, _ = _ts._solve(C, aw, bw, n, K, DEFAULT_N_ITER_MAX, block, _ts.TOL_REL,
+                                    -1, bufs, ibufs, plan, uu, vv, has_basis, Cr)
+    return cost, status
+
+
+# ------------------------------------------------------------------ kernel: one step
+@jit
+def _majoriser(n, K, R, beta, ws, W, T):
+    """Majoriser weights ``W (K,)`` and targets ``T (K, 2)`` of the plan left by
+    :func:`_solve_at` (summed over its basic arcs), as :class:`shaper.exact_flow.Transport`."""
+    y, C, D, _, _, _, _, bufs, ibufs = ws
+    for k in range(K):
+        W[k], T[k, 0], T[k, 1] = 0.0, 0.0, 0.0
+    c1, c2, c3 = 0.5 / R, 1.0 / (R * R), 0.5 * beta / R ** beta
+    for e in range(n + K - 1):
+        i, k, f = ibufs[6, e], ibufs[7, e], bufs[1, e]
+        if f == 0.0:
+            continue
+        dy, dp = D[i, k, 0], D[i, k, 1]
+        if beta == 2.0:
+            pw = f * c2
+        else:
+            t = max(np.sqrt(dy * dy + dp * dp), _THETA_FLOOR)
+            pw = f * c1 / t if beta == 1.0 else f * t ** (beta - 2.0) * c3
+        W[k] += pw
+        T[k, 0] += pw * dy
+        T[k, 1] += pw * dp
+    for k in range(K):
+        if W[k] > 0:
+            T[k, 0] = y[k, 0] + T[k, 0] / W[k]
+            T[k, 1] = y[k, 1] + T[k, 1] / W[k]
+        else:
+            T[k, 0], T[k, 1] = y[k, 0], y[k, 1]
+
+
+@jit
+def _gauss_newton(u, y, W, T, out):
+    """Damped Gauss-Newton step ``out (3,)`` over ``(c_y, c_phi, r)`` on the majoriser
+    ``sum_k W_k |y_k - T_k|^2`` (``d y_k / d c = I``, ``d y_k / d r = u_k``): the minimiser
+    :meth:`shaper.exact_flow.ExactSteps._gauss_newton` solves (LU, partial pivoting)."""
+    H = np.zeros((3, 4))
+    for k in range(u.shape[0]):
+        w = W[k]
+        r0, r1 = y[k, 0] - T[k, 0], y[k, 1] - T[k, 1]
+        ju0, ju1 = u[k, 0] * w, u[k, 1] * w
+        H[0, 0] += w
+        H[1, 1] += w
+        H[0, 2] += ju0
+        H[1, 2] += ju1
+        H[2, 2] += u[k, 0] * ju0 + u[k, 1] * ju1
+        H[0, 3] += w * r0
+        H[1, 3] += w * r1
+        H[2, 3] += ju0 * r0 + ju1 * r1
+    H[2, 0], H[2, 1] = H[0, 2], H[1, 2]
+    floor = _FLOOR * (H[0, 0] + H[1, 1] + H[2, 2]) + 1e-300
+    for p in range(3):
+        H[p, p] += _DAMP * H[p, p] + floor
+    for col in range(3):  # elimination with partial pivoting
+        piv = col
+        for r in range(col + 1, 3):
+            if abs(H[r, col]) > abs(H[piv, col]):
+                piv = r
+        if piv != col:
+            for q in range(4):
+                H[col, q], H[piv, q] = H[piv, q], H[col, q]
+        for r in range(col + 1, 3):
+            f = H[r, col] / H[col, col]
+            for q in range(col, 4):
+                H[r, q] -= f * H[col, q]
+    for p in range(2, -1, -1):
+        s = H[p, 3]
+        for q in range(p + 1, 3):
+            s -= H[p, q] * out[q]
+        out[p] = s / H[p, p]
+
+
+# ------------------------------------------------------------------ kernel: one row
+@jit
+def _flow_row(xw, aw, n, bw, p, u, R, beta, lo, steps, tol, patience, block, ws, out):
+    """The flow of one row from ``p = (c_y, c_phi, r, w)`` (projected); writes
+    ``out = (c_y, c_phi, r, w, value, status, n_steps, error)``."""
+    K = u.shape[0]
+    na = n + K - 1
+    basis = np.full((2, na), -1, dtype=np.int64)
+    has_basis = False
+    kept, stp, best, seen = p.copy(), np.zeros(4), p.copy(), p.copy()
+    delta, W, T = np.zeros(3), np.zeros(K), np.zeros((K, 2))
+    kept_value, scale, best_loss, prev = np.inf, 1.0, np.inf, np.nan
+    seen_value, have_seen, stall, status, n_steps = np.nan, False, 0, 1, 0
+    for _ in range(steps):
+        value, code = _solve_at(xw, aw, n, bw, p[0], p[1], p[2], u, R, beta, block, basis,
+                                has_basis, ws)
+        if code != _ts.OPTIMAL:
+            out[7] = _SOLVE_FAILED
+            return
+        keep = value <= kept_value
+        if keep:
+            ib = ws[8]
+            for e in range(na):
+                basis[0, e], basis[1, e] = ib[6, e], ib[7, e]
+            has_basis = True
+            _majoriser(n, K, R, beta, ws, W, T)
+            _gauss_newton(u, ws[0], W, T, delta)
+            kept[:] = p
+            stp[0], stp[1], stp[2] = delta[0], delta[1], delta[2]
+            kept_value = value
+            scale = min(scale * _GROW, 1.0)
+        else:
+            scale = scale * _SHRINK
+        new = np.empty(4)
+        gsum = value
+        for q in range(4):
+            direction = p[q] - (kept[q] - (scale if q < 3 else 1.0) * stp[q])
+            gsum += direction
+            new[q] = p[q] - direction
+        finite = np.isfinite(gsum)
+        seen[:] = p
+        seen_value, have_seen = value, True
+        if finite and value < best_loss:
+            best_loss = value
+            best[:] = p
+        stalled = abs(prev - value) <= tol * max(abs(prev), abs(value))
+        stall = stall + 1 if (stalled and finite) else 0
+        if finite:
+            prev = value
+        conv = finite and stall >= patience
+        new[2] = lo if new[2] < lo else new[2]  # Positive
+        new[3] = max(new[3] - (new[3] - 1.0) / 1.0, 0.0)  # one-element simplex
+        newfinite = np.isfinite(new[0] + new[1] + new[2] + new[3])
+        apply = finite and not conv and newfinite
+        if conv:
+            status = 0
+        if (not finite) or (finite and not conv and not newfinite):
+            status = 2
+        if not apply:
+            break
+        p[:] = new
+        n_steps += 1
+    _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, block, basis,
+           has_basis, ws, out)
+    out[5], out[6] = status, n_steps
+
+
+@jit
+def _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, block, basis,
+           has_basis, ws, out):
+    """The final evaluation of :func:`physkit.flow.minimize`: the exact values at the final
+    and the best-so-far parameters (the last evaluation's value where they equal its
+    parameters), the better kept (ties to the final ones); writes ``out[0:5]``, ``out[7]``."""
+    vals = np.empty(2)
+    for j in range(2):
+        q = p if j == 0 else best
+        same = have_seen
+        for t in range(4):
+            same = same and q[t] == seen[t]
+        if same:
+            vals[j] = seen_value
+        else:
+            v, code = _solve_at(xw, aw, n, bw, q[0], q[1], q[2], u, R, beta, block, basis,
+                                has_basis, ws)
+            if code != _ts.OPTIMAL:
+                out[7] = _SOLVE_FAILED
+                return
+            vals[j] = v
+    lf, lb = vals[0], vals[1]
+    use_best = np.isfinite(lb) and (not np.isfinite(lf) or lb < lf)
+    q = best if use_best else p
+    val = lb if use_best else lf
+    for t in range(4):
+        out[t] = q[t]
+    out[4] = val if np.isfinite(val) else np.inf
+    out[7] = _OK
+
+
+@jit
+def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, out):
+    """Rows of a padded batch ``x (B, M, 2)``, ``a (B, M)`` (0 = padding) from ``p0 (B, 4)``
+    ``(c_y, c_phi, r, w)``: the flow of :func:`_flow_row` per row into ``out (B, 8)``."""
+    B, M = a.shape
+    K = u.shape[0]
+    nn = M + K
+    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K, 2)), np.empty((M, K)),
+          np.empty((M, K)), np.empty(M), np.empty(K), np.empty((4, nn)),
+          np.empty((10, max(2 * nn, 1)), dtype=np.int64))
+    xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
+    for r in range(B):
+        n = _gather(x, a, r, xw, aw)
+        if n == 0:
+            out[r, 7] = _NO_MASS
+            continue
+        _masses(mk, p0[r, 3], aw, n, bw)
+        _flow_row(xw, aw, n, bw, p0[r].copy(), u, R, beta, lo, steps, tol, patience, block,
+                  ws, out[r])
+
+
+# ------------------------------------------------------------------ wrapper
+def flow_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *, steps: int,
+                n_samples: int, R: float, beta: float, tol: float, patience: int
+                ) -> FlowResult:
+    """:func:`shaper.exact_flow.flow_exact` for an affine observable (:func:`is_affine`) on CPU:
+    jets ``x (b, M, 2)``, ``a (b, M)`` (0 = padding), start ``p0`` ``(b, ...)`` each; one nogil
+    compiled call. Returns :class:`physkit.flow.FlowResult` (float64 params, loss, n_steps,
+    status)."""
+    u, mk = node_pattern(obs, n_samples, R)
+    lo = float(obs.specs["radii"].constraint.min)
+    cons = obs.constraints
+    q = {k: cons[k].project(v.detach().to(torch.float64)) for k, v in p0.items()}
+    b = q["centers"].shape[0]
+    start = torch.cat([q["centers"].reshape(b, 2), q["radii"].reshape(b, 1),
+                       q["weights"].reshape(b, 1)], 1).cpu().numpy()
+    xn = np.ascontiguousarray(x.detach().to(torch.float64).cpu().numpy())
+    an = np.ascontiguousarray(a.detach().to(torch.float64).cpu().numpy())
+    out = np.zeros((b, 8))
+    block = _ts.default_block(xn.shape[1], u.shape[0])
+    _flow_rows(xn, an, np.ascontiguousarray(start), u, mk, float(R), float(beta), lo,
+               int(steps), float(tol), int(patience), block, out)
+    err = out[:, 7]
+    if (err == _NO_MASS).any():
+        raise ValueError(f"flow_affine: jet row {int(np.flatnonzero(err == _NO_MASS)[0])} "
+                         f"has no mass")
+    if (err == _SOLVE_FAILED).any():
+        raise RuntimeError(f"flow_affine: row {int(np.flatnonzero(err == _SOLVE_FAILED)[0])}: "
+                           f"transportation simplex failed (iteration limit)")
+    t = torch.from_numpy(out)
+    dev = x.device
+    params = {"centers": t[:, None, 0:2].clone().to(dev), "weights": t[:, 3:4].clone().to(dev),
+              "radii": t[:, 2:3].clone().to(dev)}
+    return FlowResult(params=params, loss=t[:, 4].clone().to(dev),
+                      n_steps=t[:, 6].to(torch.int64).to(dev),
+                      status=t[:, 5].to(torch.int8).to(dev))
+
+
+__all__ = ["is_affine", "node_pattern", "flow_affine"]
