@@ -47,6 +47,10 @@ Params = Dict[str, torch.Tensor]
 _TWO_PI = 2.0 * np.pi
 #: kernel error codes (raised as exceptions by the wrapper)
 _OK, _NO_MASS, _SOLVE_FAILED = 0, 1, 2
+#: simplex pivots and solves of every flow_affine call of the process (diagnostics)
+_STATS = np.zeros(2, dtype=np.int64)
+#: columns of the kernel's per-row output
+_N_OUT = 10
 
 
 def is_affine(obs: Observable) -> bool:
@@ -136,14 +140,17 @@ def _solve_at(xw, aw, n, bw, c0, c1, rad, u, R, beta, block, basis, has_basis, w
     """Exact transport between the row's particles and the shape at ``(c0, c1, rad)``, warm
     started from ``basis (2, n + K - 1)`` when ``has_basis``; returns ``(value, status)``.
     The final basis is left in ``ws.ibufs[6:8]``, its flows in ``ws.bufs[1]``."""
-    y, C, D, Cr, plan, uu, vv, bufs, ibufs = ws
+    y, C, D, Cr, plan, uu, vv, bufs, ibufs, _ = ws
     K = u.shape[0]
     _costs(xw, n, c0, c1, rad, u, R, beta, y, C, D)
     if has_basis:
         for k in range(n + K - 1):
             ibufs[6, k], ibufs[7, k] = basis[0, k], basis[1, k]
-    cost, status, _, _ = _ts._solve(C, aw, bw, n, K, DEFAULT_N_ITER_MAX, block, _ts.TOL_REL,
-                                    -1, bufs, ibufs, plan, uu, vv, has_basis, Cr)
+    cost, status, pivots, _ = _ts._solve(C, aw, bw, n, K, DEFAULT_N_ITER_MAX, block,
+                                         _ts.TOL_REL, -1, bufs, ibufs, plan, uu, vv, has_basis,
+                                         Cr)
+    ws[9][0] += pivots
+    ws[9][1] += 1
     return cost, status
 
 
@@ -152,7 +159,7 @@ def _solve_at(xw, aw, n, bw, c0, c1, rad, u, R, beta, block, basis, has_basis, w
 def _majoriser(n, K, R, beta, ws, W, T):
     """Majoriser weights ``W (K,)`` and targets ``T (K, 2)`` of the plan left by
     :func:`_solve_at` (summed over its basic arcs), as :class:`shaper.exact_flow.Transport`."""
-    y, C, D, _, _, _, _, bufs, ibufs = ws
+    y, C, D, _, _, _, _, bufs, ibufs, _ = ws
     for k in range(K):
         W[k], T[k, 0], T[k, 1] = 0.0, 0.0, 0.0
     c1, c2, c3 = 0.5 / R, 1.0 / (R * R), 0.5 * beta / R ** beta
@@ -220,13 +227,15 @@ def _gauss_newton(u, y, W, T, out):
 
 # ------------------------------------------------------------------ kernel: one row
 @jit
-def _flow_row(xw, aw, n, bw, p, u, R, beta, lo, steps, tol, patience, block, ws, out):
+def _flow_row(xw, aw, n, bw, p, u, R, beta, lo, steps, tol, patience, block, basis, ws, out):
     """The flow of one row from ``p = (c_y, c_phi, r, w)`` (projected); writes
-    ``out = (c_y, c_phi, r, w, value, status, n_steps, error)``."""
+    ``out = (c_y, c_phi, r, w, value, status, n_steps, error)`` (``out[8:10]``: pivots and
+    solves, by the caller). ``basis (2, L)``: the warm
+    start of the first solve (working (particle, node) indices; -1: cold), overwritten by
+    the basis of the last kept solve."""
     K = u.shape[0]
     na = n + K - 1
-    basis = np.full((2, na), -1, dtype=np.int64)
-    has_basis = False
+    has_basis = basis[0, 0] >= 0
     kept, stp, best, seen = p.copy(), np.zeros(4), p.copy(), p.copy()
     delta, W, T = np.zeros(3), np.zeros(K), np.zeros((K, 2))
     kept_value, scale, best_loss, prev = np.inf, 1.0, np.inf, np.nan
@@ -290,15 +299,20 @@ def _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, bloc
            has_basis, ws, out):
     """The final evaluation of :func:`physkit.flow.minimize`: the exact values at the final
     and the best-so-far parameters (the last evaluation's value where they equal its
-    parameters), the better kept (ties to the final ones); writes ``out[0:5]``, ``out[7]``."""
+    parameters), the better kept (ties to the final ones); writes ``out[0:5]``, ``out[7]``.
+    A row without a kept basis keeps the basis of its last solve here (for later calls)."""
     vals = np.empty(2)
+    solved = False
     for j in range(2):
         q = p if j == 0 else best
-        same = have_seen
+        same, again = have_seen, j == 1
         for t in range(4):
             same = same and q[t] == seen[t]
+            again = again and q[t] == p[t]
         if same:
             vals[j] = seen_value
+        elif again:  # the same parameters, the same warm start: the same solve
+            vals[j] = vals[0]
         else:
             v, code = _solve_at(xw, aw, n, bw, q[0], q[1], q[2], u, R, beta, block, basis,
                                 has_basis, ws)
@@ -306,6 +320,11 @@ def _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, bloc
                 out[7] = _SOLVE_FAILED
                 return
             vals[j] = v
+            solved = True
+    if solved and not has_basis:  # a warm start for later calls on these jets
+        ib = ws[8]
+        for e in range(n + u.shape[0] - 1):
+            basis[0, e], basis[1, e] = ib[6, e], ib[7, e]
     lf, lb = vals[0], vals[1]
     use_best = np.isfinite(lb) and (not np.isfinite(lf) or lb < lf)
     q = best if use_best else p
@@ -317,15 +336,17 @@ def _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, bloc
 
 
 @jit
-def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, out):
+def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, basis, out):
     """Rows of a padded batch ``x (B, M, 2)``, ``a (B, M)`` (0 = padding) from ``p0 (B, 4)``
-    ``(c_y, c_phi, r, w)``: the flow of :func:`_flow_row` per row into ``out (B, 8)``."""
+    ``(c_y, c_phi, r, w)``: the flow of :func:`_flow_row` per row into ``out (B, 10)``
+    (see :func:`_flow_row`; ``out[:, 8:10]``: the row's simplex pivots and solves);
+    ``basis (B, 2, M + K - 1)``: per-row warm starts, in/out (:func:`_flow_row`)."""
     B, M = a.shape
     K = u.shape[0]
     nn = M + K
     ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K, 2)), np.empty((M, K)),
           np.empty((M, K)), np.empty(M), np.empty(K), np.empty((4, nn)),
-          np.empty((10, max(2 * nn, 1)), dtype=np.int64))
+          np.empty((10, max(2 * nn, 1)), dtype=np.int64), np.zeros(2, dtype=np.int64))
     xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
     for r in range(B):
         n = _gather(x, a, r, xw, aw)
@@ -333,18 +354,29 @@ def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, out):
             out[r, 7] = _NO_MASS
             continue
         _masses(mk, p0[r, 3], aw, n, bw)
+        ws[9][:] = 0
         _flow_row(xw, aw, n, bw, p0[r].copy(), u, R, beta, lo, steps, tol, patience, block,
-                  ws, out[r])
+                  basis[r], ws, out[r])
+        out[r, 8], out[r, 9] = ws[9][0], ws[9][1]
 
 
-# ------------------------------------------------------------------ wrapper
+# ------------------------------------------------------------------ wrappers
+def new_warm_starts(b: int, M: int, n_samples: int) -> np.ndarray:
+    """Empty per-row warm starts ``(b, 2, M + K - 1)`` int64 (-1: cold) for jets ``M`` wide
+    and ``K = n_samples`` nodes, for :func:`flow_affine`'s ``warm``."""
+    return np.full((b, 2, M + n_samples - 1), -1, dtype=np.int64)
+
+
 def flow_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *, steps: int,
-                n_samples: int, R: float, beta: float, tol: float, patience: int
-                ) -> FlowResult:
+                n_samples: int, R: float, beta: float, tol: float, patience: int,
+                warm: Optional[np.ndarray] = None) -> FlowResult:
     """:func:`shaper.exact_flow.flow_exact` for an affine observable (:func:`is_affine`) on CPU:
     jets ``x (b, M, 2)``, ``a (b, M)`` (0 = padding), start ``p0`` ``(b, ...)`` each; one nogil
-    compiled call. Returns :class:`physkit.flow.FlowResult` (float64 params, loss, n_steps,
-    status)."""
+    compiled call. ``warm``: optional per-row warm starts (:func:`new_warm_starts`) of these
+    jets at ``n_samples`` nodes, used by the first solve of each row and overwritten by the
+    basis of its last kept solve (None: every row starts cold, as the torch path does).
+    ``steps = 0``: the exact values at ``p0``. Returns :class:`physkit.flow.FlowResult`
+    (float64 params, loss, n_steps, status)."""
     u, mk = node_pattern(obs, n_samples, R)
     lo = float(obs.specs["radii"].constraint.min)
     cons = obs.constraints
@@ -354,10 +386,15 @@ def flow_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *
                        q["weights"].reshape(b, 1)], 1).cpu().numpy()
     xn = np.ascontiguousarray(x.detach().to(torch.float64).cpu().numpy())
     an = np.ascontiguousarray(a.detach().to(torch.float64).cpu().numpy())
-    out = np.zeros((b, 8))
+    out = np.zeros((b, _N_OUT))
     block = _ts.default_block(xn.shape[1], u.shape[0])
+    if warm is None:
+        warm = new_warm_starts(b, xn.shape[1], u.shape[0])
+    elif warm.shape != (b, 2, xn.shape[1] + u.shape[0] - 1) or warm.dtype != np.int64:
+        raise ValueError(f"flow_affine: warm must be int64 {(b, 2, xn.shape[1] + u.shape[0] - 1)}"
+                         f", got {warm.dtype} {warm.shape}")
     _flow_rows(xn, an, np.ascontiguousarray(start), u, mk, float(R), float(beta), lo,
-               int(steps), float(tol), int(patience), block, out)
+               int(steps), float(tol), int(patience), block, warm, out)
     err = out[:, 7]
     if (err == _NO_MASS).any():
         raise ValueError(f"flow_affine: jet row {int(np.flatnonzero(err == _NO_MASS)[0])} "
@@ -369,9 +406,10 @@ def flow_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *
     dev = x.device
     params = {"centers": t[:, None, 0:2].clone().to(dev), "weights": t[:, 3:4].clone().to(dev),
               "radii": t[:, 2:3].clone().to(dev)}
+    _STATS[:] += out[:, 8:10].sum(0).astype(np.int64)
     return FlowResult(params=params, loss=t[:, 4].clone().to(dev),
                       n_steps=t[:, 6].to(torch.int64).to(dev),
                       status=t[:, 5].to(torch.int8).to(dev))
 
 
-__all__ = ["is_affine", "node_pattern", "flow_affine"]
+__all__ = ["is_affine", "node_pattern", "new_warm_starts", "flow_affine"]

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from physkit.flow import FlowResult
 from physkit.ot import emd_batch, emd_batch_grads
 from physkit.ot.bounds import emd_lower_bound
 
-from .affine_flow import flow_affine, is_affine
+from .affine_flow import flow_affine, is_affine, new_warm_starts
 from .batching import buckets, thread_map
 from .exact_flow import flow_exact
 from .group import GroupFit, JetGroup, Params
@@ -156,8 +157,12 @@ class GeneralPath:
         first = fl.loss.reshape(S, B).argmin(dim=0)  # the flow's best end point per jet
         best = {k: torch.stack([e[k] for e in ends])[first, ar] for k in obs.specs}
         best_status = status[first, ar]
-        best, value = self._first_value(obs, group, best)
-        others = [(self._polish_rows(obs, group, ends[0], first != 0), status[0], first != 0)]
+        # compiled engine: the full jets' solves warm-start from the first candidate's bases
+        warm = (new_warm_starts(B, group.x.shape[1], self.s.n_eval_samples)
+                if self.compiled(obs) else None)
+        best, value = self._first_value(obs, group, best, warm)
+        others = [(self._polish_rows(obs, group, ends[0], first != 0, warm), status[0],
+                   first != 0)]
         guards = [0] + list(range(S - fl.nested, S))  # the single start, the smaller optima
         others += [({k: v.to(torch.float64) for k, v in fl.starts[i].items()}, status[i], None)
                    for i in sorted(set(guards))]
@@ -165,31 +170,44 @@ class GeneralPath:
             kt = {k: v.to(torch.float64) for k, v in obs.init(group.seeds, self.s.R).items()}
             others.append((kt, status[0], None))
         for cand, st, rows in others:
-            best, value, _ = self._challenge(obs, group, best, value, best_status, cand, st, rows)
+            best, value, _ = self._challenge(obs, group, best, value, best_status, cand, st, rows,
+                                             warm)
         return best, value, best_status
 
-    def _first_value(self, obs: Observable, group: JetGroup, params: Params
-                     ) -> Tuple[Params, torch.Tensor]:
+    def _first_value(self, obs: Observable, group: JetGroup, params: Params,
+                     warm: Optional[np.ndarray] = None) -> Tuple[Params, torch.Tensor]:
         """Exact value of the first candidate, after ``polish_steps`` exact steps on the full
-        jets at the reported resolution (exact flow, ``steps > 0``) when asked."""
+        jets at the reported resolution (exact flow, ``steps > 0``) when asked. ``warm``:
+        per-jet warm starts of the compiled engine (filled here), or None."""
         if self._polishes():
-            res = self._polish(obs, group.x, group.z, params, self._pot_jobs(group))
+            res = self._polish(obs, group.x, group.z, params, self._pot_jobs(group), warm)
             return {k: v.to(torch.float64) for k, v in res.params.items()}, res.loss
+        if warm is not None:
+            return params, self._exact_affine(obs, params, group.x, group.z, warm)
         return params, self.exact(obs, params, group.x, group.z, self._pot_jobs(group))
+
+    def _exact_affine(self, obs: Observable, params: Params, x: torch.Tensor, z: torch.Tensor,
+                      warm: np.ndarray) -> torch.Tensor:
+        """:meth:`exact` by the compiled engine, warm-started from ``warm`` (filled where
+        empty)."""
+        s = self.s
+        return flow_affine(obs, x, z, params, steps=0, n_samples=s.n_eval_samples, R=s.R,
+                           beta=s.beta, tol=s.tol, patience=s.patience, warm=warm).loss
 
     def _polishes(self) -> bool:
         s = self.s
         return s.flow == "exact" and s.polish_steps > 0 and s.steps > 0
 
     def _polish(self, obs: Observable, x: torch.Tensor, z: torch.Tensor, params: Params,
-                n_jobs: Optional[int]):
+                n_jobs: Optional[int], warm: Optional[np.ndarray] = None):
         """``polish_steps`` exact steps (positions only) on full jets ``x (b, M, 2)``,
-        ``z (b, M)`` at the reported resolution, from ``params (b, ...)``."""
+        ``z (b, M)`` at the reported resolution, from ``params (b, ...)`` (``warm``: the
+        compiled engine's warm starts, see :func:`~shaper.affine_flow.flow_affine`)."""
         s = self.s
         if self.compiled(obs):
             return flow_affine(obs, x, z, params, steps=s.polish_steps,
                                n_samples=s.n_eval_samples, R=s.R, beta=s.beta, tol=s.tol,
-                               patience=s.patience)
+                               patience=s.patience, warm=warm)
         return flow_exact(obs, x, z, params, steps=s.polish_steps, n_samples=s.n_eval_samples,
                           R=s.R, beta=s.beta, weight_lr=_POLISH_WEIGHT_LR, tol=s.tol,
                           patience=s.patience, n_jobs=n_jobs)
@@ -203,7 +221,7 @@ class GeneralPath:
                 and s.koopman is None and is_affine(obs))
 
     def _polish_rows(self, obs: Observable, group: JetGroup, params: Params,
-                     rows: torch.Tensor) -> Params:
+                     rows: torch.Tensor, warm: Optional[np.ndarray] = None) -> Params:
         """``params (B, ...)`` with the first candidate's polish applied on ``rows (B,)`` bool:
         where another start won the flow, the first start's end point is challenged polished,
         as the single-start fit reports it, so multi-start never ends above single start."""
@@ -212,7 +230,7 @@ class GeneralPath:
         idx = torch.nonzero(rows).squeeze(1)
         res = self._polish(obs, group.x.index_select(0, idx), group.z.index_select(0, idx),
                            {k: v.index_select(0, idx) for k, v in params.items()},
-                           self._pot_jobs(group))
+                           self._pot_jobs(group), None if warm is None else warm[idx.numpy()])
         out = {k: v.clone() for k, v in params.items()}
         for k in out:
             out[k][idx] = res.params[k].to(out[k].dtype)
@@ -220,9 +238,12 @@ class GeneralPath:
 
     def _challenge(self, obs: Observable, group: JetGroup, best: Params, value: torch.Tensor,
                    best_status: torch.Tensor, cand: Params, cand_status: torch.Tensor,
-                   rows: Optional[torch.Tensor]) -> Tuple[Params, torch.Tensor, torch.Tensor]:
+                   rows: Optional[torch.Tensor], warm: Optional[np.ndarray] = None
+                   ) -> Tuple[Params, torch.Tensor, torch.Tensor]:
         """``cand`` replaces ``best`` on the jets (``rows (B,)`` bool, None: all) where its exact
-        value is lower; it is evaluated only where its lower bound is below ``value``."""
+        value is lower; it is evaluated only where its lower bound is below ``value`` (with the
+        compiled engine's ``warm`` starts: everywhere, a warm exact solve costs less than the
+        bound)."""
         s = self.s
         idx = torch.arange(len(group), device=value.device) if rows is None else \
             torch.nonzero(rows).squeeze(1)
@@ -230,6 +251,9 @@ class GeneralPath:
             return best, value, best_status
         sub = {k: v.index_select(0, idx) for k, v in cand.items()}
         x, z = group.x.index_select(0, idx), group.z.index_select(0, idx)
+        if warm is not None:
+            v = self._exact_affine(obs, sub, x, z, warm[idx.numpy()])
+            return _take(best, value, best_status, cand, cand_status, idx, v)
         y, b = self._eval_nodes(obs, sub, z)
         lb = emd_lower_bound(x, z, y, b, R=s.R, beta=s.beta, centers=_centres(obs, sub))
         keep = lb < value.index_select(0, idx)
@@ -239,13 +263,7 @@ class GeneralPath:
         v = torch.as_tensor(emd_batch(x, z, y, b, R=s.R, beta=s.beta,
                                       n_jobs=self._pot_jobs(group)),
                             dtype=torch.float64, device=value.device)
-        win = torch.zeros_like(value, dtype=torch.bool)
-        win[idx] = torch.isfinite(v) & (v < value[idx])
-        value = value.clone()
-        value[idx] = torch.where(win[idx], v, value[idx])
-        out = {k: torch.where(win.reshape((-1,) + (1,) * (t.dim() - 1)), cand[k], t)
-               for k, t in best.items()}
-        return out, value, torch.where(win, cand_status, best_status)
+        return _take(best, value, best_status, cand, cand_status, idx, v)
 
     # ------------------------------------------------------------------ starting points
     def starts(self, obs: Observable, group: JetGroup) -> Tuple[List[Params], int]:
@@ -413,6 +431,19 @@ class GeneralPath:
                               beta=s.beta, weight_lr=s.lr, tol=s.tol, patience=s.patience,
                               n_jobs=self._pot_jobs(), koopman=s.koopman)
         return flow_sinkhorn(obs, xs, zs, ms, p0, steps, s, koopman=s.koopman)
+
+
+def _take(best: Params, value: torch.Tensor, best_status: torch.Tensor, cand: Params,
+          cand_status: torch.Tensor, idx: torch.Tensor, v: torch.Tensor
+          ) -> Tuple[Params, torch.Tensor, torch.Tensor]:
+    """``cand`` (its exact values ``v`` on jets ``idx``) replaces ``best`` where lower."""
+    win = torch.zeros_like(value, dtype=torch.bool)
+    win[idx] = torch.isfinite(v) & (v < value[idx])
+    value = value.clone()
+    value[idx] = torch.where(win[idx], v, value[idx])
+    out = {k: torch.where(win.reshape((-1,) + (1,) * (t.dim() - 1)), cand[k], t)
+           for k, t in best.items()}
+    return out, value, torch.where(win, cand_status, best_status)
 
 
 def _screened_rows(loss: torch.Tensor, layout: List[Tuple[int, int]], keep: int
