@@ -26,7 +26,7 @@ R = 0.8
 def group():
     with h5py.File(SAMPLE, "r") as f:
         lab = f["labels"][:]
-        idx = np.sort(np.r_[np.flatnonzero(lab == 1)[40:52], np.flatnonzero(lab == 0)[40:52]])
+        idx = np.sort(np.r_[np.flatnonzero(lab == 1)[40:50], np.flatnonzero(lab == 0)[40:50]])
         jets = f["constituents"][idx].astype(np.float64)
     return JetGroup.from_events(Events.from_padded(jets, dtype=torch.float64))
 
@@ -40,7 +40,7 @@ def _start(obs, group):
 
 @pytest.mark.parametrize("beta", [1.0, 2.0, 0.5])
 @pytest.mark.parametrize("name", ["1-ringiness", "1-diskiness"])
-@pytest.mark.parametrize("n_samples,steps", [(24, 80), (96, 4)])  # the flow; the polish
+@pytest.mark.parametrize("n_samples,steps", [(24, 40), (96, 4)])  # the flow; the polish
 def test_reproduces_the_torch_flow(group, name, beta, n_samples, steps):
     """Same algorithm: the values, parameters, statuses and step counts of flow_exact, up to the
     order of floating-point sums."""
@@ -68,7 +68,7 @@ def test_padding_rows_and_warm_starts_do_not_change_a_row(group):
     full = flow_affine(obs, group.x, group.z, p0, **kw)
     x = torch.nn.functional.pad(group.x, (0, 0, 0, 17))
     z = torch.nn.functional.pad(group.z, (0, 17))
-    rows = torch.tensor([5, 2, 11])
+    rows = torch.tensor([5, 2, 9])
     padded = flow_affine(obs, x[rows], z[rows], {k: v[rows] for k, v in p0.items()}, **kw)
     assert torch.equal(padded.loss, full.loss[rows])
     assert torch.equal(padded.params["centers"], full.params["centers"][rows])
