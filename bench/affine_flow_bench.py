@@ -9,7 +9,9 @@ On ``--n-jets`` bench jets (``bench/shaper_bench.py``'s ``pick_jets``: half top,
 seed, centred), for each observable and thread count, runs ``Shaper([name])`` (defaults, CPU)
 with ``flow_engine="auto"`` (the compiled engine) and ``flow_engine="torch"`` alternately
 ``--repeats`` times after an untimed warm-up, and prints a markdown table: jets/s by wall time
-of each (median of the repeats), their ratio, the share of jets whose engine value is no
+of each (median of the repeats), their ratio, the jets per process-CPU second times the
+threads (the rate an unloaded machine would give with perfect scaling; the fair one on a
+loaded machine), the share of jets whose engine value is no
 higher than the torch path's (+1e-9 relative), the largest relative difference, the share of
 rows at the step limit (status 1) of each. ``--profile``: cProfile of one engine run on 1
 thread (top functions by own time).
@@ -32,14 +34,15 @@ sys.path.insert(0, HERE)
 
 
 def run(ev, name: str, threads: int, engine: str, beta: float):
-    """``(value (B,), status (B,), wall_s)`` of one timed ``Shaper.compute``."""
+    """``(value (B,), status (B,), wall_s, cpu_s)`` of one timed ``Shaper.compute``."""
     from shaper import Shaper
 
     sh = Shaper([name], beta=beta, n_jobs=threads, flow_engine=engine)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = sh.compute(ev)
-    wall = time.perf_counter() - t0
-    return np.asarray(res[name].value, dtype=np.float64), np.asarray(res[name].status), wall
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return (np.asarray(res[name].value, dtype=np.float64), np.asarray(res[name].status), wall,
+            cpu)
 
 
 def main(argv=None) -> int:
@@ -62,22 +65,27 @@ def main(argv=None) -> int:
         for engine in ("auto", "torch"):
             Shaper([name], beta=args.beta, n_jobs=1, flow_engine=engine).compute(ev[:4])
     lines = [f"{len(ev)} jets, beta = {args.beta}, median of {args.repeats} alternating runs",
-             "", "| observable | threads | jets/s engine | jets/s torch | speed-up | engine <= "
-             "torch (+1e-9 rel) | max rel diff | status 1: engine, torch |",
-             "|---|---|---|---|---|---|---|---|"]
+             "", "| observable | threads | jets/s engine | jets/s torch | speed-up | threads x "
+             "jets per CPU-s: engine, torch | engine <= torch (+1e-9 rel) | max rel diff | "
+             "status 1: engine, torch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         for th in threads:
             walls = {"auto": [], "torch": []}
+            cpus = {"auto": [], "torch": []}
             out = {}
             for _ in range(args.repeats):
                 for engine in ("auto", "torch"):
-                    v, st, wall = run(ev, name, th, engine, args.beta)
+                    v, st, wall, cpu = run(ev, name, th, engine, args.beta)
                     walls[engine].append(wall)
+                    cpus[engine].append(cpu)
                     out[engine] = (v, st)
             (ve, se), (vt, stt) = out["auto"], out["torch"]
             je, jt = len(ev) / np.median(walls["auto"]), len(ev) / np.median(walls["torch"])
+            ce, ct = (th * len(ev) / np.median(cpus[k]) for k in ("auto", "torch"))
             rel = (ve - vt) / np.abs(vt)
             lines.append(f"| {name} | {th} | {je:.0f} | {jt:.0f} | {je / jt:.2f} | "
+                         f"{ce:.0f}, {ct:.0f} | "
                          f"{np.mean(rel <= 1e-9):.1%} | {np.abs(rel).max():.1e} | "
                          f"{np.mean(se == 1):.1%}, {np.mean(stt == 1):.1%} |")
             print(lines[-1], flush=True)

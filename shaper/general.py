@@ -161,18 +161,37 @@ class GeneralPath:
         warm = (new_warm_starts(B, group.x.shape[1], self.s.n_eval_samples)
                 if self.compiled(obs) else None)
         best, value = self._first_value(obs, group, best, warm)
-        others = [(self._polish_rows(obs, group, ends[0], first != 0, warm), status[0],
-                   first != 0)]
+        polished, known = self._polish_rows(obs, group, ends[0], first != 0, warm)
+        others = [(polished, status[0], first != 0, known)]
         guards = [0] + list(range(S - fl.nested, S))  # the single start, the smaller optima
-        others += [({k: v.to(torch.float64) for k, v in fl.starts[i].items()}, status[i], None)
-                   for i in sorted(set(guards))]
+        others += [({k: v.to(torch.float64) for k, v in fl.starts[i].items()}, status[i], None,
+                    None) for i in sorted(set(guards))]
         if self.s.refine_seeds:
             kt = {k: v.to(torch.float64) for k, v in obs.init(group.seeds, self.s.R).items()}
-            others.append((kt, status[0], None))
-        for cand, st, rows in others:
+            others.append((kt, status[0], None, None))
+        if warm is not None:
+            others = self._values_affine(obs, group, others, warm)
+        for cand, st, rows, known in others:
             best, value, _ = self._challenge(obs, group, best, value, best_status, cand, st, rows,
-                                             warm)
+                                             known)
         return best, value, best_status
+
+    def _values_affine(self, obs: Observable, group: JetGroup, cands: list, warm: np.ndarray
+                       ) -> list:
+        """The candidates ``(params, status, rows, known)`` of :meth:`select` with ``known``,
+        their exact values ``(B,)`` on every jet, filled in where None: one compiled call for
+        all of them, warm-started from ``warm`` (``(B, ...)``)."""
+        todo = [i for i, c in enumerate(cands) if c[3] is None]
+        if not todo:
+            return cands
+        B, n = len(group), len(todo)
+        params = {k: torch.cat([cands[i][0][k] for i in todo]) for k in obs.specs}
+        v = self._exact_affine(obs, params, group.x.repeat(n, 1, 1), group.z.repeat(n, 1),
+                               np.concatenate([warm] * n))
+        out = list(cands)
+        for j, i in enumerate(todo):
+            out[i] = cands[i][:3] + (v[j * B:(j + 1) * B],)
+        return out
 
     def _first_value(self, obs: Observable, group: JetGroup, params: Params,
                      warm: Optional[np.ndarray] = None) -> Tuple[Params, torch.Tensor]:
@@ -221,12 +240,15 @@ class GeneralPath:
                 and s.koopman is None and is_affine(obs))
 
     def _polish_rows(self, obs: Observable, group: JetGroup, params: Params,
-                     rows: torch.Tensor, warm: Optional[np.ndarray] = None) -> Params:
+                     rows: torch.Tensor, warm: Optional[np.ndarray] = None
+                     ) -> Tuple[Params, Optional[torch.Tensor]]:
         """``params (B, ...)`` with the first candidate's polish applied on ``rows (B,)`` bool:
         where another start won the flow, the first start's end point is challenged polished,
-        as the single-start fit reports it, so multi-start never ends above single start."""
+        as the single-start fit reports it, so multi-start never ends above single start.
+        With the compiled engine (``warm``) also the polish's exact values ``(B,)`` (valid on
+        ``rows``), else None."""
         if not self._polishes() or not bool(rows.any()):
-            return params
+            return params, None
         idx = torch.nonzero(rows).squeeze(1)
         res = self._polish(obs, group.x.index_select(0, idx), group.z.index_select(0, idx),
                            {k: v.index_select(0, idx) for k, v in params.items()},
@@ -234,26 +256,29 @@ class GeneralPath:
         out = {k: v.clone() for k, v in params.items()}
         for k in out:
             out[k][idx] = res.params[k].to(out[k].dtype)
-        return out
+        if warm is None:
+            return out, None
+        known = torch.full((len(group),), float("inf"), dtype=torch.float64)
+        known[idx] = res.loss.to(torch.float64)
+        return out, known
 
     def _challenge(self, obs: Observable, group: JetGroup, best: Params, value: torch.Tensor,
                    best_status: torch.Tensor, cand: Params, cand_status: torch.Tensor,
-                   rows: Optional[torch.Tensor], warm: Optional[np.ndarray] = None
+                   rows: Optional[torch.Tensor], known: Optional[torch.Tensor] = None
                    ) -> Tuple[Params, torch.Tensor, torch.Tensor]:
         """``cand`` replaces ``best`` on the jets (``rows (B,)`` bool, None: all) where its exact
-        value is lower; it is evaluated only where its lower bound is below ``value`` (with the
-        compiled engine's ``warm`` starts: everywhere, a warm exact solve costs less than the
-        bound)."""
+        value is lower; it is evaluated only where its lower bound is below ``value`` (``known``
+        ``(B,)``: its exact values, already computed)."""
         s = self.s
         idx = torch.arange(len(group), device=value.device) if rows is None else \
             torch.nonzero(rows).squeeze(1)
         if idx.numel() == 0:
             return best, value, best_status
+        if known is not None:
+            return _take(best, value, best_status, cand, cand_status, idx,
+                         known.index_select(0, idx))
         sub = {k: v.index_select(0, idx) for k, v in cand.items()}
         x, z = group.x.index_select(0, idx), group.z.index_select(0, idx)
-        if warm is not None:
-            v = self._exact_affine(obs, sub, x, z, warm[idx.numpy()])
-            return _take(best, value, best_status, cand, cand_status, idx, v)
         y, b = self._eval_nodes(obs, sub, z)
         lb = emd_lower_bound(x, z, y, b, R=s.R, beta=s.beta, centers=_centres(obs, sub))
         keep = lb < value.index_select(0, idx)
