@@ -360,6 +360,105 @@ def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, basis,
         out[r, 8], out[r, 9] = ws[9][0], ws[9][1]
 
 
+# ------------------------------------------------------------------ kernel: exact values
+@jit
+def _line_w(p, a, n, q, b, m, beta):
+    """``W_beta^beta`` between the 1-D weighted samples ``p[:n]``, ``a[:n]`` and ``q[:m]``,
+    ``b[:m]`` (equal total mass; ``beta >= 1``): the monotone plan, by merging the sorted
+    samples."""
+    ip, iq = np.argsort(p[:n]), np.argsort(q[:m])
+    i, j, ra, rb, total = 0, 0, a[ip[0]], b[iq[0]], 0.0
+    while i < n and j < m:
+        w = min(ra, rb)
+        total += w * abs(p[ip[i]] - q[iq[j]]) ** beta
+        ra -= w
+        rb -= w
+        if ra <= rb:
+            i += 1
+            if i < n:
+                ra = a[ip[i]]
+        else:
+            j += 1
+            if j < m:
+                rb = b[iq[j]]
+    return total
+
+
+@jit
+def _lower_bound(xw, aw, n, bw, c0, c1, R, beta, ws):
+    """A lower bound of the exact value of the costs ``C`` left by :func:`_costs` (the bounds
+    of :func:`physkit.ot.bounds.emd_lower_bound`): the two semi-relaxed bounds and, for
+    ``beta >= 1``, the 1-D projections on the rapidity and on the distance to the centre."""
+    y, C, D = ws[0], ws[1], ws[2]
+    K = y.shape[0]
+    s1, s2 = 0.0, 0.0
+    for i in range(n):
+        lo = np.inf
+        for k in range(K):
+            lo = min(lo, C[i, k])
+        s1 += aw[i] * lo
+    for k in range(K):
+        lo = np.inf
+        for i in range(n):
+            lo = min(lo, C[i, k])
+        s2 += bw[k] * lo
+    bound = max(s1, s2)
+    if beta < 1.0:
+        return bound
+    px, qy = np.empty(n), np.empty(K)
+    for i in range(n):
+        px[i] = xw[i, 0]
+    for k in range(K):
+        qy[k] = y[k, 0]
+    scale = R ** beta
+    bound = max(bound, _line_w(px, aw, n, qy, bw, K, beta) / scale)
+    for i in range(n):  # distance to the centre
+        dp = xw[i, 1] - c1
+        if dp > np.pi or dp <= -np.pi:
+            dp = dp - _TWO_PI * np.ceil((dp - np.pi) / _TWO_PI)
+        px[i] = np.sqrt((xw[i, 0] - c0) ** 2 + dp * dp)
+    for k in range(K):
+        dp = y[k, 1] - c1
+        if dp > np.pi or dp <= -np.pi:
+            dp = dp - _TWO_PI * np.ceil((dp - np.pi) / _TWO_PI)
+        qy[k] = np.sqrt((y[k, 0] - c0) ** 2 + dp * dp)
+    return max(bound, _line_w(px, aw, n, qy, bw, K, beta) / scale)
+
+
+@jit
+def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
+    """Exact values ``out (B,)`` of the shapes ``p (B, 4)`` on the jets ``x``, ``a``, warm
+    started from ``basis`` (filled where empty); a row whose lower bound is not below
+    ``beat (B,)`` (to ``1e-12`` relative) is not solved (``out = inf``, it cannot win).
+    Returns the first failed row's error code, or 0."""
+    B, M = a.shape
+    K = u.shape[0]
+    nn = M + K
+    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K, 2)), np.empty((M, K)),
+          np.empty((M, K)), np.empty(M), np.empty(K), np.empty((4, nn)),
+          np.empty((10, max(2 * nn, 1)), dtype=np.int64), np.zeros(2, dtype=np.int64))
+    xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
+    for r in range(B):
+        n = _gather(x, a, r, xw, aw)
+        if n == 0:
+            return _NO_MASS
+        _masses(mk, p[r, 3], aw, n, bw)
+        _costs(xw, n, p[r, 0], p[r, 1], p[r, 2], u, R, beta, ws[0], ws[1], ws[2])
+        if _lower_bound(xw, aw, n, bw, p[r, 0], p[r, 1], R, beta, ws) * (1 - 1e-12) >= beat[r]:
+            out[r] = np.inf
+            continue
+        has = basis[r, 0, 0] >= 0
+        v, code = _solve_at(xw, aw, n, bw, p[r, 0], p[r, 1], p[r, 2], u, R, beta, block,
+                            basis[r], has, ws)
+        if code != _ts.OPTIMAL:
+            return _SOLVE_FAILED
+        out[r] = v
+        if not has:
+            for e in range(n + K - 1):
+                basis[r, 0, e], basis[r, 1, e] = ws[8][6, e], ws[8][7, e]
+    return _OK
+
+
 # ------------------------------------------------------------------ wrappers
 def new_warm_starts(b: int, M: int, n_samples: int) -> np.ndarray:
     """Empty per-row warm starts ``(b, 2, M + K - 1)`` int64 (-1: cold) for jets ``M`` wide
@@ -377,31 +476,13 @@ def flow_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *
     basis of its last kept solve (None: every row starts cold, as the torch path does).
     ``steps = 0``: the exact values at ``p0``. Returns :class:`physkit.flow.FlowResult`
     (float64 params, loss, n_steps, status)."""
-    u, mk = node_pattern(obs, n_samples, R)
+    u, mk, start, xn, an, warm = _inputs(obs, x, a, p0, n_samples, R, warm)
     lo = float(obs.specs["radii"].constraint.min)
-    cons = obs.constraints
-    q = {k: cons[k].project(v.detach().to(torch.float64)) for k, v in p0.items()}
-    b = q["centers"].shape[0]
-    start = torch.cat([q["centers"].reshape(b, 2), q["radii"].reshape(b, 1),
-                       q["weights"].reshape(b, 1)], 1).cpu().numpy()
-    xn = np.ascontiguousarray(x.detach().to(torch.float64).cpu().numpy())
-    an = np.ascontiguousarray(a.detach().to(torch.float64).cpu().numpy())
-    out = np.zeros((b, _N_OUT))
-    block = _ts.default_block(xn.shape[1], u.shape[0])
-    if warm is None:
-        warm = new_warm_starts(b, xn.shape[1], u.shape[0])
-    elif warm.shape != (b, 2, xn.shape[1] + u.shape[0] - 1) or warm.dtype != np.int64:
-        raise ValueError(f"flow_affine: warm must be int64 {(b, 2, xn.shape[1] + u.shape[0] - 1)}"
-                         f", got {warm.dtype} {warm.shape}")
-    _flow_rows(xn, an, np.ascontiguousarray(start), u, mk, float(R), float(beta), lo,
-               int(steps), float(tol), int(patience), block, warm, out)
+    out = np.zeros((start.shape[0], _N_OUT))
+    _flow_rows(xn, an, start, u, mk, float(R), float(beta), lo, int(steps), float(tol),
+               int(patience), _ts.default_block(xn.shape[1], u.shape[0]), warm, out)
     err = out[:, 7]
-    if (err == _NO_MASS).any():
-        raise ValueError(f"flow_affine: jet row {int(np.flatnonzero(err == _NO_MASS)[0])} "
-                         f"has no mass")
-    if (err == _SOLVE_FAILED).any():
-        raise RuntimeError(f"flow_affine: row {int(np.flatnonzero(err == _SOLVE_FAILED)[0])}: "
-                           f"transportation simplex failed (iteration limit)")
+    _raise(int(err.max()) if len(err) else _OK)
     t = torch.from_numpy(out)
     dev = x.device
     params = {"centers": t[:, None, 0:2].clone().to(dev), "weights": t[:, 3:4].clone().to(dev),
@@ -412,4 +493,49 @@ def flow_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *
                       status=t[:, 5].to(torch.int8).to(dev))
 
 
-__all__ = ["is_affine", "node_pattern", "new_warm_starts", "flow_affine"]
+def exact_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, params: Params, *,
+                 n_samples: int, R: float, beta: float, warm: Optional[np.ndarray] = None,
+                 beat: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Exact values ``(b,)`` float64 of an affine observable's shapes ``params`` (``K =
+    n_samples`` nodes) on the jets ``x (b, M, 2)``, ``a (b, M)``, warm-started from ``warm``
+    (:func:`new_warm_starts`; filled where empty). ``beat (b,)``: rows whose lower bound
+    (:func:`physkit.ot.bounds.emd_lower_bound`'s bounds) is not below it are not solved and
+    get ``+inf`` (their value cannot be below ``beat``)."""
+    u, mk, p, xn, an, warm = _inputs(obs, x, a, params, n_samples, R, warm)
+    out = np.empty(p.shape[0])
+    bt = np.full(p.shape[0], np.inf) if beat is None else \
+        np.ascontiguousarray(beat.detach().to(torch.float64).cpu().numpy())
+    _raise(_values_rows(xn, an, p, u, mk, float(R), float(beta),
+                        _ts.default_block(xn.shape[1], u.shape[0]), warm, bt, out))
+    return torch.from_numpy(out).to(x.device)
+
+
+def _inputs(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, n_samples: int,
+            R: float, warm: Optional[np.ndarray]):
+    """The kernels' inputs: pattern ``u``, masses ``m``, projected parameters ``(b, 4)``
+    ``(c_y, c_phi, r, w)``, jets as contiguous float64 numpy, checked warm starts."""
+    u, mk = node_pattern(obs, n_samples, R)
+    cons = obs.constraints
+    q = {k: cons[k].project(v.detach().to(torch.float64)) for k, v in p0.items()}
+    b = q["centers"].shape[0]
+    start = torch.cat([q["centers"].reshape(b, 2), q["radii"].reshape(b, 1),
+                       q["weights"].reshape(b, 1)], 1).cpu().numpy()
+    xn = np.ascontiguousarray(x.detach().to(torch.float64).cpu().numpy())
+    an = np.ascontiguousarray(a.detach().to(torch.float64).cpu().numpy())
+    L = xn.shape[1] + u.shape[0] - 1
+    if warm is None:
+        warm = new_warm_starts(b, xn.shape[1], u.shape[0])
+    elif warm.shape != (b, 2, L) or warm.dtype != np.int64 or not warm.flags.c_contiguous:
+        raise ValueError(f"affine engine: warm must be C-contiguous int64 {(b, 2, L)}, got "
+                         f"{warm.dtype} {warm.shape}")
+    return u, mk, np.ascontiguousarray(start), xn, an, warm
+
+
+def _raise(code: int) -> None:
+    if code == _NO_MASS:
+        raise ValueError("affine engine: a jet row has no mass")
+    if code == _SOLVE_FAILED:
+        raise RuntimeError("affine engine: transportation simplex failed (iteration limit)")
+
+
+__all__ = ["is_affine", "node_pattern", "new_warm_starts", "flow_affine", "exact_affine"]

@@ -40,7 +40,7 @@ from physkit.flow import FlowResult
 from physkit.ot import emd_batch, emd_batch_grads
 from physkit.ot.bounds import emd_lower_bound
 
-from .affine_flow import flow_affine, is_affine, new_warm_starts
+from .affine_flow import exact_affine, flow_affine, is_affine, new_warm_starts
 from .batching import buckets, thread_map
 from .exact_flow import flow_exact
 from .group import GroupFit, JetGroup, Params
@@ -170,24 +170,27 @@ class GeneralPath:
             kt = {k: v.to(torch.float64) for k, v in obs.init(group.seeds, self.s.R).items()}
             others.append((kt, status[0], None, None))
         if warm is not None:
-            others = self._values_affine(obs, group, others, warm)
+            others = self._values_affine(obs, group, others, warm, value)
         for cand, st, rows, known in others:
             best, value, _ = self._challenge(obs, group, best, value, best_status, cand, st, rows,
                                              known)
         return best, value, best_status
 
-    def _values_affine(self, obs: Observable, group: JetGroup, cands: list, warm: np.ndarray
-                       ) -> list:
+    def _values_affine(self, obs: Observable, group: JetGroup, cands: list, warm: np.ndarray,
+                       value: torch.Tensor) -> list:
         """The candidates ``(params, status, rows, known)`` of :meth:`select` with ``known``,
         their exact values ``(B,)`` on every jet, filled in where None: one compiled call for
-        all of them, warm-started from ``warm`` (``(B, ...)``)."""
+        all of them, warm-started from ``warm`` (``(B, ...)``); ``+inf`` where the lower bound
+        is not below ``value (B,)`` (the best so far: such a candidate cannot win)."""
         todo = [i for i, c in enumerate(cands) if c[3] is None]
         if not todo:
             return cands
         B, n = len(group), len(todo)
         params = {k: torch.cat([cands[i][0][k] for i in todo]) for k in obs.specs}
-        v = self._exact_affine(obs, params, group.x.repeat(n, 1, 1), group.z.repeat(n, 1),
-                               np.concatenate([warm] * n))
+        s = self.s
+        v = exact_affine(obs, group.x.repeat(n, 1, 1), group.z.repeat(n, 1), params,
+                         n_samples=s.n_eval_samples, R=s.R, beta=s.beta,
+                         warm=np.concatenate([warm] * n), beat=value.repeat(n))
         out = list(cands)
         for j, i in enumerate(todo):
             out[i] = cands[i][:3] + (v[j * B:(j + 1) * B],)
@@ -202,16 +205,11 @@ class GeneralPath:
             res = self._polish(obs, group.x, group.z, params, self._pot_jobs(group), warm)
             return {k: v.to(torch.float64) for k, v in res.params.items()}, res.loss
         if warm is not None:
-            return params, self._exact_affine(obs, params, group.x, group.z, warm)
+            s = self.s
+            return params, exact_affine(obs, group.x, group.z, params,
+                                        n_samples=s.n_eval_samples, R=s.R, beta=s.beta,
+                                        warm=warm)
         return params, self.exact(obs, params, group.x, group.z, self._pot_jobs(group))
-
-    def _exact_affine(self, obs: Observable, params: Params, x: torch.Tensor, z: torch.Tensor,
-                      warm: np.ndarray) -> torch.Tensor:
-        """:meth:`exact` by the compiled engine, warm-started from ``warm`` (filled where
-        empty)."""
-        s = self.s
-        return flow_affine(obs, x, z, params, steps=0, n_samples=s.n_eval_samples, R=s.R,
-                           beta=s.beta, tol=s.tol, patience=s.patience, warm=warm).loss
 
     def _polishes(self) -> bool:
         s = self.s

@@ -77,7 +77,7 @@ def test_padding_rows_and_warm_starts_do_not_change_a_row(group):
     assert (warm[:, 0, 0] >= 0).all()  # filled by the solves
     again = flow_affine(obs, group.x, group.z, p0, **{**kw, "steps": 0}, warm=warm)
     torch.testing.assert_close(again.loss, first.loss, rtol=1e-12, atol=0)
-    with pytest.raises(ValueError, match="warm"):
+    with pytest.raises(ValueError, match="warm must be"):
         flow_affine(obs, group.x, group.z, p0, **kw, warm=warm[:, :, :-1].copy())
 
 
@@ -138,3 +138,26 @@ def test_shaper_engine_matches_torch(name, beta):
     assert (rel <= 1e-9).mean() >= 0.9 and rel.max() < 1e-4
     assert (got.value <= ref.value * (1 + 1e-9)).mean() >= 0.9
     assert (got.status == ref.status).mean() >= 0.9
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 0.5])
+def test_exact_values_and_lower_bound_skips(group, beta):
+    """exact_affine: the exact EMD (emd_batch); a row is skipped (+inf) exactly when its lower
+    bound, the bounds of physkit.ot.bounds.emd_lower_bound, is not below ``beat``."""
+    from physkit.ot.bounds import emd_lower_bound
+    from shaper.affine_flow import exact_affine
+
+    obs = from_name("1-diskiness")
+    p = _start(obs, group)
+    y, b = obs.sample(p, 48, R)
+    ref = emd_batch(group.x, group.z, y, b, R=R, beta=beta)
+    kw = dict(n_samples=48, R=R, beta=beta)
+    got = exact_affine(obs, group.x, group.z, p, **kw)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12)
+    above = exact_affine(obs, group.x, group.z, p, **kw, beat=got * (1 + 1e-9))
+    assert torch.equal(above, got)  # a lower bound never reaches the value
+    lb = emd_lower_bound(group.x, group.z, y, b, R=R, beta=beta,
+                         centers=p["centers"]).to(torch.float64)
+    assert (lb <= got * (1 + 1e-12)).all()
+    below = exact_affine(obs, group.x, group.z, p, **kw, beat=lb * (1 - 1e-9))
+    assert torch.isinf(below).all()  # the same bounds: every row skipped
