@@ -111,55 +111,72 @@ def _masses(mk, w, aw, n, bw):
 
 
 @jit
-def _costs(xw, n, c0, c1, rad, u, R, beta, y, C, D):
-    """Nodes ``y (K, 2) = c + r u`` and the costs ``C (n, K) = (theta / R)^beta`` with the
-    displacements particle - node ``D (n, K, 2)`` (azimuth wrapped into ``(-pi, pi]``)."""
+def _wrap(dp):
+    """An azimuth difference wrapped into ``(-pi, pi]`` (:func:`physkit.angles.wrap_angle`'s
+    formula; the identity, bit for bit, on one in range)."""
+    if dp > np.pi or dp <= -np.pi:
+        return dp - _TWO_PI * np.ceil((dp - np.pi) / _TWO_PI)
+    return dp
+
+
+@jit
+def _costs(xw, n, c0, c1, rad, u, R, beta, y, C):
+    """Nodes ``y (K, 2) = c + r u`` and the costs ``C (n, K) = (theta / R)^beta`` (azimuth
+    differences wrapped into ``(-pi, pi]`` where any can leave it)."""
     K = u.shape[0]
+    reach = 0.0
     for k in range(K):
         y[k, 0] = c0 + rad * u[k, 0]
         y[k, 1] = c1 + rad * u[k, 1]
+        reach = max(reach, abs(y[k, 1]))
+    xmax = 0.0
+    for i in range(n):
+        xmax = max(xmax, abs(xw[i, 1]))
+    wrap = reach + xmax >= np.pi - 1e-6
     inv_r = 1.0 / R
     inv_r2 = 1.0 / (R * R)
     for i in range(n):
+        x0, x1 = xw[i, 0], xw[i, 1]
+        Ci = C[i]
         for k in range(K):
-            dy = xw[i, 0] - y[k, 0]
-            dp = xw[i, 1] - y[k, 1]
-            if dp > np.pi or dp <= -np.pi:
-                dp = dp - _TWO_PI * np.ceil((dp - np.pi) / _TWO_PI)
-            D[i, k, 0], D[i, k, 1] = dy, dp
+            dy = x0 - y[k, 0]
+            dp = x1 - y[k, 1]
+            if wrap:
+                dp = _wrap(dp)
             if beta == 2.0:
-                C[i, k] = (dy * dy + dp * dp) * inv_r2
+                Ci[k] = (dy * dy + dp * dp) * inv_r2
             elif beta == 1.0:
-                C[i, k] = np.sqrt(dy * dy + dp * dp) * inv_r
+                Ci[k] = np.sqrt(dy * dy + dp * dp) * inv_r
             else:
-                C[i, k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
+                Ci[k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
 
 
 @jit
 def _solve_at(xw, aw, n, bw, c0, c1, rad, u, R, beta, block, basis, has_basis, ws):
     """Exact transport between the row's particles and the shape at ``(c0, c1, rad)``, warm
     started from ``basis (2, n + K - 1)`` when ``has_basis``; returns ``(value, status)``.
-    The final basis is left in ``ws.ibufs[6:8]``, its flows in ``ws.bufs[1]``."""
-    y, C, D, Cr, plan, uu, vv, bufs, ibufs, _ = ws
+    The final basis is left in ``ibufs[6:8]`` (``ws[7]``), its flows in ``bufs[1]``
+    (``ws[6]``)."""
+    y, C, Cr, plan, uu, vv, bufs, ibufs, _ = ws
     K = u.shape[0]
-    _costs(xw, n, c0, c1, rad, u, R, beta, y, C, D)
+    _costs(xw, n, c0, c1, rad, u, R, beta, y, C)
     if has_basis:
         for k in range(n + K - 1):
             ibufs[6, k], ibufs[7, k] = basis[0, k], basis[1, k]
     cost, status, pivots, _ = _ts._solve(C, aw, bw, n, K, DEFAULT_N_ITER_MAX, block,
                                          _ts.TOL_REL, -1, bufs, ibufs, plan, uu, vv, has_basis,
                                          Cr)
-    ws[9][0] += pivots
-    ws[9][1] += 1
+    ws[8][0] += pivots
+    ws[8][1] += 1
     return cost, status
 
 
 # ------------------------------------------------------------------ kernel: one step
 @jit
-def _majoriser(n, K, R, beta, ws, W, T):
+def _majoriser(xw, n, K, R, beta, ws, W, T):
     """Majoriser weights ``W (K,)`` and targets ``T (K, 2)`` of the plan left by
     :func:`_solve_at` (summed over its basic arcs), as :class:`shaper.exact_flow.Transport`."""
-    y, C, D, _, _, _, _, bufs, ibufs, _ = ws
+    y, bufs, ibufs = ws[0], ws[6], ws[7]
     for k in range(K):
         W[k], T[k, 0], T[k, 1] = 0.0, 0.0, 0.0
     c1, c2, c3 = 0.5 / R, 1.0 / (R * R), 0.5 * beta / R ** beta
@@ -167,7 +184,7 @@ def _majoriser(n, K, R, beta, ws, W, T):
         i, k, f = ibufs[6, e], ibufs[7, e], bufs[1, e]
         if f == 0.0:
             continue
-        dy, dp = D[i, k, 0], D[i, k, 1]
+        dy, dp = xw[i, 0] - y[k, 0], _wrap(xw[i, 1] - y[k, 1])
         if beta == 2.0:
             pw = f * c2
         else:
@@ -248,11 +265,11 @@ def _flow_row(xw, aw, n, bw, p, u, R, beta, lo, steps, tol, patience, block, bas
             return
         keep = value <= kept_value
         if keep:
-            ib = ws[8]
+            ib = ws[7]
             for e in range(na):
                 basis[0, e], basis[1, e] = ib[6, e], ib[7, e]
             has_basis = True
-            _majoriser(n, K, R, beta, ws, W, T)
+            _majoriser(xw, n, K, R, beta, ws, W, T)
             _gauss_newton(u, ws[0], W, T, delta)
             kept[:] = p
             stp[0], stp[1], stp[2] = delta[0], delta[1], delta[2]
@@ -322,7 +339,7 @@ def _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, bloc
             vals[j] = v
             solved = True
     if solved and not has_basis:  # a warm start for later calls on these jets
-        ib = ws[8]
+        ib = ws[7]
         for e in range(n + u.shape[0] - 1):
             basis[0, e], basis[1, e] = ib[6, e], ib[7, e]
     lf, lb = vals[0], vals[1]
@@ -344,7 +361,7 @@ def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, basis,
     B, M = a.shape
     K = u.shape[0]
     nn = M + K
-    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K, 2)), np.empty((M, K)),
+    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
           np.empty((M, K)), np.empty(M), np.empty(K), np.empty((4, nn)),
           np.empty((10, max(2 * nn, 1)), dtype=np.int64), np.zeros(2, dtype=np.int64))
     xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
@@ -354,10 +371,10 @@ def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, basis,
             out[r, 7] = _NO_MASS
             continue
         _masses(mk, p0[r, 3], aw, n, bw)
-        ws[9][:] = 0
+        ws[8][:] = 0
         _flow_row(xw, aw, n, bw, p0[r].copy(), u, R, beta, lo, steps, tol, patience, block,
                   basis[r], ws, out[r])
-        out[r, 8], out[r, 9] = ws[9][0], ws[9][1]
+        out[r, 8], out[r, 9] = ws[8][0], ws[8][1]
 
 
 # ------------------------------------------------------------------ kernel: exact values
@@ -389,7 +406,7 @@ def _lower_bound(xw, aw, n, bw, c0, c1, R, beta, ws):
     """A lower bound of the exact value of the costs ``C`` left by :func:`_costs` (the bounds
     of :func:`physkit.ot.bounds.emd_lower_bound`): the two semi-relaxed bounds and, for
     ``beta >= 1``, the 1-D projections on the rapidity and on the distance to the centre."""
-    y, C, D = ws[0], ws[1], ws[2]
+    y, C = ws[0], ws[1]
     K = y.shape[0]
     s1, s2 = 0.0, 0.0
     for i in range(n):
@@ -413,14 +430,10 @@ def _lower_bound(xw, aw, n, bw, c0, c1, R, beta, ws):
     scale = R ** beta
     bound = max(bound, _line_w(px, aw, n, qy, bw, K, beta) / scale)
     for i in range(n):  # distance to the centre
-        dp = xw[i, 1] - c1
-        if dp > np.pi or dp <= -np.pi:
-            dp = dp - _TWO_PI * np.ceil((dp - np.pi) / _TWO_PI)
+        dp = _wrap(xw[i, 1] - c1)
         px[i] = np.sqrt((xw[i, 0] - c0) ** 2 + dp * dp)
     for k in range(K):
-        dp = y[k, 1] - c1
-        if dp > np.pi or dp <= -np.pi:
-            dp = dp - _TWO_PI * np.ceil((dp - np.pi) / _TWO_PI)
+        dp = _wrap(y[k, 1] - c1)
         qy[k] = np.sqrt((y[k, 0] - c0) ** 2 + dp * dp)
     return max(bound, _line_w(px, aw, n, qy, bw, K, beta) / scale)
 
@@ -434,7 +447,7 @@ def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
     B, M = a.shape
     K = u.shape[0]
     nn = M + K
-    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K, 2)), np.empty((M, K)),
+    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
           np.empty((M, K)), np.empty(M), np.empty(K), np.empty((4, nn)),
           np.empty((10, max(2 * nn, 1)), dtype=np.int64), np.zeros(2, dtype=np.int64))
     xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
@@ -443,8 +456,9 @@ def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
         if n == 0:
             return _NO_MASS
         _masses(mk, p[r, 3], aw, n, bw)
-        _costs(xw, n, p[r, 0], p[r, 1], p[r, 2], u, R, beta, ws[0], ws[1], ws[2])
-        if _lower_bound(xw, aw, n, bw, p[r, 0], p[r, 1], R, beta, ws) * (1 - 1e-12) >= beat[r]:
+        _costs(xw, n, p[r, 0], p[r, 1], p[r, 2], u, R, beta, ws[0], ws[1])
+        if beat[r] < np.inf and \
+                _lower_bound(xw, aw, n, bw, p[r, 0], p[r, 1], R, beta, ws) * (1 - 1e-12) >= beat[r]:
             out[r] = np.inf
             continue
         has = basis[r, 0, 0] >= 0
@@ -455,7 +469,7 @@ def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
         out[r] = v
         if not has:
             for e in range(n + K - 1):
-                basis[r, 0, e], basis[r, 1, e] = ws[8][6, e], ws[8][7, e]
+                basis[r, 0, e], basis[r, 1, e] = ws[7][6, e], ws[7][7, e]
     return _OK
 
 
