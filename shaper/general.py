@@ -17,7 +17,10 @@ For each jet group and observable:
    n-point optimum, :func:`shaper.lloyd.coarse_grain`; jets with at most n particles are kept
    as they are); then all jets are equally wide and the jets of every width group flow
    together (:meth:`GeneralPath.shared_flow`). Rows run in buckets of ``bucket_size`` in
-   parallel threads;
+   parallel threads. Shapes with affine nodes (1-ringiness, 1-diskiness) run the exact flow,
+   the polish and the selection's exact values in the compiled engine
+   :mod:`shaper.affine_flow` on CPU (:meth:`GeneralPath.compiled`; ``flow_engine="torch"``
+   forces torch);
 3. **selection** (:meth:`GeneralPath.select`): per jet the flowed end point of least flow value
    is evaluated exactly at ``n_eval_samples`` nodes per shape on the full jet (``polish_steps``
    > 0 with the exact flow: that many exact steps on the full jet at that resolution from it,
