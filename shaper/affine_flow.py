@@ -47,8 +47,6 @@ Params = Dict[str, torch.Tensor]
 _TWO_PI = 2.0 * np.pi
 #: kernel error codes (raised as exceptions by the wrapper)
 _OK, _NO_MASS, _SOLVE_FAILED = 0, 1, 2
-#: simplex pivots and solves of every flow_affine call of the process (diagnostics)
-_STATS = np.zeros(2, dtype=np.int64)
 #: columns of the kernel's per-row output
 _N_OUT = 10
 
@@ -501,7 +499,6 @@ def flow_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *
     dev = x.device
     params = {"centers": t[:, None, 0:2].clone().to(dev), "weights": t[:, 3:4].clone().to(dev),
               "radii": t[:, 2:3].clone().to(dev)}
-    _STATS[:] += out[:, 8:10].sum(0).astype(np.int64)
     return FlowResult(params=params, loss=t[:, 4].clone().to(dev),
                       n_steps=t[:, 6].to(torch.int64).to(dev),
                       status=t[:, 5].to(torch.int8).to(dev))
