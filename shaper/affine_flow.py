@@ -120,7 +120,7 @@ def _wrap(dp):
 @jit
 def _costs(xw, n, c0, c1, rad, u, R, beta, y, C):
     """Nodes ``y (K, 2) = c + r u`` and the costs ``C (n, K) = (theta / R)^beta`` (azimuth
-    differences wrapped into ``(-pi, pi]`` where any can leave it)."""
+    differences wrapped into ``(-pi, pi]`` where any can leave it); returns ``max C``."""
     K = u.shape[0]
     reach = 0.0
     for k in range(K):
@@ -133,6 +133,7 @@ def _costs(xw, n, c0, c1, rad, u, R, beta, y, C):
     wrap = reach + xmax >= np.pi - 1e-6
     inv_r = 1.0 / R
     inv_r2 = 1.0 / (R * R)
+    cmax = 0.0
     for i in range(n):
         x0, x1 = xw[i, 0], xw[i, 1]
         Ci = C[i]
@@ -147,6 +148,9 @@ def _costs(xw, n, c0, c1, rad, u, R, beta, y, C):
                 Ci[k] = np.sqrt(dy * dy + dp * dp) * inv_r
             else:
                 Ci[k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
+        for k in range(K):
+            cmax = max(cmax, Ci[k])
+    return cmax
 
 
 @jit
@@ -155,15 +159,21 @@ def _solve_at(xw, aw, n, bw, c0, c1, rad, u, R, beta, block, basis, has_basis, w
     started from ``basis (2, n + K - 1)`` when ``has_basis``; returns ``(value, status)``.
     The final basis is left in ``ibufs[6:8]`` (``ws[7]``), its flows in ``bufs[1]``
     (``ws[6]``)."""
-    y, C, Cr, plan, uu, vv, bufs, ibufs, _ = ws
-    K = u.shape[0]
-    _costs(xw, n, c0, c1, rad, u, R, beta, y, C)
+    cmax = _costs(xw, n, c0, c1, rad, u, R, beta, ws[0], ws[1])
+    return _solve_costs(aw, n, bw, u.shape[0], cmax, block, basis, has_basis, ws)
+
+
+@jit
+def _solve_costs(aw, n, bw, K, cmax, block, basis, has_basis, ws):
+    """:func:`_solve_at` on the costs already in ``ws[1]`` (``cmax``: their maximum), by the
+    lean transport-simplex entry (basis and basic flows, no dense plan)."""
+    C, Cr, bufs, ibufs = ws[1], ws[2], ws[6], ws[7]
     if has_basis:
         for k in range(n + K - 1):
             ibufs[6, k], ibufs[7, k] = basis[0, k], basis[1, k]
-    cost, status, pivots, _ = _ts._solve(C, aw, bw, n, K, DEFAULT_N_ITER_MAX, block,
-                                         _ts.TOL_REL, -1, bufs, ibufs, plan, uu, vv, has_basis,
-                                         Cr)
+    cost, status, pivots, _ = _ts.solve_lean(C, aw, bw, n, K, DEFAULT_N_ITER_MAX, block,
+                                             _ts.TOL_REL * cmax, -1, bufs, ibufs, has_basis,
+                                             Cr)
     ws[8][0] += pivots
     ws[8][1] += 1
     return cost, status
@@ -360,7 +370,7 @@ def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, basis,
     K = u.shape[0]
     nn = M + K
     ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
-          np.empty((M, K)), np.empty(M), np.empty(K), np.empty((4, nn)),
+          np.empty((0, 0)), np.empty(0), np.empty(0), np.empty((4, nn)),
           np.empty((10, max(2 * nn, 1)), dtype=np.int64), np.zeros(2, dtype=np.int64))
     xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
     for r in range(B):
@@ -446,7 +456,7 @@ def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
     K = u.shape[0]
     nn = M + K
     ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
-          np.empty((M, K)), np.empty(M), np.empty(K), np.empty((4, nn)),
+          np.empty((0, 0)), np.empty(0), np.empty(0), np.empty((4, nn)),
           np.empty((10, max(2 * nn, 1)), dtype=np.int64), np.zeros(2, dtype=np.int64))
     xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
     for r in range(B):
@@ -454,14 +464,13 @@ def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
         if n == 0:
             return _NO_MASS
         _masses(mk, p[r, 3], aw, n, bw)
-        _costs(xw, n, p[r, 0], p[r, 1], p[r, 2], u, R, beta, ws[0], ws[1])
+        cmax = _costs(xw, n, p[r, 0], p[r, 1], p[r, 2], u, R, beta, ws[0], ws[1])
         if beat[r] < np.inf and \
                 _lower_bound(xw, aw, n, bw, p[r, 0], p[r, 1], R, beta, ws) * (1 - 1e-12) >= beat[r]:
             out[r] = np.inf
             continue
         has = basis[r, 0, 0] >= 0
-        v, code = _solve_at(xw, aw, n, bw, p[r, 0], p[r, 1], p[r, 2], u, R, beta, block,
-                            basis[r], has, ws)
+        v, code = _solve_costs(aw, n, bw, K, cmax, block, basis[r], has, ws)
         if code != _ts.OPTIMAL:
             return _SOLVE_FAILED
         out[r] = v
