@@ -122,35 +122,75 @@ def _costs(xw, n, c0, c1, rad, u, R, beta, y, C):
     """Nodes ``y (K, 2) = c + r u`` and the costs ``C (n, K) = (theta / R)^beta`` (azimuth
     differences wrapped into ``(-pi, pi]`` where any can leave it); returns ``max C``."""
     K = u.shape[0]
+    y0, y1 = np.empty(K), np.empty(K)  # contiguous node coordinates: the rows vectorise
     reach = 0.0
     for k in range(K):
-        y[k, 0] = c0 + rad * u[k, 0]
-        y[k, 1] = c1 + rad * u[k, 1]
+        y[k, 0] = y0[k] = c0 + rad * u[k, 0]
+        y[k, 1] = y1[k] = c1 + rad * u[k, 1]
         reach = max(reach, abs(y[k, 1]))
     xmax = 0.0
     for i in range(n):
         xmax = max(xmax, abs(xw[i, 1]))
     wrap = reach + xmax >= np.pi - 1e-6
-    inv_r = 1.0 / R
-    inv_r2 = 1.0 / (R * R)
     cmax = 0.0
     for i in range(n):
-        x0, x1 = xw[i, 0], xw[i, 1]
         Ci = C[i]
+        _cost_row(xw[i, 0], xw[i, 1], y0, y1, R, beta, wrap, Ci)
+        cmax = max(cmax, _row_max(Ci, K))
+    return cmax
+
+
+@jit
+def _cost_row(x0, x1, y0, y1, R, beta, wrap, Ci):
+    """One particle's costs ``Ci (K,)`` to the nodes ``(y0, y1)`` (:func:`_costs`), the
+    branches outside the loops (the common cases vectorise; the same numbers)."""
+    K = y0.shape[0]
+    if wrap:
+        inv_r, inv_r2 = 1.0 / R, 1.0 / (R * R)
         for k in range(K):
-            dy = x0 - y[k, 0]
-            dp = x1 - y[k, 1]
-            if wrap:
-                dp = _wrap(dp)
+            dy, dp = x0 - y0[k], _wrap(x1 - y1[k])
             if beta == 2.0:
                 Ci[k] = (dy * dy + dp * dp) * inv_r2
             elif beta == 1.0:
                 Ci[k] = np.sqrt(dy * dy + dp * dp) * inv_r
             else:
                 Ci[k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
+    elif beta == 1.0:
+        _row_beta1(x0, x1, y0, y1, K, 1.0 / R, Ci)
+    elif beta == 2.0:
+        _row_beta2(x0, x1, y0, y1, K, 1.0 / (R * R), Ci)
+    else:
+        inv_r = 1.0 / R
         for k in range(K):
-            cmax = max(cmax, Ci[k])
-    return cmax
+            dy, dp = x0 - y0[k], x1 - y1[k]
+            Ci[k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
+
+
+@jit
+def _row_beta1(x0, x1, y0, y1, K, inv_r, Ci):
+    """``Ci[k] = |x - y_k| / R`` (no wrap), one loop without branches."""
+    for k in range(K):
+        dy = x0 - y0[k]
+        dp = x1 - y1[k]
+        Ci[k] = np.sqrt(dy * dy + dp * dp) * inv_r
+
+
+@jit
+def _row_beta2(x0, x1, y0, y1, K, inv_r2, Ci):
+    """``Ci[k] = |x - y_k|^2 / R^2`` (no wrap), one loop without branches."""
+    for k in range(K):
+        dy = x0 - y0[k]
+        dp = x1 - y1[k]
+        Ci[k] = (dy * dy + dp * dp) * inv_r2
+
+
+@jit(fastmath=True)
+def _row_max(Ci, K):
+    """``max(Ci[:K])`` (finite, non-negative costs: any order gives the same number)."""
+    m = 0.0
+    for k in range(K):
+        m = max(m, Ci[k])
+    return m
 
 
 @jit
