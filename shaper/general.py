@@ -17,7 +17,10 @@ For each jet group and observable:
    n-point optimum, :func:`shaper.lloyd.coarse_grain`; jets with at most n particles are kept
    as they are); then all jets are equally wide and the jets of every width group flow
    together (:meth:`GeneralPath.shared_flow`). Rows run in buckets of ``bucket_size`` in
-   parallel threads;
+   parallel threads. Shapes with affine nodes (1-ringiness, 1-diskiness) run the exact flow,
+   the polish and the selection's exact values in the compiled engine
+   :mod:`shaper.affine_flow` on CPU (:meth:`GeneralPath.compiled`; ``flow_engine="torch"``
+   forces torch);
 3. **selection** (:meth:`GeneralPath.select`): per jet the flowed end point of least flow value
    is evaluated exactly at ``n_eval_samples`` nodes per shape on the full jet (``polish_steps``
    > 0 with the exact flow: that many exact steps on the full jet at that resolution from it,
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from physkit.flow import FlowResult
@@ -40,6 +44,7 @@ from physkit.ot import emd_batch, emd_batch_grads
 from physkit.ot.bounds import emd_lower_bound
 from physkit.ot.multiscale import emd_batch_coarse_to_fine
 
+from .affine_flow import exact_affine, flow_affine, is_affine, new_warm_starts
 from .batching import buckets, thread_map
 from .exact_flow import flow_exact
 from .group import GroupFit, JetGroup, Params
@@ -178,8 +183,11 @@ class GeneralPath:
         first = fl.loss.reshape(S, B).argmin(dim=0)  # the flow's best end point per jet
         best = {k: torch.stack([e[k] for e in ends])[first, ar] for k in obs.specs}
         best_status = status[first, ar]
-        best, value = self._first_value(obs, group, best)
-        polished, known = self._polish_rows(obs, group, ends[0], first != 0)
+        # compiled engine: the full jets' solves warm-start from the first candidate's bases
+        warm = (new_warm_starts(B, group.x.shape[1], self.s.n_eval_samples)
+                if self.compiled(obs) else None)
+        best, value = self._first_value(obs, group, best, warm)
+        polished, known = self._polish_rows(obs, group, ends[0], first != 0, warm)
         others = [(polished, status[0], first != 0, known)]
         guards = [0] + list(range(S - fl.nested, S))  # the single start, the smaller optima
         others += [({k: v.to(torch.float64) for k, v in fl.starts[i].items()}, status[i], None,
@@ -187,18 +195,46 @@ class GeneralPath:
         if self.s.refine_seeds:
             kt = {k: v.to(torch.float64) for k, v in obs.init(group.seeds, self.s.R).items()}
             others.append((kt, status[0], None, None))
-        for cand, st, rows, kn in others:
+        if warm is not None:
+            others = self._values_affine(obs, group, others, warm, value)
+        for cand, st, rows, known in others:
             best, value, _ = self._challenge(obs, group, best, value, best_status, cand, st, rows,
-                                             kn)
+                                             known)
         return best, value, best_status
 
-    def _first_value(self, obs: Observable, group: JetGroup, params: Params
-                     ) -> Tuple[Params, torch.Tensor]:
+    def _values_affine(self, obs: Observable, group: JetGroup, cands: list, warm: np.ndarray,
+                       value: torch.Tensor) -> list:
+        """The candidates ``(params, status, rows, known)`` of :meth:`select` with ``known``,
+        their exact values ``(B,)`` on every jet, filled in where None: one compiled call for
+        all of them, warm-started from ``warm`` (``(B, ...)``); ``+inf`` where the lower bound
+        is not below ``value (B,)`` (the best so far: such a candidate cannot win)."""
+        todo = [i for i, c in enumerate(cands) if c[3] is None]
+        if not todo:
+            return cands
+        B, n = len(group), len(todo)
+        params = {k: torch.cat([cands[i][0][k] for i in todo]) for k in obs.specs}
+        s = self.s
+        v = exact_affine(obs, group.x.repeat(n, 1, 1), group.z.repeat(n, 1), params,
+                         n_samples=s.n_eval_samples, R=s.R, beta=s.beta,
+                         warm=np.concatenate([warm] * n), beat=value.repeat(n))
+        out = list(cands)
+        for j, i in enumerate(todo):
+            out[i] = cands[i][:3] + (v[j * B:(j + 1) * B],)
+        return out
+
+    def _first_value(self, obs: Observable, group: JetGroup, params: Params,
+                     warm: Optional[np.ndarray] = None) -> Tuple[Params, torch.Tensor]:
         """Exact value of the first candidate, after ``polish_steps`` exact steps on the full
-        jets at the reported resolution (exact flow, ``steps > 0``) when asked."""
+        jets at the reported resolution (exact flow, ``steps > 0``) when asked. ``warm``:
+        per-jet warm starts of the compiled engine (filled here), or None."""
         if self._polishes():
-            res = self._polish(obs, group.x, group.z, params, self._pot_jobs(group))
+            res = self._polish(obs, group.x, group.z, params, self._pot_jobs(group), warm)
             return {k: v.to(torch.float64) for k, v in res.params.items()}, res.loss
+        if warm is not None:
+            s = self.s
+            return params, exact_affine(obs, group.x, group.z, params,
+                                        n_samples=s.n_eval_samples, R=s.R, beta=s.beta,
+                                        warm=warm)
         return params, self.exact(obs, params, group.x, group.z, self._pot_jobs(group))
 
     def _polishes(self) -> bool:
@@ -206,26 +242,41 @@ class GeneralPath:
         return s.flow == "exact" and s.polish_steps > 0 and s.steps > 0
 
     def _polish(self, obs: Observable, x: torch.Tensor, z: torch.Tensor, params: Params,
-                n_jobs: Optional[int]):
+                n_jobs: Optional[int], warm: Optional[np.ndarray] = None):
         """``polish_steps`` exact steps (positions only) on full jets ``x (b, M, 2)``,
-        ``z (b, M)`` at the reported resolution, from ``params (b, ...)``."""
+        ``z (b, M)`` at the reported resolution, from ``params (b, ...)`` (``warm``: the
+        compiled engine's warm starts, see :func:`~shaper.affine_flow.flow_affine`)."""
         s = self.s
+        if self.compiled(obs):
+            return flow_affine(obs, x, z, params, steps=s.polish_steps,
+                               n_samples=s.n_eval_samples, R=s.R, beta=s.beta, tol=s.tol,
+                               patience=s.patience, warm=warm)
         return flow_exact(obs, x, z, params, steps=s.polish_steps, n_samples=s.n_eval_samples,
                           R=s.R, beta=s.beta, weight_lr=_POLISH_WEIGHT_LR, tol=s.tol,
                           patience=s.patience, n_jobs=n_jobs)
 
+    def compiled(self, obs: Observable) -> bool:
+        """Whether the exact flow of ``obs`` runs in the compiled engine
+        (:mod:`shaper.affine_flow`): affine nodes, exact flow, CPU, no Koopman jumps, and
+        ``flow_engine`` not ``"torch"``."""
+        s = self.s
+        return (s.flow == "exact" and s.flow_engine == "auto" and s.device.type == "cpu"
+                and s.koopman is None and is_affine(obs))
+
     def _polish_rows(self, obs: Observable, group: JetGroup, params: Params,
-                     rows: torch.Tensor) -> Tuple[Params, Optional[torch.Tensor]]:
+                     rows: torch.Tensor, warm: Optional[np.ndarray] = None
+                     ) -> Tuple[Params, Optional[torch.Tensor]]:
         """``params (B, ...)`` with the first candidate's polish applied on ``rows (B,)`` bool:
         where another start won the flow, the first start's end point is challenged polished,
         as the single-start fit reports it, so multi-start never ends above single start.
-        Also the polish's exact values ``(B,)`` on ``rows`` (None without a polish)."""
+        Also the polish's exact values ``(B,)`` on ``rows`` (None without a polish). ``warm``:
+        per-jet warm starts of the compiled engine, or None."""
         if not self._polishes() or not bool(rows.any()):
             return params, None
         idx = torch.nonzero(rows).squeeze(1)
         res = self._polish(obs, group.x.index_select(0, idx), group.z.index_select(0, idx),
                            {k: v.index_select(0, idx) for k, v in params.items()},
-                           self._pot_jobs(group))
+                           self._pot_jobs(group), None if warm is None else warm[idx.numpy()])
         out = {k: v.clone() for k, v in params.items()}
         for k in out:
             out[k][idx] = res.params[k].to(out[k].dtype)
@@ -240,7 +291,8 @@ class GeneralPath:
         """``cand`` replaces ``best`` on the jets (``rows (B,)`` bool, None: all) where its exact
         value is lower; it is evaluated only where its lower bound is below ``value``
         (``known (B,)``: its exact value from another solve, used as that bound less
-        :data:`_KNOWN_RTOL`; the value it wins with is this exact evaluation's)."""
+        :data:`_KNOWN_RTOL`; the compiled engine's own solves are taken as they are, a torch
+        path candidate wins with this exact evaluation's value)."""
         s = self.s
         idx = torch.arange(len(group), device=value.device) if rows is None else \
             torch.nonzero(rows).squeeze(1)
@@ -248,6 +300,9 @@ class GeneralPath:
             idx = idx[known[idx] * (1 - _KNOWN_RTOL) < value[idx]]
         if idx.numel() == 0:
             return best, value, best_status
+        if known is not None and self.compiled(obs):
+            return _take(best, value, best_status, cand, cand_status, idx,
+                         known.index_select(0, idx))
         sub = {k: v.index_select(0, idx) for k, v in cand.items()}
         x, z = group.x.index_select(0, idx), group.z.index_select(0, idx)
         y, b = self._eval_nodes(obs, sub, z)
@@ -262,13 +317,7 @@ class GeneralPath:
         v = torch.as_tensor(emd_batch(x, z, y, b, R=s.R, beta=s.beta,
                                       n_jobs=self._pot_jobs(group)),
                             dtype=torch.float64, device=value.device)
-        win = torch.zeros_like(value, dtype=torch.bool)
-        win[idx] = torch.isfinite(v) & (v < value[idx])
-        value = value.clone()
-        value[idx] = torch.where(win[idx], v, value[idx])
-        out = {k: torch.where(win.reshape((-1,) + (1,) * (t.dim() - 1)), cand[k], t)
-               for k, t in best.items()}
-        return out, value, torch.where(win, cand_status, best_status)
+        return _take(best, value, best_status, cand, cand_status, idx, v)
 
     # ------------------------------------------------------------------ starting points
     def starts(self, obs: Observable, group: JetGroup) -> Tuple[List[Params], int]:
@@ -428,11 +477,27 @@ class GeneralPath:
         """The flow (``flow`` setting) for one bucket of rows ``xs (b, M, 2)``, ``zs (b, M)``,
         ``ms (b, M)`` from ``p0 (b, ...)``."""
         s = self.s
+        if self.compiled(obs):
+            return flow_affine(obs, xs, zs, p0, steps=steps, n_samples=s.n_samples, R=s.R,
+                               beta=s.beta, tol=s.tol, patience=s.patience)
         if s.flow == "exact":
             return flow_exact(obs, xs, zs, p0, steps=steps, n_samples=s.n_samples, R=s.R,
                               beta=s.beta, weight_lr=s.lr, tol=s.tol, patience=s.patience,
                               n_jobs=self._pot_jobs(), koopman=s.koopman)
         return flow_sinkhorn(obs, xs, zs, ms, p0, steps, s, koopman=s.koopman)
+
+
+def _take(best: Params, value: torch.Tensor, best_status: torch.Tensor, cand: Params,
+          cand_status: torch.Tensor, idx: torch.Tensor, v: torch.Tensor
+          ) -> Tuple[Params, torch.Tensor, torch.Tensor]:
+    """``cand`` (its exact values ``v`` on jets ``idx``) replaces ``best`` where lower."""
+    win = torch.zeros_like(value, dtype=torch.bool)
+    win[idx] = torch.isfinite(v) & (v < value[idx])
+    value = value.clone()
+    value[idx] = torch.where(win[idx], v, value[idx])
+    out = {k: torch.where(win.reshape((-1,) + (1,) * (t.dim() - 1)), cand[k], t)
+           for k, t in best.items()}
+    return out, value, torch.where(win, cand_status, best_status)
 
 
 def _screened_rows(loss: torch.Tensor, layout: List[Tuple[int, int]], keep: int

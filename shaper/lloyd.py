@@ -43,6 +43,8 @@ import torch
 
 from physkit.angles import wrap_angle
 
+from .coarse_kernel import coarse_grain_compiled
+
 #: rows per evaluation block (the block's tensors stay in cache)
 ROWS = 512
 #: particles per width step: a row is evaluated at a multiple of this width
@@ -364,7 +366,7 @@ def point_objective(x: torch.Tensor, z: torch.Tensor, c: torch.Tensor, R: float,
 
 
 def coarse_grain(x: torch.Tensor, z: torch.Tensor, seeds: torch.Tensor, *, R: float = 0.8,
-                 beta: float = 1.0, max_iter: int = 5
+                 beta: float = 1.0, max_iter: int = 5, compiled: Optional[bool] = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replace each jet by ``n`` pseudo-particles: the n-point cloud nearest to it in
     ``EMD_{beta,R}`` that :func:`lloyd` reaches from ``seeds`` (e.g. exclusive-kT subjets) in
@@ -381,7 +383,23 @@ def coarse_grain(x: torch.Tensor, z: torch.Tensor, seeds: torch.Tensor, *, R: fl
     sum as ``z``'s); mask (B, n): weight > 0; distance (B,): the exact EMD between each jet and
     its cloud (its n-subjettiness value at these points). For any distribution Q,
     ``|EMD(jet, Q) - EMD(cloud, Q)| <= distance`` (triangle inequality, beta = 1).
+
+    compiled : None (default): the compiled kernel
+    (:func:`shaper.coarse_kernel.coarse_grain_compiled`, the same numbers to rounding) for CPU
+    float64 jets with ``beta >= 1`` whose particles and seeds all lie within ``|phi| < pi / 2``
+    (centred jets: no azimuth difference can leave ``(-pi, pi]``, where the two sum the pull
+    differently), this torch code otherwise (for ``beta < 1`` the two can part at an
+    accept / reject decision taken at rounding level: ~1e-8 relative on some sample jets);
+    True / False force one (True: CPU float64 only).
     """
+    cpu64 = x.device.type == "cpu" and x.dtype == torch.float64
+    if compiled is None and cpu64 and beta >= 1.0:
+        compiled = bool((_phi_max(x, z) < math.pi / 2).all()) and \
+            bool((seeds[..., 1].abs() < math.pi / 2).all())
+    if compiled:
+        if not cpu64:
+            raise ValueError("coarse_grain(compiled=True) takes CPU float64 jets only")
+        return coarse_grain_compiled(x, z, seeds, R=R, beta=beta, max_iter=max_iter)
     jet = torch.arange(x.shape[0], device=x.device)
     fit = lloyd(x, z, jet, seeds.to(x.dtype), R=R, beta=beta, max_iter=max_iter, tol=0.0,
                 dtype=torch.float64, exact=False)

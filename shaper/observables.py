@@ -114,7 +114,14 @@ class Observable:
         optional
         Analytic ``sum_k v_k d weights_k / d params[name]`` per name (shaped like the
         parameter); None: autograd through ``sampler``.
+
+    ``affine_nodes`` (attribute, default False): set by the built-in 1-ringiness and
+    1-diskiness, whose nodes are ``centers + radii * u_k`` with a fixed unit pattern and fixed
+    masses; their exact flow on CPU then runs in the compiled engine of
+    :mod:`shaper.affine_flow`.
     """
+
+    affine_nodes: bool = False
 
     def __init__(self, name: str, specs: Mapping[str, ParamSpec], sampler: Sampler, *,
                  init: Optional[Callable] = None, drawer: Optional[Callable] = None,
@@ -413,10 +420,12 @@ def _prongs(kind: str, n: int, with_points: bool) -> Observable:
              "weights": ParamSpec((2 * n if with_points else n,), Simplex(), "weight")}
     specs.update(_shape_specs(kind, n))
     jacobian, mass_vjp = prong_derivatives(kind, n, with_points)
-    return Observable(name, specs, sampler, init=_prong_init(kind, n, with_points),
-                      drawer=drawer, family=Family(("point-" if with_points else "") + word, n),
-                      starts=_prong_starts(kind, n, with_points), jacobian=jacobian,
-                      mass_vjp=mass_vjp)
+    obs = Observable(name, specs, sampler, init=_prong_init(kind, n, with_points),
+                     drawer=drawer, family=Family(("point-" if with_points else "") + word, n),
+                     starts=_prong_starts(kind, n, with_points), jacobian=jacobian,
+                     mass_vjp=mass_vjp)
+    obs.affine_nodes = kind in ("ring", "disk") and n == 1 and not with_points
+    return obs
 
 
 def ringiness(n: int) -> Observable:

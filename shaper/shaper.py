@@ -92,6 +92,8 @@ FLOW_DEFAULTS = {
 }
 #: ``coarse_points="auto"`` for beta >= 1 per flow (None below)
 FLOW_COARSE_POINTS = {"exact": 32, "sinkhorn": 32}
+#: choices of ``flow_engine`` (see :class:`Shaper`)
+FLOW_ENGINES = ("auto", "torch")
 #: names of the further starts of the general path (:meth:`shaper.general.GeneralPath.starts`)
 START_KINDS = ("kt", "wide")
 #: one group's report of one observable: (params (numpy, input frame), value, status, grads)
@@ -138,6 +140,10 @@ class Shaper:
         flow on besides the first (the first may be one of them). None: 2 exact, 1 Sinkhorn.
     koopman : :class:`physkit.flow.Koopman` DMD jump-ahead in the flow (None: off; it saves
         under a third of the exact flow's steps, bench/RESULTS.md).
+    flow_engine : ``"auto"`` (default): the exact flow of shapes with affine nodes (1-ringiness,
+        1-diskiness) runs in the compiled engine :mod:`shaper.affine_flow` on CPU (without
+        ``koopman``), every other flow in torch; ``"torch"``: every flow in torch (the same
+        numbers to rounding, slower).
     scaling, sinkhorn_iter, sinkhorn_tol : Sinkhorn eps-scaling factor, iteration cap per flow
         step (warm-started from the previous step's potentials), tolerance. ``sinkhorn_iter=None``
         (default): 1 where the solver uses Newton's method (jet or shape with at most
@@ -207,7 +213,8 @@ class Shaper:
                  coarse_points: Union[int, str, None] = "auto", coarse_iter: int = 5,
                  polish_steps: Optional[int] = None, flow: str = "exact",
                  starts: Optional[Sequence[str]] = None, screen_steps: Optional[int] = None,
-                 screen_keep: Optional[int] = None, koopman: Optional[Koopman] = None):
+                 screen_keep: Optional[int] = None, koopman: Optional[Koopman] = None,
+                 flow_engine: str = "auto"):
         if isinstance(observables, (str, Observable)):
             observables = [observables]
         self.observables: List[Observable] = [o if isinstance(o, Observable) else from_name(o)
@@ -228,6 +235,7 @@ class Shaper:
                                                                    polish_steps)
         self.flow, self.starts, self.koopman = flow, starts, koopman
         self.screen_steps, self.screen_keep = screen_steps, screen_keep
+        self.flow_engine = flow_engine
         self._check_params()
 
     def _check_params(self) -> None:
@@ -280,6 +288,9 @@ class Shaper:
         if self.koopman is not None and not isinstance(self.koopman, Koopman):
             raise ValueError(f"koopman must be None or a physkit.flow.Koopman, got "
                              f"{self.koopman!r}")
+        if self.flow_engine not in FLOW_ENGINES:
+            raise ValueError(f"flow_engine must be one of {FLOW_ENGINES}, got "
+                             f"{self.flow_engine!r}")
 
     def _resolve_flow_defaults(self) -> None:
         """Check ``flow`` and ``starts``; fill the options left at None with ``flow``'s

@@ -401,6 +401,16 @@ def _crash_costs(C, n, m, pot, parc, order, arc_r, arc_c, Cr):
 
 # ------------------------------------------------------------------ one problem
 @_jit
+def _cmax(C, n, m):
+    """``max |C_ij|`` over the leading ``n x m`` block (the optimality tolerance's scale)."""
+    cmax = 0.0
+    for i in range(n):
+        for j in range(m):
+            cmax = max(cmax, abs(C[i, j]))
+    return cmax
+
+
+@_jit
 def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, u, v, warm,
            Cr):
     """Solve one problem on the leading ``n x m`` block of ``C``; ``bufs`` / ``ibufs`` are
@@ -412,6 +422,36 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
     ``Cr``); else on ``C``. Writes ``plan[:n, :m]``, ``u[:n]``, ``v[:m]``; returns
     ``(cost, status, pivots, start)`` (:data:`COLD`, :data:`WARM`, :data:`CRASH`); the
     final basis is left in ``arc_r``, ``arc_c``."""
+    status, pivots, start = _pivots(C, a, b, n, m, max_pivots, block,
+                                    tol_rel * _cmax(C, n, m), stall, bufs, ibufs, warm, Cr)
+    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, start
+
+
+@_jit
+def solve_lean(C, a, b, n, m, max_pivots, block, tol, stall, bufs, ibufs, warm, Cr):
+    """:func:`_solve` for callers that read the basis, not the dense plan or the duals: the
+    same start, pivots and optimum, with the optimality tolerance ``tol`` given (absolute,
+    :data:`TOL_REL` times ``max|C|``, e.g. found while the caller built ``C``: no pass for
+    it) and no dense plan. Returns ``(cost, status, pivots, start)``, ``cost`` equal bit for
+    bit to :func:`_solve`'s; the final basis is left in ``arc_r``, ``arc_c``
+    (``ibufs[6:8]``), its flows (leaf elimination, as :func:`_finish`) in ``bufs[1]``, the
+    tree's potentials ``u``, ``v`` in ``bufs[0][:n]``, ``bufs[0][n:n + m]``."""
+    status, pivots, start = _pivots(C, a, b, n, m, max_pivots, block, tol, stall, bufs, ibufs,
+                                    warm, Cr)
+    if not (pivots == 0 and start == WARM):  # else the start's tree, flows, potentials stand
+        _tree_basics(C, a, b, n, m, bufs, ibufs)
+    cost = 0.0
+    flow, arc_r, arc_c = bufs[1], ibufs[6], ibufs[7]
+    for k in range(n + m - 1):
+        cost += flow[k] * C[arc_r[k], arc_c[k]]
+    return cost, status, pivots, start
+
+
+@_jit
+def _pivots(C, a, b, n, m, max_pivots, block, tol, stall, bufs, ibufs, warm, Cr):
+    """The start and the pivots of :func:`_solve` (optimality: every reduced cost
+    ``>= -tol``); returns ``(status, pivots, start)``, the basis in ``arc_r``, ``arc_c``, its
+    (unrecomputed) flows in ``bufs[1]``."""
     nn = n + m
     pot, flow, ra, rb = bufs[0], bufs[1], bufs[2], bufs[3]
     parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
@@ -427,23 +467,18 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
                           flow)
         _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
         _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
-    status, pivots = _pivot(C, a, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs)
-    return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, start
+    status, pivots = _pivot(C, a, n, m, max_pivots, block, tol, stall, bufs, ibufs)
+    return status, pivots, start
 
 
 @_jit
-def _pivot(C, a, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs):
+def _pivot(C, a, n, m, max_pivots, block, tol, stall, bufs, ibufs):
     """Simplex pivots from the primal feasible basis held in ``bufs`` / ``ibufs`` (tree,
     potentials, flows: :func:`_hang` and :func:`_tree_flows` done) until every reduced cost is
-    ``>= -tol_rel max|C|`` or ``max_pivots``; after more than ``stall`` consecutive degenerate
+    ``>= -tol`` or ``max_pivots``; after more than ``stall`` consecutive degenerate
     pivots (``stall < 0``: ``n + m``) Bland's rule. Returns ``(status, pivots)``."""
     nn = n + m
     pot = bufs[0]
-    cmax = 0.0
-    for i in range(n):
-        for j in range(m):
-            cmax = max(cmax, abs(C[i, j]))
-    tol = tol_rel * cmax
     theta_small = 1e-15 * (a[:n].sum())
     status, pivots, degenerate, cursor = OPTIMAL, 0, 0, 0
     block_rows = max(1, (block + m - 1) // m)
@@ -503,19 +538,26 @@ def _pivot_step(C, n, m, i, j, stamp, bufs, ibufs, bland):
 
 
 @_jit
-def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
-    """Basic flows by leaf elimination (children before parents), then plan, duals, cost."""
+def _tree_basics(C, a, b, n, m, bufs, ibufs):
+    """Re-root the final basis (potentials from ``u_0 = 0`` into ``bufs[0]``) and its flows
+    by leaf elimination (children before parents) into ``bufs[1]``."""
     pot, flow, rem = bufs[0], bufs[1], bufs[2]
     parent, parc, mark, head = ibufs[0], ibufs[1], ibufs[2], ibufs[3]
     stack, order, arc_r, arc_c, nxt = ibufs[4], ibufs[5], ibufs[6], ibufs[7], ibufs[8]
-    nn = n + m
     count = _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
     _tree_flows(a, b, n, m, count, order, parent, parc, rem, flow, -np.inf)
+
+
+@_jit
+def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
+    """Basic flows by leaf elimination (children before parents), then plan, duals, cost."""
+    pot, flow, arc_r, arc_c = bufs[0], bufs[1], ibufs[6], ibufs[7]
+    _tree_basics(C, a, b, n, m, bufs, ibufs)
     for i in range(n):
         for j in range(m):
             plan[i, j] = 0.0
     cost = 0.0
-    for k in range(nn - 1):
+    for k in range(n + m - 1):
         plan[arc_r[k], arc_c[k]] = flow[k]
         cost += flow[k] * C[arc_r[k], arc_c[k]]
     for i in range(n):

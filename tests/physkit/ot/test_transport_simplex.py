@@ -326,3 +326,72 @@ def test_emd_batch_plans_returns_no_basis_for_pot_rows(monkeypatch):
     assert res.basis.shape == (2, 34, 2)
     assert (res.basis[1] == -1).all() and (res.basis[0, :31] >= 0).all()
     assert (res.basis[0, 31:] == -1).all()
+
+
+def _scratch(n, m):
+    nn = n + m
+    return (np.empty((4, nn)), np.empty((10, 2 * nn), dtype=np.int64), np.empty((n, m)))
+
+
+def _one(entry, C, a, b, arcs, stall):
+    """One problem through the full ``_solve`` or the lean ``solve_lean`` kernel entry,
+    from the arcs ``arcs (2, n + m - 1)`` (None: cold); returns the numbers and the basis."""
+    n, m = C.shape
+    bufs, ibufs, Cr = _scratch(n, m)
+    warm = arcs is not None
+    if warm:
+        ibufs[6, :n + m - 1], ibufs[7, :n + m - 1] = arcs
+    if entry == "full":
+        plan, u, v = np.empty((n, m)), np.empty(n), np.empty(m)
+        out = ts._solve(C, a, b, n, m, ts.DEFAULT_MAX_PIVOTS, ts.default_block(n, m),
+                        ts.TOL_REL, stall, bufs, ibufs, plan, u, v, warm, Cr)
+    else:
+        tol = ts.TOL_REL * np.abs(C).max()
+        out = ts.solve_lean(C, a, b, n, m, ts.DEFAULT_MAX_PIVOTS, ts.default_block(n, m), tol,
+                            stall, bufs, ibufs, warm, Cr)
+        plan = np.zeros((n, m))
+        plan[ibufs[6, :n + m - 1], ibufs[7, :n + m - 1]] = bufs[1, :n + m - 1]
+        u, v = bufs[0, :n].copy(), bufs[0, n:n + m].copy()
+    return out, plan, u, v, ibufs[6:8, :n + m - 1].copy()
+
+
+@pytest.mark.parametrize("move_weights, degenerate, stall", [
+    (False, False, -1), (True, False, -1), (False, True, -1), (True, True, 0)])
+def test_lean_entry_equals_the_full_solve(move_weights, degenerate, stall):
+    """The lean entry (basis and basic flows, tolerance given) takes the same start and
+    pivots as the full solve and leaves the same basis, flows (as a plan), potentials and
+    cost, bit for bit: cold, warm and crash starts along a moving problem."""
+    rng = np.random.default_rng(77 + 2 * move_weights + degenerate)
+    arcs, starts = {"full": None, "lean": None}, []
+    for C, a, b in _moved_problems(rng, 1, 23, 31, 10, move_weights=move_weights,
+                                   zero_pattern=False, degenerate=degenerate):
+        C, a, b = C[0], a[0], b[0]
+        full = _one("full", C, a, b, arcs["full"], stall)
+        lean = _one("lean", C, a, b, arcs["lean"], stall)
+        assert full[0] == lean[0]  # (cost, status, pivots, start)
+        for f, g in zip(full[1:], lean[1:]):
+            np.testing.assert_array_equal(f, g)
+        assert full[0][1] == ts.OPTIMAL
+        assert abs(full[0][0] - _pot_cost(a, b, C)) <= 1e-12 * max(C.max(), 1e-300)
+        arcs = {"full": full[4], "lean": lean[4]}
+        starts.append(full[0][3])
+    assert starts[0] == ts.COLD and all(s != ts.COLD for s in starts[1:])
+    if move_weights:
+        assert ts.CRASH in starts
+    else:
+        assert all(s == ts.WARM for s in starts[1:])
+
+
+def test_lean_entry_warm_at_the_optimum_keeps_the_start_tree():
+    """Warm from the optimal basis of the same problem: no pivot, and the lean entry's
+    (skipped) recomputation would have given the same flows, potentials and cost."""
+    rng = np.random.default_rng(8)
+    C, a, b = (t[0] for t in next(_moved_problems(rng, 1, 17, 12, 1, move_weights=True,
+                                                   zero_pattern=False)))
+    first = _one("full", C, a, b, None, -1)
+    full = _one("full", C, a, b, first[4], -1)
+    lean = _one("lean", C, a, b, first[4], -1)
+    assert lean[0][2] == 0 and lean[0][3] == ts.WARM
+    assert full[0] == lean[0]
+    for f, g in zip(full[1:], lean[1:]):
+        np.testing.assert_array_equal(f, g)
