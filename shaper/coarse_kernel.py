@@ -1,6 +1,7 @@
 """Coarse graining compiled: :func:`shaper.lloyd.coarse_grain`'s numbers in one nogil numba
 call per batch (CPU, float64), by the exact point path's Lloyd / Weiszfeld row
-(:func:`shaper.point_kernel.lloyd_row`, plain and over-relaxed steps, ``tol = 0``).
+(:func:`shaper.point_kernel.lloyd_row`: float64 sums, plain and over-relaxed steps,
+``tol = 0``).
 
 Per jet: ``max_iter`` iterations from the seeds (a proposal kept where the value does not
 rise), then the mass of the particles nearest to each point (ties to the first point) and the
@@ -40,8 +41,8 @@ def _coarse_rows(x, z, seeds, R, beta, max_iter, c, w, v):
         v[b] = 0.0
         if m == 0:
             continue
-        _pk._load(work, x[b], m)
-        _pk.lloyd_row(x[b], z[b], m, c[b], beta, max_iter, 0.0, False, work)
+        _pk._load(work, x[b], z[b], m)
+        _pk.lloyd_row(x[b], z[b], m, c[b], beta, max_iter, 0.0, _pk.PLAIN, work)
         total = 0.0
         for i in range(m):
             j, d = _pk._nearest(x[b, i], c[b], n)

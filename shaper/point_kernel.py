@@ -382,24 +382,31 @@ def _step(sj, beta, lam, exact):
     return my, mp
 
 
+#: :func:`lloyd_row`'s modes: the loose search's float32 sums; float64 sums with plain and
+#: over-relaxed steps only; float64 sums with Newton and snap steps too
+SEARCH, PLAIN, EXACT = 0, 1, 2
+
+
 @jit
-def lloyd_row(x, z, m, c, beta, max_iter, tol, exact, work):
+def lloyd_row(x, z, m, c, beta, max_iter, tol, mode, work):
     """Minimise the value from centres ``c (n, 2)`` (updated in place; ``work`` see
-    :func:`_work`): proposals are kept where the value does not rise;
-    over-relaxed steps (with ``exact`` Newton and snap steps) while they succeed, a plain step
-    after a failure; the row ends when a plain step gains less than ``tol`` times the value.
-    Returns ``(value, converged)``."""
+    :func:`_work`, readied by :func:`_load`): proposals are kept where the value does not
+    rise; over-relaxed steps (mode :data:`EXACT`: with Newton and snap steps) while they
+    succeed, a plain step after a failure; the row ends when a plain step gains less than
+    ``tol`` times the value. ``mode``: :data:`SEARCH` (float32 sums), :data:`PLAIN` or
+    :data:`EXACT`. Returns ``(value, converged)``."""
     n = c.shape[0]
     s, sn, cur, cn, buf, f = work[0], work[1], c, work[2], work[5], work[8]
     mf = min(-(-m // _LANES) * _LANES, f.shape[1])  # the float32 rows' zero-weight padding
-    v = _sums(z, m, c, beta, exact, s, buf) if exact else _sums_search(mf, c, beta, s, f)
+    exact, f64 = mode == EXACT, mode != SEARCH
+    v = _sums(z, m, c, beta, exact, s, buf) if f64 else _sums_search(mf, c, beta, s, f)
     relax, full, moved, ok = 1.0, True, False, False
     for _ in range(max_iter):
         for j in range(n):
             my, mp = _step(s[j], beta, relax, exact and full)
             cn[j, 0] = cur[j, 0] + my
             cn[j, 1] = _wrap(cur[j, 1] + mp)
-        vn = (_sums(z, m, cn, beta, exact, sn, buf) if exact
+        vn = (_sums(z, m, cn, beta, exact, sn, buf) if f64
               else _sums_search(mf, cn, beta, sn, f))
         better = vn <= v
         small = v - vn <= tol * (vn if better else v)
@@ -477,7 +484,7 @@ def _search(x, z, m, starts, beta, iters, tol, found, vals, work):
         if _seen(starts[k], work):
             vals[k] = np.inf
             continue
-        vals[k], _ = lloyd_row(x, z, m, found[k], beta, iters, tol, False, work)
+        vals[k], _ = lloyd_row(x, z, m, found[k], beta, iters, tol, SEARCH, work)
         if vals[k] < vals[best]:
             best = k
     return best
@@ -767,7 +774,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
         k += 1
     converged = True
     for r in range(k):
-        _, ok = lloyd_row(x, z, m, rows[r], beta, max_iter, polish_tol, True, work)
+        _, ok = lloyd_row(x, z, m, rows[r], beta, max_iter, polish_tol, EXACT, work)
         _onto_particles(x, z, m, rows[r], beta, work[5])
         if r == 0:
             converged = ok

@@ -255,7 +255,8 @@ def test_one_start_for_one_centre_reaches_the_minimum(beta):
         best = np.inf
         for i in range(m):
             start = xs[b, i:i + 1].copy()
-            v, _ = point_kernel.lloyd_row(xs[b], zs[b], m, start, beta, 500, 1e-12, True, work)
+            v, _ = point_kernel.lloyd_row(xs[b], zs[b], m, start, beta, 500, 1e-12,
+                                              point_kernel.EXACT, work)
             best = min(best, point_kernel.value(xs[b], zs[b], m, start, beta))
         assert fit.value[b].item() * R ** beta <= best * (1 + 1e-9), b
     wide = xs[0].copy()
