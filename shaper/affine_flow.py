@@ -401,6 +401,18 @@ def _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, bloc
 
 
 @jit
+def _workspace(M, K):
+    """One row's work arrays for jets of up to ``M`` particles and ``K`` nodes: ``ws`` (nodes
+    ``(K, 2)``, costs and the crash start's scratch ``(M, K)``, three unused slots, the transport
+    simplex's :func:`~physkit.ot.transport_simplex.tree_buffers`, pivot and solve counts
+    ``(2,)``), and the row's particles ``(M, 2)``, weights ``(M,)`` and node masses ``(K,)``."""
+    bufs, ibufs = _ts.tree_buffers(M + K)
+    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
+          np.empty((0, 0)), np.empty(0), np.empty(0), bufs, ibufs, np.zeros(2, dtype=np.int64))
+    return ws, np.empty((M, 2)), np.empty(M), np.empty(K)
+
+
+@jit
 def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, basis, out):
     """Rows of a padded batch ``x (B, M, 2)``, ``a (B, M)`` (0 = padding) from ``p0 (B, 4)``
     ``(c_y, c_phi, r, w)``: the flow of :func:`_flow_row` per row into ``out (B, 10)``
@@ -408,11 +420,7 @@ def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, basis,
     ``basis (B, 2, M + K - 1)``: per-row warm starts, in/out (:func:`_flow_row`)."""
     B, M = a.shape
     K = u.shape[0]
-    nn = M + K
-    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
-          np.empty((0, 0)), np.empty(0), np.empty(0), np.empty((4, nn)),
-          np.empty((10, max(2 * nn, 1)), dtype=np.int64), np.zeros(2, dtype=np.int64))
-    xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
+    ws, xw, aw, bw = _workspace(M, K)
     for r in range(B):
         n = _gather(x, a, r, xw, aw)
         if n == 0:
@@ -494,11 +502,7 @@ def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
     Returns the first failed row's error code, or 0."""
     B, M = a.shape
     K = u.shape[0]
-    nn = M + K
-    ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
-          np.empty((0, 0)), np.empty(0), np.empty(0), np.empty((4, nn)),
-          np.empty((10, max(2 * nn, 1)), dtype=np.int64), np.zeros(2, dtype=np.int64))
-    xw, aw, bw = np.empty((M, 2)), np.empty(M), np.empty(K)
+    ws, xw, aw, bw = _workspace(M, K)
     for r in range(B):
         n = _gather(x, a, r, xw, aw)
         if n == 0:

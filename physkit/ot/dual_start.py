@@ -215,22 +215,8 @@ def transport_from_duals(C, a, b, g, *, max_pivots: int = _ts.DEFAULT_MAX_PIVOTS
     zeros: a cold start). Returns :class:`~physkit.ot.transport_simplex.TransportSolution`
     (``basis`` and ``warm`` not filled). A row's numbers depend only on that row and its
     ``g`` row."""
-    C = np.ascontiguousarray(C, dtype=np.float64)
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    b = np.ascontiguousarray(b, dtype=np.float64)
-    g = np.ascontiguousarray(g, dtype=np.float64)
-    B, N, M = C.shape if C.ndim == 3 else (None, None, None)
-    if C.ndim != 3 or a.shape != (B, N) or b.shape != (B, M) or g.shape != (B, N):
-        raise ValueError(f"transport_from_duals: shapes C {C.shape}, a {a.shape}, b {b.shape}, "
-                         f"g {g.shape} do not match (B, N, M), (B, N), (B, M), (B, N)")
-    if not all(np.isfinite(t).all() for t in (C, a, b, g)):
-        raise ValueError("transport_from_duals: non-finite cost, weight or potential")
-    if (a < 0).any() or (b < 0).any():
-        raise ValueError("transport_from_duals: negative weight")
-    sa, sb = a.sum(1), b.sum(1)
-    if ((sa <= 0) | (sb <= 0)).any() or (np.abs(sa - sb) > 1e-12 * np.maximum(sa, sb)).any():
-        raise ValueError("transport_from_duals: every row needs equal positive masses "
-                         "(sum a = sum b > 0)")
+    C, a, b, g = _ts.check_problems("transport_from_duals", C, a, b, g)
+    B, N, M = C.shape
     out = _ts.new_solution(B, N, M)
     solve_rows(C, a, b, g, 0, B, out, max_pivots)
     return out
@@ -243,8 +229,7 @@ def _solve_rows(C, a, b, g, start, stop, max_pivots, plan, cost, u, v, status, p
     ``g (B, N)``; zero-weight entries get plan 0 and potential 0."""
     N, M = C.shape[1], C.shape[2]
     nn = N + M
-    bufs = np.empty((4, nn))
-    ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
+    bufs, ibufs = _ts.tree_buffers(nn)
     Cw = np.empty((N, M))
     aw, bw, gw = np.empty(N), np.empty(M), np.empty(N)
     ia, ib = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
@@ -277,8 +262,7 @@ def solve_one(C, a, b, g, max_pivots):
     returns ``(cost, status, pivots, scans, plan, u, v)``."""
     n, m = C.shape
     nn = n + m
-    bufs = np.empty((4, nn))
-    ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
+    bufs, ibufs = _ts.tree_buffers(nn)
     ci, cj = np.empty(LIST_ROWS * n, dtype=np.int64), np.empty(LIST_ROWS * n, dtype=np.int64)
     plan, u, v = np.empty((n, m)), np.empty(n), np.empty(m)
     cost, status, pivots, scans = _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, ci, cj,

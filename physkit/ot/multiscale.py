@@ -151,8 +151,7 @@ def _chain_rows(x, a, Y, W, offs, R, beta, start, stop, max_pivots, plans, value
     for l in range(L):
         Mmax = max(Mmax, offs[l + 1] - offs[l])
     nn = N + Mmax
-    bufs = np.empty((4, nn))
-    ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
+    bufs, ibufs = _ts.tree_buffers(nn)
     C = np.empty((N, Mmax))
     aw, bw, g = np.empty(N), np.empty(Mmax), np.zeros(N)
     ia, ib = np.empty(N, dtype=np.int64), np.empty(Mmax, dtype=np.int64)

@@ -607,6 +607,38 @@ def _gather_row(a, b, r, ia, ib, ja, jb, aw, bw):
 
 
 @_jit
+def tree_buffers(nn):
+    """Scratch arrays of one solve of up to ``nn = n + m`` nodes: ``bufs (4, nn)`` float64
+    (potentials, flows, work) and ``ibufs (10, 2 nn)`` int64 (tree, arcs, lists)."""
+    return np.empty((4, nn)), np.empty((10, max(2 * nn, 1)), dtype=np.int64)
+
+
+def check_problems(name: str, C, a, b, *extra):
+    """``C (B, N, M)``, ``a (B, N)``, ``b (B, M)`` (and ``extra`` arrays, each ``(B, N)``) as
+    contiguous float64, checked: finite, non-negative weights, every row with equal positive
+    masses; ``ValueError`` naming ``name`` otherwise."""
+    C, a, b = (np.ascontiguousarray(t, dtype=np.float64) for t in (C, a, b))
+    extra = tuple(np.ascontiguousarray(t, dtype=np.float64) for t in extra)
+    shape = C.shape if C.ndim == 3 else (None, None, None)
+    B, N, M = shape
+    if C.ndim != 3 or a.shape != (B, N) or b.shape != (B, M) or \
+            any(t.shape != (B, N) for t in extra):
+        shapes = f"C {C.shape}, a {a.shape}, b {b.shape}" + "".join(
+            f", {t.shape}" for t in extra)
+        raise ValueError(f"{name}: shapes {shapes} do not match (B, N, M), (B, N), (B, M)"
+                         + ", (B, N)" * len(extra))
+    if not all(np.isfinite(t).all() for t in (C, a, b) + extra):
+        what = "cost, weight or potential" if extra else "cost or weight"
+        raise ValueError(f"{name}: non-finite {what}")
+    if (a < 0).any() or (b < 0).any():
+        raise ValueError(f"{name}: negative weight")
+    sa, sb = a.sum(1), b.sum(1)
+    if ((sa <= 0) | (sb <= 0)).any() or (np.abs(sa - sb) > 1e-12 * np.maximum(sa, sb)).any():
+        raise ValueError(f"{name}: every row needs equal positive masses (sum a = sum b > 0)")
+    return (C, a, b) + extra
+
+
+@_jit
 def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel, stall,
                 plan, cost, u, v, status, pivots, basis_in, use_basis, basis_out, warm):
     """Rows ``start:stop`` of a padded batch ``C (B, N, M)``, ``a (B, N)``, ``b (B, M)``
@@ -617,8 +649,7 @@ def _solve_rows(C, a, b, start, stop, max_cells, max_pivots, block, tol_rel, sta
     ``basis_out (B, N + M - 1, 2)`` and how the row started (:func:`_solve`) into ``warm``."""
     N, M = C.shape[1], C.shape[2]
     nn = N + M
-    bufs = np.empty((4, nn))
-    ibufs = np.empty((10, max(2 * nn, 1)), dtype=np.int64)
+    bufs, ibufs = tree_buffers(nn)
     Cw, Cr = np.empty((N, M)), np.empty((N, M))
     aw, bw = np.empty(N), np.empty(M)
     ia, ib = np.empty(N, dtype=np.int64), np.empty(M, dtype=np.int64)
@@ -726,20 +757,7 @@ def transport_simplex_batch(C, a, b, *, max_cells: int | None = None,
 
     A row's numbers depend only on that row and its basis (not on the batch or padding).
     """
-    C = np.ascontiguousarray(C, dtype=np.float64)
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    b = np.ascontiguousarray(b, dtype=np.float64)
-    if C.ndim != 3 or a.shape != C.shape[:2] or b.shape != (C.shape[0], C.shape[2]):
-        raise ValueError(f"transport_simplex_batch: shapes C {C.shape}, a {a.shape}, "
-                         f"b {b.shape} do not match (B, N, M), (B, N), (B, M)")
-    if not (np.isfinite(C).all() and np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("transport_simplex_batch: non-finite cost or weight")
-    if (a < 0).any() or (b < 0).any():
-        raise ValueError("transport_simplex_batch: negative weight")
-    sa, sb = a.sum(1), b.sum(1)
-    if ((sa <= 0) | (sb <= 0)).any() or (np.abs(sa - sb) > 1e-12 * np.maximum(sa, sb)).any():
-        raise ValueError("transport_simplex_batch: every row needs equal positive masses "
-                         "(sum a = sum b > 0)")
+    C, a, b = check_problems("transport_simplex_batch", C, a, b)
     B, N, M = C.shape
     basis = check_basis(basis, B)
     out = new_solution(B, N, M)
