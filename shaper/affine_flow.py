@@ -224,11 +224,15 @@ def _solve_costs(aw, n, bw, K, cmax, block, basis, has_basis, ws):
 @jit
 def _column_basis(C, aw, bw, n, K, bufs, ibufs):
     """A start for a row without a kept basis: :mod:`physkit.ot.dual_start`'s column-ordered
-    tree at zero row potentials (each node, most confident first, ships to its nearest open
-    particles) into ``arc_r``, ``arc_c`` (``ibufs[6:8]``; ``n + K - 1`` arcs). The solve then
+    tree at the row potentials ``g_i = min_k C_ik`` (each node, most confident first, ships
+    to the open particles it is least far from their nearest node) into ``arc_r``, ``arc_c`` (``ibufs[6:8]``; ``n + K - 1`` arcs). The solve then
     starts from it as from a kept basis (its flows by leaf elimination; an infeasible tree is
     repaired by the crash start): the same optimum as the least-cost start's."""
-    g = np.zeros(n)
+    g = np.empty(n)
+    for i in range(n):
+        g[i] = C[i, 0]
+        for k in range(1, K):
+            g[i] = min(g[i], C[i, k])
     low, gap = bufs[3], bufs[0][:K]
     _ds._column_gaps(C, n, K, g, low, gap)
     cols = np.argsort(-gap[:K], kind="mergesort")
