@@ -35,7 +35,6 @@ import torch
 from physkit.compiled import jit
 from physkit.flow import FlowResult, Positive, Simplex
 from physkit.flow.constraints import Free
-from physkit.ot import dual_start as _ds
 from physkit.ot import transport_simplex as _ts
 from physkit.ot.exact import DEFAULT_N_ITER_MAX
 from physkit.status import Status
@@ -212,31 +211,12 @@ def _solve_costs(aw, n, bw, K, cmax, block, basis, has_basis, ws):
     if has_basis:
         for k in range(n + K - 1):
             ibufs[6, k], ibufs[7, k] = basis[0, k], basis[1, k]
-    else:
-        _column_basis(C, aw, bw, n, K, bufs, ibufs)
     cost, status, pivots, _ = _ts.solve_lean(C, aw, bw, n, K, DEFAULT_N_ITER_MAX, block,
-                                             _ts.TOL_REL * cmax, -1, bufs, ibufs, True, Cr)
+                                             _ts.TOL_REL * cmax, -1, bufs, ibufs, has_basis,
+                                             Cr)
     ws[8][0] += pivots
     ws[8][1] += 1
     return cost, status
-
-
-@jit
-def _column_basis(C, aw, bw, n, K, bufs, ibufs):
-    """A start for a row without a kept basis: :mod:`physkit.ot.dual_start`'s column-ordered
-    tree at the row potentials ``g_i = min_k C_ik`` (each node, most confident first, ships
-    to the open particles it is least far from their nearest node) into ``arc_r``, ``arc_c`` (``ibufs[6:8]``; ``n + K - 1`` arcs). The solve then
-    starts from it as from a kept basis (its flows by leaf elimination; an infeasible tree is
-    repaired by the crash start): the same optimum as the least-cost start's."""
-    g = np.empty(n)
-    for i in range(n):
-        g[i] = C[i, 0]
-        for k in range(1, K):
-            g[i] = min(g[i], C[i, k])
-    low, gap = bufs[3], bufs[0][:K]
-    _ds._column_gaps(C, n, K, g, low, gap)
-    cols = np.argsort(-gap[:K], kind="mergesort")
-    _ds._column_start(C, g, aw, bw, n, K, cols, bufs[2], ibufs[6], ibufs[7], bufs[1])
 
 
 # ------------------------------------------------------------------ kernel: one step
