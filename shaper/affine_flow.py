@@ -611,7 +611,8 @@ def exact_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, params: Para
     return torch.from_numpy(out).to(x.device)
 
 
-def _coarse_pattern(obs: Observable, n_samples: int, R: float) -> Tuple[np.ndarray, np.ndarray]:
+def _coarse_pattern(obs: Observable, n_samples: int, R: float
+                    ) -> Tuple[np.ndarray, np.ndarray]:
     """The coarser pattern ``(K2, 2)`` and masses ``(K2,)`` (``K2 = n_samples // 4`` nodes) that
     start a row's first solve without a kept basis (:func:`_coarse_start`); empty (no coarse
     start: the least-cost rule) below :data:`COARSE_START_MIN` nodes."""
