@@ -35,6 +35,7 @@ import torch
 from physkit.compiled import jit
 from physkit.flow import FlowResult, Positive, Simplex
 from physkit.flow.constraints import Free
+from physkit.ot import dual_start as _ds
 from physkit.ot import transport_simplex as _ts
 from physkit.ot.exact import DEFAULT_N_ITER_MAX
 from physkit.status import Status
@@ -49,6 +50,9 @@ _TWO_PI = 2.0 * np.pi
 _OK, _NO_MASS, _SOLVE_FAILED = 0, 1, 2
 #: columns of the kernel's per-row output
 _N_OUT = 10
+#: fewest nodes at which a row's first cold solve starts through the pattern at a quarter
+#: of the nodes (:func:`_coarse_start`)
+COARSE_START_MIN = 48
 
 
 def is_affine(obs: Observable) -> bool:
@@ -200,23 +204,52 @@ def _solve_at(xw, aw, n, bw, c0, c1, rad, u, R, beta, block, basis, has_basis, w
     The final basis is left in ``ibufs[6:8]`` (``ws[7]``), its flows in ``bufs[1]``
     (``ws[6]``)."""
     cmax = _costs(xw, n, c0, c1, rad, u, R, beta, ws[0], ws[1])
-    return _solve_costs(aw, n, bw, u.shape[0], cmax, block, basis, has_basis, ws)
+    return _solve_costs(xw, aw, n, bw, c0, c1, rad, R, beta, u.shape[0], cmax, block, basis,
+                        has_basis, ws)
 
 
 @jit
-def _solve_costs(aw, n, bw, K, cmax, block, basis, has_basis, ws):
+def _solve_costs(xw, aw, n, bw, c0, c1, rad, R, beta, K, cmax, block, basis, has_basis, ws):
     """:func:`_solve_at` on the costs already in ``ws[1]`` (``cmax``: their maximum), by the
-    lean transport-simplex entry (basis and basic flows, no dense plan)."""
+    lean transport-simplex entry (basis and basic flows, no dense plan). Without a kept
+    basis, and with a coarser pattern in ``ws[3]`` (``(K2, 2)``, ``K2 > 0``), the solve starts
+    from :func:`_coarse_start`'s tree (else the least-cost rule): the same optimum."""
     C, Cr, bufs, ibufs = ws[1], ws[2], ws[6], ws[7]
+    warm = has_basis
     if has_basis:
         for k in range(n + K - 1):
             ibufs[6, k], ibufs[7, k] = basis[0, k], basis[1, k]
+    elif ws[3].shape[0] > 0:
+        warm = _coarse_start(xw, aw, n, bw, c0, c1, rad, R, beta, K, block, ws)
     cost, status, pivots, _ = _ts.solve_lean(C, aw, bw, n, K, DEFAULT_N_ITER_MAX, block,
-                                             _ts.TOL_REL * cmax, -1, bufs, ibufs, has_basis,
-                                             Cr)
+                                             _ts.TOL_REL * cmax, -1, bufs, ibufs, warm, Cr)
     ws[8][0] += pivots
     ws[8][1] += 1
     return cost, status
+
+
+@jit
+def _coarse_start(xw, aw, n, bw, c0, c1, rad, R, beta, K, block, ws):
+    """A start for the costs ``ws[1] (n, K)`` of a row without a kept basis (as
+    :mod:`physkit.ot.multiscale`): the same particles against the shape's coarser pattern
+    ``ws[3] (K2, 2)`` with masses ``ws[4] (K2,)`` solved cold (costs in ``ws[2]``), its
+    optimal particle potentials ``g (n,)`` then order :mod:`physkit.ot.dual_start`'s column
+    tree for the fine costs, left in ``arc_r``, ``arc_c`` (``ibufs[6:8]``). Returns True
+    (a start is there), False if the coarse solve failed (start cold)."""
+    u2, bw2, C2, bufs, ibufs = ws[3], ws[5], ws[2], ws[6], ws[7]
+    K2 = u2.shape[0]
+    _masses(ws[4], 1.0, aw, n, bw2)
+    cmax2 = _costs(xw, n, c0, c1, rad, u2, R, beta, np.empty((K2, 2)), C2)
+    _, code, _, _ = _ts.solve_lean(C2, aw, bw2, n, K2, DEFAULT_N_ITER_MAX, block,
+                                   _ts.TOL_REL * cmax2, -1, bufs, ibufs, False, C2)
+    if code != _ts.OPTIMAL:
+        return False
+    g = bufs[0][:n].copy()
+    C, low, gap = ws[1], bufs[3], bufs[0][:K]
+    _ds._column_gaps(C, n, K, g, low, gap)
+    cols = np.argsort(-gap[:K], kind="mergesort")
+    _ds._column_start(C, g, aw, bw, n, K, cols, bufs[2], ibufs[6], ibufs[7], bufs[1])
+    return True
 
 
 # ------------------------------------------------------------------ kernel: one step
@@ -401,26 +434,27 @@ def _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, bloc
 
 
 @jit
-def _workspace(M, K):
+def _workspace(M, K, u2, m2):
     """One row's work arrays for jets of up to ``M`` particles and ``K`` nodes: ``ws`` (nodes
     ``(K, 2)``, costs and the crash start's scratch ``(M, K)``, three unused slots, the transport
     simplex's :func:`~physkit.ot.transport_simplex.tree_buffers`, pivot and solve counts
     ``(2,)``), and the row's particles ``(M, 2)``, weights ``(M,)`` and node masses ``(K,)``."""
     bufs, ibufs = _ts.tree_buffers(M + K)
     ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
-          np.empty((0, 0)), np.empty(0), np.empty(0), bufs, ibufs, np.zeros(2, dtype=np.int64))
+          u2, m2, np.empty(m2.shape[0]), bufs, ibufs, np.zeros(2, dtype=np.int64))
     return ws, np.empty((M, 2)), np.empty(M), np.empty(K)
 
 
 @jit
-def _flow_rows(x, a, p0, u, mk, R, beta, lo, steps, tol, patience, block, basis, out):
+def _flow_rows(x, a, p0, u, mk, u2, m2, R, beta, lo, steps, tol, patience, block, basis,
+               out):
     """Rows of a padded batch ``x (B, M, 2)``, ``a (B, M)`` (0 = padding) from ``p0 (B, 4)``
     ``(c_y, c_phi, r, w)``: the flow of :func:`_flow_row` per row into ``out (B, 10)``
     (see :func:`_flow_row`; ``out[:, 8:10]``: the row's simplex pivots and solves);
     ``basis (B, 2, M + K - 1)``: per-row warm starts, in/out (:func:`_flow_row`)."""
     B, M = a.shape
     K = u.shape[0]
-    ws, xw, aw, bw = _workspace(M, K)
+    ws, xw, aw, bw = _workspace(M, K, u2, m2)
     for r in range(B):
         n = _gather(x, a, r, xw, aw)
         if n == 0:
@@ -495,14 +529,14 @@ def _lower_bound(xw, aw, n, bw, c0, c1, R, beta, ws):
 
 
 @jit
-def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
+def _values_rows(x, a, p, u, mk, u2, m2, R, beta, block, basis, beat, out):
     """Exact values ``out (B,)`` of the shapes ``p (B, 4)`` on the jets ``x``, ``a``, warm
     started from ``basis`` (filled where empty); a row whose lower bound is not below
     ``beat (B,)`` (to ``1e-12`` relative) is not solved (``out = inf``, it cannot win).
     Returns the first failed row's error code, or 0."""
     B, M = a.shape
     K = u.shape[0]
-    ws, xw, aw, bw = _workspace(M, K)
+    ws, xw, aw, bw = _workspace(M, K, u2, m2)
     for r in range(B):
         n = _gather(x, a, r, xw, aw)
         if n == 0:
@@ -514,7 +548,8 @@ def _values_rows(x, a, p, u, mk, R, beta, block, basis, beat, out):
             out[r] = np.inf
             continue
         has = basis[r, 0, 0] >= 0
-        v, code = _solve_costs(aw, n, bw, K, cmax, block, basis[r], has, ws)
+        v, code = _solve_costs(xw, aw, n, bw, p[r, 0], p[r, 1], p[r, 2], R, beta, K, cmax,
+                               block, basis[r], has, ws)
         if code != _ts.OPTIMAL:
             return _SOLVE_FAILED
         out[r] = v
@@ -544,7 +579,8 @@ def flow_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, *
     u, mk, start, xn, an, warm = _inputs(obs, x, a, p0, n_samples, R, warm)
     lo = float(obs.specs["radii"].constraint.min)
     out = np.zeros((start.shape[0], _N_OUT))
-    _flow_rows(xn, an, start, u, mk, float(R), float(beta), lo, int(steps), float(tol),
+    u2, m2 = _coarse_pattern(obs, n_samples, R, beta)
+    _flow_rows(xn, an, start, u, mk, u2, m2, float(R), float(beta), lo, int(steps), float(tol),
                int(patience), _ts.default_block(xn.shape[1], u.shape[0]), warm, out)
     err = out[:, 7]
     _raise(int(err.max()) if len(err) else _OK)
@@ -569,9 +605,22 @@ def exact_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, params: Para
     out = np.empty(p.shape[0])
     bt = np.full(p.shape[0], np.inf) if beat is None else \
         np.ascontiguousarray(beat.detach().to(torch.float64).cpu().numpy())
-    _raise(_values_rows(xn, an, p, u, mk, float(R), float(beta),
+    u2, m2 = _coarse_pattern(obs, n_samples, R, beta)
+    _raise(_values_rows(xn, an, p, u, mk, u2, m2, float(R), float(beta),
                         _ts.default_block(xn.shape[1], u.shape[0]), warm, bt, out))
     return torch.from_numpy(out).to(x.device)
+
+
+def _coarse_pattern(obs: Observable, n_samples: int, R: float, beta: float
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """The coarser pattern ``(K2, 2)`` and masses ``(K2,)`` (``K2 = n_samples // 4`` nodes) that
+    start a row's first solve without a kept basis (:func:`_coarse_start`); empty (no coarse
+    start: the least-cost rule) below :data:`COARSE_START_MIN` nodes and for ``beta < 1``
+    (there another optimal plan of a degenerate problem moved a polish by up to 1.5e-7
+    relative on 1 of 200 reference jets: kept on the least-cost start)."""
+    if n_samples < COARSE_START_MIN or beta < 1.0:
+        return np.empty((0, 2)), np.empty(0)
+    return node_pattern(obs, n_samples // 4, R)
 
 
 def _inputs(obs: Observable, x: torch.Tensor, a: torch.Tensor, p0: Params, n_samples: int,

@@ -161,3 +161,30 @@ def test_exact_values_and_lower_bound_skips(group, beta):
     assert (lb <= got * (1 + 1e-12)).all()
     below = exact_affine(obs, group.x, group.z, p, **kw, beat=lb * (1 - 1e-9))
     assert torch.isinf(below).all()  # the same bounds: every row skipped
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 0.5])
+@pytest.mark.parametrize("name", ["1-ringiness", "1-diskiness"])
+def test_coarse_start_keeps_the_optimum(group, name, beta, monkeypatch):
+    """A row's first solve started through the pattern at a quarter of the nodes (96 >=
+    COARSE_START_MIN, beta >= 1; beta < 1 keeps the least-cost start): the exact EMD of
+    emd_batch, and the same values as without that start (the least-cost rule), for the exact
+    values and for the polish's flow."""
+    import shaper.affine_flow as af
+
+    obs = from_name(name)
+    p = _start(obs, group)
+    y, b = obs.sample(p, 96, R)
+    ref = emd_batch(group.x, group.z, y, b, R=R, beta=beta)
+    assert af._coarse_pattern(obs, 96, R, beta)[0].shape == ((24, 2) if beta >= 1 else (0, 2))
+    got = af.exact_affine(obs, group.x, group.z, p, n_samples=96, R=R, beta=beta)
+    kw = dict(steps=4, n_samples=96, R=R, beta=beta, tol=1e-4, patience=2)
+    flowed = flow_affine(obs, group.x, group.z, p, **kw)
+    monkeypatch.setattr(af, "COARSE_START_MIN", 10 ** 9)  # the least-cost start throughout
+    assert af._coarse_pattern(obs, 96, R, beta)[0].shape == (0, 2)
+    plain = af.exact_affine(obs, group.x, group.z, p, n_samples=96, R=R, beta=beta)
+    flowed_plain = flow_affine(obs, group.x, group.z, p, **kw)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(plain.numpy(), ref, rtol=1e-12)
+    rel = ((flowed.loss - flowed_plain.loss).abs() / flowed_plain.loss).numpy()
+    assert (rel <= 1e-9).mean() >= 0.95 and rel.max() < 1e-6  # degenerate plans may differ
