@@ -436,9 +436,11 @@ def _final(xw, aw, n, bw, p, best, seen, seen_value, have_seen, u, R, beta, bloc
 @jit
 def _workspace(M, K, u2, m2):
     """One row's work arrays for jets of up to ``M`` particles and ``K`` nodes: ``ws`` (nodes
-    ``(K, 2)``, costs and the crash start's scratch ``(M, K)``, three unused slots, the transport
-    simplex's :func:`~physkit.ot.transport_simplex.tree_buffers`, pivot and solve counts
-    ``(2,)``), and the row's particles ``(M, 2)``, weights ``(M,)`` and node masses ``(K,)``."""
+    ``(K, 2)``, costs and the crash start's scratch ``(M, K)``, the coarser pattern ``u2
+    (K2, 2)`` of :func:`_coarse_start` with its masses ``m2 (K2,)`` and their scratch
+    ``(K2,)`` (``K2 = 0``: none), the transport simplex's
+    :func:`~physkit.ot.transport_simplex.tree_buffers`, pivot and solve counts ``(2,)``), and
+    the row's particles ``(M, 2)``, weights ``(M,)`` and node masses ``(K,)``."""
     bufs, ibufs = _ts.tree_buffers(M + K)
     ws = (np.empty((K, 2)), np.empty((M, K)), np.empty((M, K)),
           u2, m2, np.empty(m2.shape[0]), bufs, ibufs, np.zeros(2, dtype=np.int64))
