@@ -360,10 +360,19 @@ def _match(expected: Mapping[str, tuple], shapes: Mapping[str, tuple], path) -> 
             raise _fail(path, f"array '{name}' has shape {shape}, the metadata needs {want}")
 
 
+#: largest magnitude a stored model number may have: fitted means, scales and weights are far
+#: smaller; a larger one overflows to inf once squared or multiplied with a feature
+MAX_MAGNITUDE = 1e100
+
+
 def _check_values(name: str, arrays: Mapping[str, np.ndarray], path) -> None:
     for k, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise _fail(path, f"array '{k}' holds NaN or inf")
+        if a.dtype.kind == "f" and a.size and np.abs(a).max() > MAX_MAGNITUDE:
+            raise _fail(path, f"array '{k}' holds {np.abs(a).max():.3g} in magnitude, beyond "
+                              f"{MAX_MAGNITUDE:g}: not a fitted model's number (scores would "
+                              f"overflow)")
     positive = ("feature_scale", "head_scale") if name == "finder.FINDER" else ()
     for k in arrays:
         if k.endswith(positive) and not (arrays[k] > 0).all():

@@ -67,6 +67,8 @@ def test_saved_models_load_and_predict(models):
 @pytest.mark.parametrize("which,edit,words", [
     ("det", _array("mean", np.full(4, np.nan)), ("'mean'", "NaN")),
     ("det", _array("components", np.full((4, 1), np.inf)), ("'components'", "NaN or inf")),
+    # finite, but its square overflows: the detector's scores were inf (fuzzing found it)
+    ("det", _array("mean", np.array([1e300, 0.0, 0.0, 0.0])), ("'mean'", "1e+300")),
     ("det", _array("calibration_scores", np.array([1.0, np.nan, 2.0])), ("calibration",)),
     ("det", _array("calibration_scores", np.array([3.0, 1.0, 2.0])), ("sorted",)),
     ("det", _array("mean", np.zeros(1)), ("'mean'", "shape (1,)")),
