@@ -74,6 +74,9 @@ POLISH_TOL = 1e-10
 RESTART_ROUND = 4
 #: rounds of swap moves (:func:`local_search`) by default, and best-gain particles tried per move
 SWAPS, SWAP_CANDIDATES = 2, 5
+#: best-gain particles are picked spread out: one closer to a particle picked before than this
+#: fraction of its own distance to the centres is passed over (:func:`local_search`)
+SPREAD = 0.5
 #: a jet's next round of swap moves only after one that lowered its value by more than this
 #: fraction (a round that lowers nothing would repeat itself)
 ROUND_GAIN = 1e-3
@@ -350,7 +353,8 @@ def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int
     value, converged = np.zeros(B), np.zeros(B, dtype=np.bool_)
     fit_jets(xs, zs, counts, kt, more, prev, jiggle, RESTART_ROUND, float(beta),
              float(R) ** float(beta), int(max_iter), int(swaps), ROUND_GAIN, SWAP_CANDIDATES,
-             SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value, converged)
+             SPREAD, SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value,
+             converged)
     conv = torch.from_numpy(converged)
     status = torch.where(conv, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
     return PointFit(torch.from_numpy(centers).to(x.dtype), torch.from_numpy(weights).to(x.dtype),
