@@ -583,13 +583,13 @@ def _power32(d, beta):
 
 
 @jit(fastmath=True)
-def _gain_top(x, z, m, c, cand, th, beta, spread, top, work):
+def _gain_top(x, z, m, c, cand, th, beta, spread, n_first, top, work):
     """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
-    nearest centre; float32 passes), best first (ties: the harder), spread out: a candidate
-    closer than ``spread`` times its own distance to the centres to one picked before is
-    passed over (it would start the search in the same basin). Into ``top``; returns how
-    many (fewer where the others are all passed over)."""
+    nearest centre; float32 passes), best first (ties: the harder): the ``n_first`` best, then
+    spread out: a candidate closer than ``spread`` times its own distance to the centres to one
+    picked before is passed over (its search would likely end in the same basin). Into
+    ``top``; returns how many (fewer where all the others are passed over)."""
     gain, order, f = work[6], work[7], work[8]
     _assign32(m, c, f)
     best, dist, zz = f[2], f[6], f[7]
@@ -604,16 +604,16 @@ def _gain_top(x, z, m, c, cand, th, beta, spread, top, work):
             g += zz[i] * e if e > _ZERO32 else _ZERO32
         gain[a] = g
     return _spread_first(gain[:h], cand, th, dist, _power32(np.float32(spread), beta),
-                         top, order)
+                         n_first, top, order)
 
 
 @jit
-def _spread_first(gain, cand, th, dist, reach, top, order):
+def _spread_first(gain, cand, th, dist, reach, n_first, top, order):
     """The candidates ``cand (h,)`` of largest ``gain (h,)`` into ``top``, best first (ties:
-    the lower index), each one picked only where no candidate picked before lies within
-    ``reach`` times its distance to the centres (all to the power beta: ``th (h, m)``
-    candidates to particles, ``dist (m,)`` particles to their nearest centre); returns how
-    many (``order`` work space of ``top``'s length)."""
+    the lower index), each one after the first ``n_first`` picked only where no candidate
+    picked before lies within ``reach`` times its distance to the centres (all to the power
+    beta: ``th (h, m)`` candidates to particles, ``dist (m,)`` particles to their nearest
+    centre); returns how many (``order`` work space of ``top``'s length)."""
     h, k = gain.shape[0], top.shape[0]
     got = 0
     while got < k:
@@ -622,7 +622,7 @@ def _spread_first(gain, cand, th, dist, reach, top, order):
             if gain[a] < 0.0 or (pick >= 0 and not gain[a] > gain[pick]):
                 continue
             near = False
-            for t in range(got):
+            for t in range(got if got >= n_first else 0):
                 if th[a, cand[order[t]]] < reach * dist[cand[a]]:
                     near = True
                     break
@@ -658,8 +658,8 @@ def _largest_first(v, k, order):
 
 
 @jit
-def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, beta, iters, tol,
-                  n_hard, work):
+def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, n_first, beta,
+                  iters, tol, n_hard, work):
     """k-median local search on the best centres ``c (n, 2)`` (value ``v``; updated in place):
     the ``(n-1)`` optimum plus each of its best-gain candidates, then up to ``swaps`` rounds of
     swap moves (each centre replaced by each best-gain candidate of the other ``n - 1``; a
@@ -669,7 +669,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, beta,
     cand, th = _candidates(z, m, n_hard, beta, work[8])
     k = top.shape[0]
     if has_prev:
-        nt = _gain_top(x, z, m, prev, cand, th, beta, spread, top, work)
+        nt = _gain_top(x, z, m, prev, cand, th, beta, spread, n_first, top, work)
         st = np.empty((nt, n, 2))
         for a in range(nt):
             st[a, :n - 1] = prev
@@ -682,7 +682,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, beta,
         for j in range(n):
             rest[:j] = c[:j]
             rest[j:] = c[j + 1:]
-            nt = _gain_top(x, z, m, rest, cand, th, beta, spread, top, work)
+            nt = _gain_top(x, z, m, rest, cand, th, beta, spread, n_first, top, work)
             for a in range(nt):
                 st[cnt, :j] = rest[:j]
                 st[cnt, j] = x[top[a]]
@@ -773,7 +773,7 @@ def _onto_particles(x, z, m, c, beta, buf):
 
 @jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
-             gain, top, spread, search_iter, search_tol, polish_tol, n_hard, out, work):
+             gain, top, spread, n_first, search_iter, search_tol, polish_tol, n_hard, out, work):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
     see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
     the best converged."""
@@ -788,7 +788,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     c = found[best].copy()
     v = vals[best]
     if swaps > 0 and n > 1:
-        v = _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, beta,
+        v = _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, n_first, beta,
                           iters, search_tol, n_hard, work)
     if jiggle.shape[0] > 0:
         v = _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, search_tol, work)
@@ -823,13 +823,14 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
 
 @jit
 def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_iter, swaps,
-             gain, n_swap, spread, search_iter, search_tol, polish_tol, n_hard, centers, weights,
-             values, converged):
+             gain, n_swap, spread, n_first, search_iter, search_tol, polish_tol, n_hard, centers,
+             weights, values, converged):
     """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)``, ``counts (B,)`` from the
     exclusive-kT axes ``kt (B, n, 2)`` and ``more (B, n + 1, 2)`` and the ``(n-1)`` optimum
     ``prev (B, n-1, 2)`` (``(B, 0, 2)``: none), with up to ``swaps`` rounds of swap moves
     (while a round lowers the value by more than the fraction ``gain``) over
-    ``n_swap`` best-gain candidates (spread out by ``spread``, :func:`_gain_top`) among the
+    ``n_swap`` best-gain candidates (after the ``n_first`` best spread out by ``spread``,
+    :func:`_gain_top`) among the
     ``n_hard`` hardest particles and the restart
     offsets ``jiggle (K, n, 2)`` in rounds of ``per_round``. Writes centres ``(B, n, 2)`` and
     weights ``(B, n)`` by decreasing weight, values ``(B,)`` (divided by ``scale`` = R^beta)
@@ -842,7 +843,7 @@ def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_i
     for b in range(x.shape[0]):
         m = counts[b]
         v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
-                         beta, max_iter, swaps, gain, top, spread, search_iter, search_tol,
+                         beta, max_iter, swaps, gain, top, spread, n_first, search_iter, search_tol,
                          polish_tol, n_hard, centers[b], work)
         values[b] = v / scale
         converged[b] = ok
