@@ -521,13 +521,16 @@ def _costliest(z, m, c, beta, buf):
 
 
 @jit
-def _starts(x, z, m, kt, more, prev, has_prev, beta, buf):
+def _starts(x, z, m, kt, more, prev, has_prev, beta, split, buf):
     """The structured starts ``(S, n, 2)``: the kT axes, the hardest particle nearest to each
-    (winner-take-all; the axis where none is), the ``n + 1`` kT axes less one each, and the
-    ``(n-1)`` optimum plus its costliest particle (given ``has_prev``), last (``buf``: see
+    (winner-take-all; the axis where none is), the ``n + 1`` kT axes less one each and, given
+    ``has_prev``, the ``(n-1)`` optimum with each of its centres split in two along each
+    principal axis of its particles (:func:`_split_starts`, offset ``split`` standard
+    deviations) and, last, the ``(n-1)`` optimum plus its costliest particle (``buf``: see
     :func:`_work`)."""
     n = kt.shape[0]
-    st = np.empty((3 + n + (1 if has_prev else 0), n, 2))
+    n_split = 2 * (n - 1) if has_prev else 0
+    st = np.empty((3 + n + n_split + (1 if has_prev else 0), n, 2))
     st[0] = kt
     st[1] = kt
     hard = np.zeros(n)
@@ -545,9 +548,49 @@ def _starts(x, z, m, kt, more, prev, has_prev, beta, buf):
                 st[2 + j, k] = more[i]
                 k += 1
     if has_prev:
+        _split_starts(z, m, prev, split, st[3 + n:3 + n + n_split], kt, buf)
         st[-1, :n - 1] = prev
         st[-1, n - 1] = x[_costliest(z, m, prev, beta, buf)]
     return st
+
+
+@jit
+def _split_starts(z, m, prev, split, out, fill, buf):
+    """Starts ``out (2 (n-1), n, 2)``: the centres ``prev (n-1, 2)`` with centre ``k`` replaced
+    by two at ``+-split`` standard deviations along the major, then the minor principal axis
+    of the weighted (y, phi) spread of its nearest particles (the k-means split of a
+    cluster: it tries both orientations of a two-prong split of one blob); ``fill`` where a
+    cluster has no spread along that axis (a repeat of a start: skipped). ``buf``: see
+    :func:`_work` (the particles' y and phi in rows 0, 1)."""
+    k1 = prev.shape[0]
+    _assign_exact(m, prev, buf)
+    near, dy, dp = buf[3], buf[4], buf[5]
+    for k in range(k1):
+        w = syy = spp = syp = 0.0
+        for i in range(m):
+            if int(near[i]) == k:
+                w += z[i]
+                syy += z[i] * dy[i] * dy[i]
+                spp += z[i] * dp[i] * dp[i]
+                syp += z[i] * dy[i] * dp[i]
+        a, b, c = (syy / w, syp / w, spp / w) if w > 0.0 else (0.0, 0.0, 0.0)
+        half, r = 0.5 * (a + c), math.sqrt(0.25 * (a - c) * (a - c) + b * b)
+        t = 0.5 * math.atan2(2.0 * b, a - c)
+        for ax in range(2):
+            row = out[2 * k + ax]
+            lam = half + r if ax == 0 else half - r
+            ey, ep = (math.cos(t), math.sin(t)) if ax == 0 else (-math.sin(t), math.cos(t))
+            if not lam > 0.0:
+                row[:, :] = fill
+                continue
+            s = split * math.sqrt(lam)
+            q = 0
+            for j in range(k1):
+                if j != k:
+                    row[q] = prev[j]
+                    q += 1
+            row[q, 0], row[q, 1] = prev[k, 0] + s * ey, _wrap(prev[k, 1] + s * ep)
+            row[q + 1, 0], row[q + 1, 1] = prev[k, 0] - s * ey, _wrap(prev[k, 1] - s * ep)
 
 
 @jit(fastmath=True)
@@ -773,14 +816,14 @@ def _onto_particles(x, z, m, c, beta, buf):
 
 @jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
-             gain, top, spread, n_first, search_iter, search_tol, polish_tol, n_hard, out, work):
+             gain, top, spread, n_first, split, search_iter, search_tol, polish_tol, n_hard, out, work):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
     see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
     the best converged."""
     n = kt.shape[0]
     _load(work, x, z, m)
     iters = min(max_iter, search_iter)
-    st = _starts(x, z, m, kt, more, prev, has_prev, beta, work[5])
+    st = _starts(x, z, m, kt, more, prev, has_prev, beta, split, work[5])
     if n == 1 and _one_basin(x, m, beta):
         st = st[:1]  # the kT axis alone: every start would reach the same minimum
     found, vals = np.empty_like(st), np.empty(st.shape[0])
@@ -823,7 +866,7 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
 
 @jit
 def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_iter, swaps,
-             gain, n_swap, spread, n_first, search_iter, search_tol, polish_tol, n_hard, centers,
+             gain, n_swap, spread, n_first, split, search_iter, search_tol, polish_tol, n_hard, centers,
              weights, values, converged):
     """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)``, ``counts (B,)`` from the
     exclusive-kT axes ``kt (B, n, 2)`` and ``more (B, n + 1, 2)`` and the ``(n-1)`` optimum
@@ -838,12 +881,12 @@ def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_i
     has_prev = prev.shape[1] > 0
     n = kt.shape[1]
     top = np.empty(n_swap, np.int64)
-    work = _work(x.shape[1], n, n + 4 + n_swap * (1 + swaps * n) + jiggle.shape[0], n_hard,
+    work = _work(x.shape[1], n, 3 * n + 2 + n_swap * (1 + swaps * n) + jiggle.shape[0], n_hard,
                  n_swap)
     for b in range(x.shape[0]):
         m = counts[b]
         v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
-                         beta, max_iter, swaps, gain, top, spread, n_first, search_iter, search_tol,
+                         beta, max_iter, swaps, gain, top, spread, n_first, split, search_iter, search_tol,
                          polish_tol, n_hard, centers[b], work)
         values[b] = v / scale
         converged[b] = ok

@@ -81,6 +81,8 @@ SWAPS, SWAP_CANDIDATES = 2, 5
 #: (one closer to a particle picked before than :data:`SPREAD` times its own distance to the
 #: centres is passed over: its search would likely end in the same basin)
 SPREAD, SPREAD_AFTER = 0.5, 3
+#: split starts: offset in standard deviations
+SPLIT = 0.5
 #: a jet's next round of swap moves only after one that lowered its value by more than this
 #: fraction (a round that lowers nothing would repeat itself)
 ROUND_GAIN = 1e-3
@@ -357,7 +359,7 @@ def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int
     value, converged = np.zeros(B), np.zeros(B, dtype=np.bool_)
     fit_jets(xs, zs, counts, kt, more, prev, jiggle, RESTART_ROUND, float(beta),
              float(R) ** float(beta), int(max_iter), int(swaps), ROUND_GAIN, SWAP_CANDIDATES,
-             SPREAD, SPREAD_AFTER, SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers,
+             SPREAD, SPREAD_AFTER, SPLIT, SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers,
              weights, value, converged)
     conv = torch.from_numpy(converged)
     status = torch.where(conv, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
