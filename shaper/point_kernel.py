@@ -816,7 +816,8 @@ def _onto_particles(x, z, m, c, beta, buf):
 
 @jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
-             gain, top, spread, n_first, split, search_iter, search_tol, polish_tol, n_hard, out, work):
+             gain, top, spread, n_first, split, search_iter, search_tol, polish_tol, n_hard, out,
+             work):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
     see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
     the best converged."""
@@ -866,16 +867,16 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
 
 @jit
 def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_iter, swaps,
-             gain, n_swap, spread, n_first, split, search_iter, search_tol, polish_tol, n_hard, centers,
-             weights, values, converged):
+             gain, n_swap, spread, n_first, split, search_iter, search_tol, polish_tol, n_hard,
+             centers, weights, values, converged):
     """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)``, ``counts (B,)`` from the
     exclusive-kT axes ``kt (B, n, 2)`` and ``more (B, n + 1, 2)`` and the ``(n-1)`` optimum
     ``prev (B, n-1, 2)`` (``(B, 0, 2)``: none), with up to ``swaps`` rounds of swap moves
     (while a round lowers the value by more than the fraction ``gain``) over
     ``n_swap`` best-gain candidates (after the ``n_first`` best spread out by ``spread``,
-    :func:`_gain_top`) among the
-    ``n_hard`` hardest particles and the restart
-    offsets ``jiggle (K, n, 2)`` in rounds of ``per_round``. Writes centres ``(B, n, 2)`` and
+    :func:`_gain_top`) among the ``n_hard`` hardest particles, the split starts (offset
+    ``split``, :func:`_split_starts`) and the restart offsets ``jiggle (K, n, 2)`` in rounds
+    of ``per_round``. Writes centres ``(B, n, 2)`` and
     weights ``(B, n)`` by decreasing weight, values ``(B,)`` (divided by ``scale`` = R^beta)
     and whether each jet's polish converged ``(B,)``."""
     has_prev = prev.shape[1] > 0
@@ -886,8 +887,8 @@ def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_i
     for b in range(x.shape[0]):
         m = counts[b]
         v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
-                         beta, max_iter, swaps, gain, top, spread, n_first, split, search_iter, search_tol,
-                         polish_tol, n_hard, centers[b], work)
+                         beta, max_iter, swaps, gain, top, spread, n_first, split, search_iter,
+                         search_tol, polish_tol, n_hard, centers[b], work)
         values[b] = v / scale
         converged[b] = ok
         _weights_sorted(x[b], z[b], m, centers[b], weights[b], work)

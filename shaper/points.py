@@ -5,9 +5,12 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
 
 1. **starts** (:func:`point_starts`): the exclusive-kT axes; the hardest particle nearest to
    each (winner-take-all axes); the ``n + 1`` exclusive-kT axes with one left out (``n + 1``
-   starts: which prongs one axis covers is the usual ambiguity between local minima); the
-   ``(n-1)``-subjettiness axes plus the particle that costs most. All come from one
-   exclusive-kT clustering of the chunk (:class:`shaper.seeds.KtSeeds`).
+   starts: which prongs one axis covers is the usual ambiguity between local minima); in the
+   compiled engine the ``(n-1)``-subjettiness axes with one centre split in two along a
+   principal axis of its particles (:data:`SPLIT`; ``2 (n - 1)`` starts: both orientations of
+   a two-prong split of one blob); the ``(n-1)``-subjettiness axes plus the particle that
+   costs most. All come from one exclusive-kT clustering of the chunk
+   (:class:`shaper.seeds.KtSeeds`).
 2. **search**: Lloyd / Weiszfeld iterations from every start to a loose tolerance
    (:data:`SEARCH_TOL`, at most :data:`SEARCH_ITER` iterations);
 3. **local search** (up to ``swaps`` rounds, 2 by default, a jet's rounds ending after one
@@ -81,7 +84,8 @@ SWAPS, SWAP_CANDIDATES = 2, 5
 #: (one closer to a particle picked before than :data:`SPREAD` times its own distance to the
 #: centres is passed over: its search would likely end in the same basin)
 SPREAD, SPREAD_AFTER = 0.5, 3
-#: split starts: offset in standard deviations
+#: the compiled engine's split starts: each centre of the ``(n-1)`` optimum replaced by two
+#: this many standard deviations of its particles' spread either side along each principal axis
 SPLIT = 0.5
 #: a jet's next round of swap moves only after one that lowered its value by more than this
 #: fraction (a round that lowers nothing would repeat itself)
@@ -96,7 +100,7 @@ ENGINES = ("numba", "torch")
 __all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "fit_points_compiled",
            "point_engine", "ENGINES", "point_starts", "point_value",
            "local_search", "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND", "SWAPS",
-           "SWAP_CANDIDATES", "SPREAD", "SPREAD_AFTER", "ROUND_GAIN"]
+           "SWAP_CANDIDATES", "SPREAD", "SPREAD_AFTER", "SPLIT", "ROUND_GAIN"]
 
 
 class PointFit(NamedTuple):
