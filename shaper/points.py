@@ -85,7 +85,7 @@ SWAPS, SWAP_CANDIDATES = 2, 5
 #: :data:`SPREAD_PICKS` more spread out (one closer to a particle picked before than
 #: :data:`SPREAD` times its own distance to the centres is passed over: its search would likely
 #: end in the same basin)
-SPREAD, SPREAD_AFTER, SPREAD_PICKS = 0.5, 3, 1
+SPREAD, SPREAD_AFTER, SPREAD_PICKS = 0.5, 5, 0
 #: the compiled engine's split starts: each centre of the ``(n-1)`` optimum replaced by two
 #: this many standard deviations of its particles' spread either side along each principal axis
 SPLIT = 0.5
