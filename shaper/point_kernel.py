@@ -4,22 +4,23 @@
 :func:`fit_jets` runs, for each jet of a chunk (or of one thread's share of it) in one
 compiled call, the whole search of :func:`shaper.points.fit_points` for one ``n``: the
 structured starts (exclusive-kT axes, their winner-take-all particles, the ``n + 1`` kT axes
-less one, the ``(n-1)`` optimum plus its costliest particle), a loose Lloyd / Weiszfeld search
+less one, the ``(n-1)`` optimum with one centre split along a principal axis of its particles,
+the ``(n-1)`` optimum plus its costliest particle), a loose Lloyd / Weiszfeld search
 from each, the k-median local search (best-gain add moves on the ``(n-1)`` optimum, swap moves),
 optional perturbed restarts, a tight polish with Newton and snap steps, and the exact report:
 the least value among the polished rows, the kT axes and the ``(n-1)`` axes plus the costliest
 particle (so it never exceeds the kT-axes value nor tau_(n-1)).
 
-Differences from the torch engine (:mod:`shaper.lloyd`): the loose search's sums and the
-candidates' gains are float32 passes (vectorised, reassociated (fastmath) sums over whole
-8-particle vectors: they only rank starts and accept steps), the centres, the polish and the
-report float64; a particle counts in its first nearest centre only; the pull and Hessian sums
-are taken on wrapped azimuth differences for every particle (so they hold across phi = pi); a
-start equal to one searched before is skipped; a cluster of one particle snaps onto it; for
-n = 1 the kT axis is the only start where the value has one minimum (:func:`_one_basin`). The
-reported value is recomputed particle by particle in order (:func:`value`). Each jet is
-computed alone, with the same code whatever its neighbours, so its numbers do not depend on
-the other jets of the call nor on the thread split.
+Differences from the torch engine (:mod:`shaper.lloyd`): the split starts (this engine's only);
+the loose search's sums and the candidates' gains are float32 passes (vectorised, reassociated
+(fastmath) sums over whole 8-particle vectors: they only rank starts and accept steps), the
+centres, the polish and the report float64; a particle counts in its first nearest centre only;
+the pull and Hessian sums are taken on wrapped azimuth differences for every particle (so they
+hold across phi = pi); a start equal to one searched before is skipped; a cluster of one
+particle snaps onto it; for n = 1 the kT axis is the only start where the value has one minimum
+(:func:`_one_basin`). The reported value is recomputed particle by particle in order
+(:func:`value`). Each jet is computed alone, with the same code whatever its neighbours, so its
+numbers do not depend on the other jets of the call nor on the thread split.
 
 Conventions: ``x (B, M, 2)`` particle (y, phi) in the jet's centred frame, real particles first,
 ``z (B, M)`` weights (0 on padding), ``counts (B,)`` real particles per jet; angles in radians;
@@ -626,13 +627,11 @@ def _power32(d, beta):
 
 
 @jit(fastmath=True)
-def _gain_top(x, z, m, c, cand, th, beta, spread, n_first, top, work):
+def _gain_top(x, z, m, c, cand, th, beta, top, work):
     """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
-    nearest centre; float32 passes), best first (ties: the harder): the ``n_first`` best, then
-    spread out: a candidate closer than ``spread`` times its own distance to the centres to one
-    picked before is passed over (its search would likely end in the same basin). Into
-    ``top``; returns how many (fewer where all the others are passed over)."""
+    nearest centre; float32 passes), best first (ties: the harder), into ``top``; returns
+    how many."""
     gain, order, f = work[6], work[7], work[8]
     _assign32(m, c, f)
     best, dist, zz = f[2], f[6], f[7]
@@ -646,40 +645,11 @@ def _gain_top(x, z, m, c, cand, th, beta, spread, n_first, top, work):
             e = dist[i] - row[i]
             g += zz[i] * e if e > _ZERO32 else _ZERO32
         gain[a] = g
-    return _spread_first(gain[:h], cand, th, dist, _power32(np.float32(spread), beta),
-                         n_first, top, order)
-
-
-@jit
-def _spread_first(gain, cand, th, dist, reach, n_first, top, order):
-    """The candidates ``cand (h,)`` of largest ``gain (h,)`` into ``top``, best first (ties:
-    the lower index), each one after the first ``n_first`` picked only where no candidate
-    picked before lies within ``reach`` times its distance to the centres (all to the power
-    beta: ``th (h, m)`` candidates to particles, ``dist (m,)`` particles to their nearest
-    centre); returns how many (``order`` work space of ``top``'s length)."""
-    h, k = gain.shape[0], top.shape[0]
-    got = 0
-    while got < k:
-        pick = -1
-        for a in range(h):
-            if gain[a] < 0.0 or (pick >= 0 and not gain[a] > gain[pick]):
-                continue
-            near = False
-            for t in range(got if got >= n_first else 0):
-                if th[a, cand[order[t]]] < reach * dist[cand[a]]:
-                    near = True
-                    break
-            if near:
-                gain[a] = -1.0  # passed over for good: a later pick only adds exclusions
-            else:
-                pick = a
-        if pick < 0:
-            break
-        order[got] = pick
-        top[got] = cand[pick]
-        gain[pick] = -1.0
-        got += 1
-    return got
+    k = min(top.shape[0], h)
+    _largest_first(gain[:h], k, order)
+    for t in range(k):
+        top[t] = cand[order[t]]
+    return k
 
 
 @jit
@@ -701,8 +671,8 @@ def _largest_first(v, k, order):
 
 
 @jit
-def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, n_first, beta,
-                  iters, tol, n_hard, work):
+def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters, tol, n_hard,
+                  work):
     """k-median local search on the best centres ``c (n, 2)`` (value ``v``; updated in place):
     the ``(n-1)`` optimum plus each of its best-gain candidates, then up to ``swaps`` rounds of
     swap moves (each centre replaced by each best-gain candidate of the other ``n - 1``; a
@@ -712,7 +682,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, n_fir
     cand, th = _candidates(z, m, n_hard, beta, work[8])
     k = top.shape[0]
     if has_prev:
-        nt = _gain_top(x, z, m, prev, cand, th, beta, spread, n_first, top, work)
+        nt = _gain_top(x, z, m, prev, cand, th, beta, top, work)
         st = np.empty((nt, n, 2))
         for a in range(nt):
             st[a, :n - 1] = prev
@@ -725,7 +695,7 @@ def _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, n_fir
         for j in range(n):
             rest[:j] = c[:j]
             rest[j:] = c[j + 1:]
-            nt = _gain_top(x, z, m, rest, cand, th, beta, spread, n_first, top, work)
+            nt = _gain_top(x, z, m, rest, cand, th, beta, top, work)
             for a in range(nt):
                 st[cnt, :j] = rest[:j]
                 st[cnt, j] = x[top[a]]
@@ -816,8 +786,7 @@ def _onto_particles(x, z, m, c, beta, buf):
 
 @jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
-             gain, top, spread, n_first, split, search_iter, search_tol, polish_tol, n_hard, out,
-             work):
+             gain, top, split, search_iter, search_tol, polish_tol, n_hard, out, work):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
     see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
     the best converged."""
@@ -832,8 +801,8 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
     c = found[best].copy()
     v = vals[best]
     if swaps > 0 and n > 1:
-        v = _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, spread, n_first, beta,
-                          iters, search_tol, n_hard, work)
+        v = _local_search(x, z, m, c, v, prev, has_prev, swaps, gain, top, beta, iters,
+                          search_tol, n_hard, work)
     if jiggle.shape[0] > 0:
         v = _restarts(c, v, x, z, m, jiggle, per_round, beta, iters, search_tol, work)
     # polish: the final best, the structured starts' best where the moves replaced it, the kT
@@ -867,16 +836,15 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
 
 @jit
 def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_iter, swaps,
-             gain, n_swap, spread, n_first, split, search_iter, search_tol, polish_tol, n_hard,
-             centers, weights, values, converged):
+             gain, n_swap, split, search_iter, search_tol, polish_tol, n_hard, centers, weights,
+             values, converged):
     """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)``, ``counts (B,)`` from the
     exclusive-kT axes ``kt (B, n, 2)`` and ``more (B, n + 1, 2)`` and the ``(n-1)`` optimum
     ``prev (B, n-1, 2)`` (``(B, 0, 2)``: none), with up to ``swaps`` rounds of swap moves
     (while a round lowers the value by more than the fraction ``gain``) over
-    ``n_swap`` best-gain candidates (after the ``n_first`` best spread out by ``spread``,
-    :func:`_gain_top`) among the ``n_hard`` hardest particles, the split starts (offset
-    ``split``, :func:`_split_starts`) and the restart offsets ``jiggle (K, n, 2)`` in rounds
-    of ``per_round``. Writes centres ``(B, n, 2)`` and
+    ``n_swap`` best-gain candidates among the ``n_hard`` hardest particles, the split starts
+    (offset ``split`` standard deviations, :func:`_split_starts`) and the restart offsets
+    ``jiggle (K, n, 2)`` in rounds of ``per_round``. Writes centres ``(B, n, 2)`` and
     weights ``(B, n)`` by decreasing weight, values ``(B,)`` (divided by ``scale`` = R^beta)
     and whether each jet's polish converged ``(B,)``."""
     has_prev = prev.shape[1] > 0
@@ -887,8 +855,8 @@ def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_i
     for b in range(x.shape[0]):
         m = counts[b]
         v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
-                         beta, max_iter, swaps, gain, top, spread, n_first, split, search_iter,
-                         search_tol, polish_tol, n_hard, centers[b], work)
+                         beta, max_iter, swaps, gain, top, split, search_iter, search_tol,
+                         polish_tol, n_hard, centers[b], work)
         values[b] = v / scale
         converged[b] = ok
         _weights_sorted(x[b], z[b], m, centers[b], weights[b], work)

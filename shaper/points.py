@@ -21,14 +21,10 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
    particle of the other ``n - 1``: the k-median local search, which moves a prong from where
    one is split to where one is missing), all searched like the starts; a jet's best is
    replaced where a move finds a lower value. Candidates are each jet's :data:`CANDIDATES`
-   hardest particles; the compiled engine takes the :data:`SPREAD_AFTER` best-gain ones, then
-   :data:`SPREAD_PICKS` more spread out (:data:`SPREAD`: a particle near one already taken
-   would start a search in the same basin), the torch engine the :data:`SWAP_CANDIDATES` best
-   ones as they come. **Restarts**
-   (``restarts > 0``, off by default): rounds of :data:`RESTART_ROUND` perturbed copies of
-   each jet's best centres (every centre moved uniformly within ``[-R, R]^2``, as
-   fastjet-contrib's ``MultiPass_Axes`` does; fixed quasi-random offsets, the same for every
-   jet), searched likewise;
+   hardest particles. **Restarts** (``restarts > 0``, off by default): rounds of
+   :data:`RESTART_ROUND` perturbed copies of each jet's best centres (every centre moved
+   uniformly within ``[-R, R]^2``, as fastjet-contrib's ``MultiPass_Axes`` does; fixed
+   quasi-random offsets, the same for every jet), searched likewise;
 4. **polish**: each jet's best row, the structured starts' best where step 3 replaced it,
    and its kT row where that is another one, in float64 with Newton and snap steps to
    :data:`POLISH_TOL`;
@@ -81,11 +77,6 @@ POLISH_TOL = 1e-10
 RESTART_ROUND = 4
 #: rounds of swap moves (:func:`local_search`) by default, and best-gain particles tried per move
 SWAPS, SWAP_CANDIDATES = 2, 5
-#: the compiled engine's best-gain particles per move: the :data:`SPREAD_AFTER` best, then
-#: :data:`SPREAD_PICKS` more spread out (one closer to a particle picked before than
-#: :data:`SPREAD` times its own distance to the centres is passed over: its search would likely
-#: end in the same basin)
-SPREAD, SPREAD_AFTER, SPREAD_PICKS = 0.5, 5, 0
 #: the compiled engine's split starts: each centre of the ``(n-1)`` optimum replaced by two
 #: this many standard deviations of its particles' spread either side along each principal axis
 SPLIT = 0.5
@@ -102,7 +93,7 @@ ENGINES = ("numba", "torch")
 __all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "fit_points_compiled",
            "point_engine", "ENGINES", "point_starts", "point_value",
            "local_search", "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND", "SWAPS",
-           "SWAP_CANDIDATES", "SPREAD", "SPREAD_AFTER", "SPREAD_PICKS", "SPLIT", "ROUND_GAIN"]
+           "SWAP_CANDIDATES", "SPLIT", "ROUND_GAIN"]
 
 
 class PointFit(NamedTuple):
@@ -364,9 +355,9 @@ def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int
     centers, weights = np.zeros((B, n, 2)), np.zeros((B, n))
     value, converged = np.zeros(B), np.zeros(B, dtype=np.bool_)
     fit_jets(xs, zs, counts, kt, more, prev, jiggle, RESTART_ROUND, float(beta),
-             float(R) ** float(beta), int(max_iter), int(swaps), ROUND_GAIN,
-             SPREAD_AFTER + SPREAD_PICKS, SPREAD, SPREAD_AFTER, SPLIT, SEARCH_ITER, SEARCH_TOL,
-             POLISH_TOL, CANDIDATES, centers, weights, value, converged)
+             float(R) ** float(beta), int(max_iter), int(swaps), ROUND_GAIN, SWAP_CANDIDATES,
+             SPLIT, SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value,
+             converged)
     conv = torch.from_numpy(converged)
     status = torch.where(conv, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
     return PointFit(torch.from_numpy(centers).to(x.dtype), torch.from_numpy(weights).to(x.dtype),
