@@ -1,12 +1,12 @@
-"""The exact point path reaches the global minimum on held-out Pythia jets where the
-best-gain candidates of its local search all sat in one basin.
+"""The exact point path reaches the global minimum on held-out Pythia jets where the search
+without split starts stopped in a higher basin.
 
 ``tests/data/point_heldout_jets.npz``: four jets of ``data/make_sample.py --seed 5
 --n-per-class 1000`` (not the sample's seed): ``constituents (4, M, 3)`` (pT, y, phi; zero-pT
 padding) and ``n (4,)``, the n-subjettiness on which fastjet-contrib's MultiPass_Axes(100)
-found a lower value than the search did when it took the five best-gain particles as they
-came (all near one prong). The reference here is a brute-force multi-start: every n-subset of
-the hardest particles, each searched and polished by the kernel's own Lloyd rows.
+found a lower value than that search did. The reference here is a brute-force multi-start:
+every n-subset of the hardest particles, each searched and polished by the kernel's own Lloyd
+rows.
 """
 from itertools import combinations
 from pathlib import Path
