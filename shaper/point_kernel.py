@@ -4,22 +4,23 @@
 :func:`fit_jets` runs, for each jet of a chunk (or of one thread's share of it) in one
 compiled call, the whole search of :func:`shaper.points.fit_points` for one ``n``: the
 structured starts (exclusive-kT axes, their winner-take-all particles, the ``n + 1`` kT axes
-less one, the ``(n-1)`` optimum plus its costliest particle), a loose Lloyd / Weiszfeld search
+less one, the ``(n-1)`` optimum with one centre split along a principal axis of its particles,
+the ``(n-1)`` optimum plus its costliest particle), a loose Lloyd / Weiszfeld search
 from each, the k-median local search (best-gain add moves on the ``(n-1)`` optimum, swap moves),
 optional perturbed restarts, a tight polish with Newton and snap steps, and the exact report:
 the least value among the polished rows, the kT axes and the ``(n-1)`` axes plus the costliest
 particle (so it never exceeds the kT-axes value nor tau_(n-1)).
 
-Differences from the torch engine (:mod:`shaper.lloyd`): the loose search's sums and the
-candidates' gains are float32 passes (vectorised, reassociated (fastmath) sums over whole
-8-particle vectors: they only rank starts and accept steps), the centres, the polish and the
-report float64; a particle counts in its first nearest centre only; the pull and Hessian sums
-are taken on wrapped azimuth differences for every particle (so they hold across phi = pi); a
-start equal to one searched before is skipped; a cluster of one particle snaps onto it; for
-n = 1 the kT axis is the only start where the value has one minimum (:func:`_one_basin`). The
-reported value is recomputed particle by particle in order (:func:`value`). Each jet is
-computed alone, with the same code whatever its neighbours, so its numbers do not depend on
-the other jets of the call nor on the thread split.
+Differences from the torch engine (:mod:`shaper.lloyd`): the split starts (this engine's only);
+the loose search's sums and the candidates' gains are float32 passes (vectorised, reassociated
+(fastmath) sums over whole 8-particle vectors: they only rank starts and accept steps), the
+centres, the polish and the report float64; a particle counts in its first nearest centre only;
+the pull and Hessian sums are taken on wrapped azimuth differences for every particle (so they
+hold across phi = pi); a start equal to one searched before is skipped; a cluster of one
+particle snaps onto it; for n = 1 the kT axis is the only start where the value has one minimum
+(:func:`_one_basin`). The reported value is recomputed particle by particle in order
+(:func:`value`). Each jet is computed alone, with the same code whatever its neighbours, so its
+numbers do not depend on the other jets of the call nor on the thread split.
 
 Conventions: ``x (B, M, 2)`` particle (y, phi) in the jet's centred frame, real particles first,
 ``z (B, M)`` weights (0 on padding), ``counts (B,)`` real particles per jet; angles in radians;
@@ -521,13 +522,16 @@ def _costliest(z, m, c, beta, buf):
 
 
 @jit
-def _starts(x, z, m, kt, more, prev, has_prev, beta, buf):
+def _starts(x, z, m, kt, more, prev, has_prev, beta, split, buf):
     """The structured starts ``(S, n, 2)``: the kT axes, the hardest particle nearest to each
-    (winner-take-all; the axis where none is), the ``n + 1`` kT axes less one each, and the
-    ``(n-1)`` optimum plus its costliest particle (given ``has_prev``), last (``buf``: see
+    (winner-take-all; the axis where none is), the ``n + 1`` kT axes less one each and, given
+    ``has_prev``, the ``(n-1)`` optimum with each of its centres split in two along each
+    principal axis of its particles (:func:`_split_starts`, offset ``split`` standard
+    deviations) and, last, the ``(n-1)`` optimum plus its costliest particle (``buf``: see
     :func:`_work`)."""
     n = kt.shape[0]
-    st = np.empty((3 + n + (1 if has_prev else 0), n, 2))
+    n_split = 2 * (n - 1) if has_prev else 0
+    st = np.empty((3 + n + n_split + (1 if has_prev else 0), n, 2))
     st[0] = kt
     st[1] = kt
     hard = np.zeros(n)
@@ -545,9 +549,49 @@ def _starts(x, z, m, kt, more, prev, has_prev, beta, buf):
                 st[2 + j, k] = more[i]
                 k += 1
     if has_prev:
+        _split_starts(z, m, prev, split, st[3 + n:3 + n + n_split], kt, buf)
         st[-1, :n - 1] = prev
         st[-1, n - 1] = x[_costliest(z, m, prev, beta, buf)]
     return st
+
+
+@jit
+def _split_starts(z, m, prev, split, out, fill, buf):
+    """Starts ``out (2 (n-1), n, 2)``: the centres ``prev (n-1, 2)`` with centre ``k`` replaced
+    by two at ``+-split`` standard deviations along the major, then the minor principal axis
+    of the weighted (y, phi) spread of its nearest particles (the k-means split of a
+    cluster: it tries both orientations of a two-prong split of one blob); ``fill`` where a
+    cluster has no spread along that axis (a repeat of a start: skipped). ``buf``: see
+    :func:`_work` (the particles' y and phi in rows 0, 1)."""
+    k1 = prev.shape[0]
+    _assign_exact(m, prev, buf)
+    near, dy, dp = buf[3], buf[4], buf[5]
+    for k in range(k1):
+        w = syy = spp = syp = 0.0
+        for i in range(m):
+            if int(near[i]) == k:
+                w += z[i]
+                syy += z[i] * dy[i] * dy[i]
+                spp += z[i] * dp[i] * dp[i]
+                syp += z[i] * dy[i] * dp[i]
+        a, b, c = (syy / w, syp / w, spp / w) if w > 0.0 else (0.0, 0.0, 0.0)
+        half, r = 0.5 * (a + c), math.sqrt(0.25 * (a - c) * (a - c) + b * b)
+        t = 0.5 * math.atan2(2.0 * b, a - c)
+        for ax in range(2):
+            row = out[2 * k + ax]
+            lam = half + r if ax == 0 else half - r
+            ey, ep = (math.cos(t), math.sin(t)) if ax == 0 else (-math.sin(t), math.cos(t))
+            if not lam > 0.0:
+                row[:, :] = fill
+                continue
+            s = split * math.sqrt(lam)
+            q = 0
+            for j in range(k1):
+                if j != k:
+                    row[q] = prev[j]
+                    q += 1
+            row[q, 0], row[q, 1] = prev[k, 0] + s * ey, _wrap(prev[k, 1] + s * ep)
+            row[q + 1, 0], row[q + 1, 1] = prev[k, 0] - s * ey, _wrap(prev[k, 1] - s * ep)
 
 
 @jit(fastmath=True)
@@ -742,14 +786,14 @@ def _onto_particles(x, z, m, c, beta, buf):
 
 @jit
 def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_iter, swaps,
-             gain, top, search_iter, search_tol, polish_tol, n_hard, out, work):
+             gain, top, split, search_iter, search_tol, polish_tol, n_hard, out, work):
     """The search of one jet (module docstring); best centres into ``out (n, 2)``; ``work``
     see :func:`_work`. Returns the value (not divided by R^beta) and whether the polish of
     the best converged."""
     n = kt.shape[0]
     _load(work, x, z, m)
     iters = min(max_iter, search_iter)
-    st = _starts(x, z, m, kt, more, prev, has_prev, beta, work[5])
+    st = _starts(x, z, m, kt, more, prev, has_prev, beta, split, work[5])
     if n == 1 and _one_basin(x, m, beta):
         st = st[:1]  # the kT axis alone: every start would reach the same minimum
     found, vals = np.empty_like(st), np.empty(st.shape[0])
@@ -792,25 +836,26 @@ def _fit_jet(x, z, m, kt, more, prev, has_prev, jiggle, per_round, beta, max_ite
 
 @jit
 def fit_jets(x, z, counts, kt, more, prev, jiggle, per_round, beta, scale, max_iter, swaps,
-             gain, n_swap, search_iter, search_tol, polish_tol, n_hard, centers, weights, values,
-             converged):
+             gain, n_swap, split, search_iter, search_tol, polish_tol, n_hard, centers, weights,
+             values, converged):
     """n-subjettiness of the jets ``x (B, M, 2)``, ``z (B, M)``, ``counts (B,)`` from the
     exclusive-kT axes ``kt (B, n, 2)`` and ``more (B, n + 1, 2)`` and the ``(n-1)`` optimum
     ``prev (B, n-1, 2)`` (``(B, 0, 2)``: none), with up to ``swaps`` rounds of swap moves
     (while a round lowers the value by more than the fraction ``gain``) over
-    ``n_swap`` best-gain candidates among the ``n_hard`` hardest particles and the restart
-    offsets ``jiggle (K, n, 2)`` in rounds of ``per_round``. Writes centres ``(B, n, 2)`` and
+    ``n_swap`` best-gain candidates among the ``n_hard`` hardest particles, the split starts
+    (offset ``split`` standard deviations, :func:`_split_starts`) and the restart offsets
+    ``jiggle (K, n, 2)`` in rounds of ``per_round``. Writes centres ``(B, n, 2)`` and
     weights ``(B, n)`` by decreasing weight, values ``(B,)`` (divided by ``scale`` = R^beta)
     and whether each jet's polish converged ``(B,)``."""
     has_prev = prev.shape[1] > 0
     n = kt.shape[1]
     top = np.empty(n_swap, np.int64)
-    work = _work(x.shape[1], n, n + 4 + n_swap * (1 + swaps * n) + jiggle.shape[0], n_hard,
+    work = _work(x.shape[1], n, 3 * n + 2 + n_swap * (1 + swaps * n) + jiggle.shape[0], n_hard,
                  n_swap)
     for b in range(x.shape[0]):
         m = counts[b]
         v, ok = _fit_jet(x[b], z[b], m, kt[b], more[b], prev[b], has_prev, jiggle, per_round,
-                         beta, max_iter, swaps, gain, top, search_iter, search_tol,
+                         beta, max_iter, swaps, gain, top, split, search_iter, search_tol,
                          polish_tol, n_hard, centers[b], work)
         values[b] = v / scale
         converged[b] = ok

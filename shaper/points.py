@@ -5,9 +5,12 @@ For each ``n`` (:func:`fit_points`; ``n - 1`` is fitted first, so tau_n <= tau_(
 
 1. **starts** (:func:`point_starts`): the exclusive-kT axes; the hardest particle nearest to
    each (winner-take-all axes); the ``n + 1`` exclusive-kT axes with one left out (``n + 1``
-   starts: which prongs one axis covers is the usual ambiguity between local minima); the
-   ``(n-1)``-subjettiness axes plus the particle that costs most. All come from one
-   exclusive-kT clustering of the chunk (:class:`shaper.seeds.KtSeeds`).
+   starts: which prongs one axis covers is the usual ambiguity between local minima); in the
+   compiled engine the ``(n-1)``-subjettiness axes with one centre split in two along a
+   principal axis of its particles (:data:`SPLIT`; ``2 (n - 1)`` starts: both orientations of
+   a two-prong split of one blob); the ``(n-1)``-subjettiness axes plus the particle that
+   costs most. All come from one exclusive-kT clustering of the chunk
+   (:class:`shaper.seeds.KtSeeds`).
 2. **search**: Lloyd / Weiszfeld iterations from every start to a loose tolerance
    (:data:`SEARCH_TOL`, at most :data:`SEARCH_ITER` iterations);
 3. **local search** (up to ``swaps`` rounds, 2 by default, a jet's rounds ending after one
@@ -74,6 +77,9 @@ POLISH_TOL = 1e-10
 RESTART_ROUND = 4
 #: rounds of swap moves (:func:`local_search`) by default, and best-gain particles tried per move
 SWAPS, SWAP_CANDIDATES = 2, 5
+#: the compiled engine's split starts: each centre of the ``(n-1)`` optimum replaced by two
+#: this many standard deviations of its particles' spread either side along each principal axis
+SPLIT = 0.5
 #: a jet's next round of swap moves only after one that lowered its value by more than this
 #: fraction (a round that lowers nothing would repeat itself)
 ROUND_GAIN = 1e-3
@@ -87,7 +93,7 @@ ENGINES = ("numba", "torch")
 __all__ = ["PointFit", "PointBatch", "PointSeeds", "fit_points", "fit_points_compiled",
            "point_engine", "ENGINES", "point_starts", "point_value",
            "local_search", "SEARCH_ITER", "SEARCH_TOL", "POLISH_TOL", "RESTART_ROUND", "SWAPS",
-           "SWAP_CANDIDATES", "ROUND_GAIN"]
+           "SWAP_CANDIDATES", "SPLIT", "ROUND_GAIN"]
 
 
 class PointFit(NamedTuple):
@@ -350,7 +356,8 @@ def fit_points_compiled(x: torch.Tensor, z: torch.Tensor, seeds: KtSeeds, n: int
     value, converged = np.zeros(B), np.zeros(B, dtype=np.bool_)
     fit_jets(xs, zs, counts, kt, more, prev, jiggle, RESTART_ROUND, float(beta),
              float(R) ** float(beta), int(max_iter), int(swaps), ROUND_GAIN, SWAP_CANDIDATES,
-             SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value, converged)
+             SPLIT, SEARCH_ITER, SEARCH_TOL, POLISH_TOL, CANDIDATES, centers, weights, value,
+             converged)
     conv = torch.from_numpy(converged)
     status = torch.where(conv, int(Status.CONVERGED), int(Status.MAX_STEPS)).to(torch.int8)
     return PointFit(torch.from_numpy(centers).to(x.dtype), torch.from_numpy(weights).to(x.dtype),
