@@ -531,10 +531,49 @@ def _lower_bound(xw, aw, n, bw, c0, c1, R, beta, ws):
 
 
 @jit
+def _dual_bound(aw, n, bw, K, basis, ws, beat):
+    """Whether the dual bound of the costs ``C = ws[1] (n, K)`` from the warm start ``basis``
+    reaches ``beat``: the basis tree's potentials for these costs (``u_0 = 0``, ``u_i + v_k =
+    C_ik`` on its arcs), made feasible by the c-transforms ``v_k = min_i C_ik - u_i``, then
+    ``u_i = min_k C_ik - v_k``; ``sum_i a_i u_i + sum_k b_k v_k`` is then a lower bound of the
+    exact value (weak duality), compared with ``beat`` less a rounding margin of ``1e-12``
+    times ``|beat|`` plus the potentials' weighted magnitudes. A basis that is no spanning
+    tree of these rows (it always is, from a solve of the same jet) gives False."""
+    C, pot, ibufs = ws[1], ws[6][0], ws[7]
+    for e in range(n + K - 1):
+        ibufs[6, e], ibufs[7, e] = basis[0, e], basis[1, e]
+    _ts._build_tree(n, K, ibufs[3], ibufs[8], ibufs[9], ibufs[2], ibufs[6], ibufs[7])
+    if _ts._hang(C, n, K, ibufs[6], ibufs[7], ibufs[3], ibufs[8], ibufs[0], ibufs[1], pot,
+                 ibufs[4], ibufs[5], ibufs[2]) != n + K:
+        return False
+    v = np.empty(K)
+    for k in range(K):
+        v[k] = np.inf
+    for i in range(n):
+        ui = pot[i]
+        Ci = C[i]
+        for k in range(K):
+            v[k] = min(v[k], Ci[k] - ui)
+    bound, scale = 0.0, abs(beat)
+    for k in range(K):
+        bound += bw[k] * v[k]
+        scale += bw[k] * abs(v[k])
+    for i in range(n):
+        ui = np.inf
+        Ci = C[i]
+        for k in range(K):
+            ui = min(ui, Ci[k] - v[k])
+        bound += aw[i] * ui
+        scale += aw[i] * abs(ui)
+    return bound - 1e-12 * scale >= beat
+
+
+@jit
 def _values_rows(x, a, p, u, mk, u2, m2, R, beta, block, basis, beat, out):
     """Exact values ``out (B,)`` of the shapes ``p (B, 4)`` on the jets ``x``, ``a``, warm
-    started from ``basis`` (filled where empty); a row whose lower bound is not below
-    ``beat (B,)`` (to ``1e-12`` relative) is not solved (``out = inf``, it cannot win).
+    started from ``basis`` (filled where empty); a row whose lower bound (:func:`_lower_bound`,
+    and with a warm start :func:`_dual_bound`) is not below ``beat (B,)`` (to ``1e-12``
+    relative) is not solved (``out = inf``, it cannot win).
     Returns the first failed row's error code, or 0."""
     B, M = a.shape
     K = u.shape[0]
@@ -545,11 +584,13 @@ def _values_rows(x, a, p, u, mk, u2, m2, R, beta, block, basis, beat, out):
             return _NO_MASS
         _masses(mk, p[r, 3], aw, n, bw)
         cmax = _costs(xw, n, p[r, 0], p[r, 1], p[r, 2], u, R, beta, ws[0], ws[1])
-        if beat[r] < np.inf and \
-                _lower_bound(xw, aw, n, bw, p[r, 0], p[r, 1], R, beta, ws) * (1 - 1e-12) >= beat[r]:
+        has = basis[r, 0, 0] >= 0
+        if beat[r] < np.inf and (
+                (has and _dual_bound(aw, n, bw, K, basis[r], ws, beat[r])) or
+                _lower_bound(xw, aw, n, bw, p[r, 0], p[r, 1], R, beta, ws) * (1 - 1e-12)
+                >= beat[r]):
             out[r] = np.inf
             continue
-        has = basis[r, 0, 0] >= 0
         v, code = _solve_costs(xw, aw, n, bw, p[r, 0], p[r, 1], p[r, 2], R, beta, K, cmax,
                                block, basis[r], has, ws)
         if code != _ts.OPTIMAL:
@@ -601,8 +642,9 @@ def exact_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, params: Para
     """Exact values ``(b,)`` float64 of an affine observable's shapes ``params`` (``K =
     n_samples`` nodes) on the jets ``x (b, M, 2)``, ``a (b, M)``, warm-started from ``warm``
     (:func:`new_warm_starts`; filled where empty). ``beat (b,)``: rows whose lower bound
-    (:func:`physkit.ot.bounds.emd_lower_bound`'s bounds) is not below it are not solved and
-    get ``+inf`` (their value cannot be below ``beat``)."""
+    (:func:`physkit.ot.bounds.emd_lower_bound`'s bounds; for a row with a warm start also the
+    dual bound of its basis's potentials, made feasible by c-transforms) is not below it are
+    not solved and get ``+inf`` (their value cannot be below ``beat``)."""
     u, mk, p, xn, an, warm = _inputs(obs, x, a, params, n_samples, R, warm)
     out = np.empty(p.shape[0])
     bt = np.full(p.shape[0], np.inf) if beat is None else \

@@ -165,6 +165,40 @@ def test_exact_values_and_lower_bound_skips(group, beta):
 
 @pytest.mark.parametrize("beta", [1.0, 2.0, 0.5])
 @pytest.mark.parametrize("name", ["1-ringiness", "1-diskiness"])
+def test_dual_bound_of_a_warm_start(group, name, beta):
+    """exact_affine with warm starts: the dual bound of the kept basis never skips a row whose
+    exact value is below ``beat`` (moved shapes, emd_batch's values), and at the basis's own
+    optimum it reaches the value, so every row is skipped just below it (the bounds of
+    emd_lower_bound alone skip none there)."""
+    from physkit.ot.bounds import emd_lower_bound
+    from shaper.affine_flow import exact_affine
+
+    obs = from_name(name)
+    p = _start(obs, group)
+    kw = dict(n_samples=48, R=R, beta=beta)
+    warm = new_warm_starts(len(group), group.x.shape[1], 48)
+    got = exact_affine(obs, group.x, group.z, p, warm=warm, **kw)
+    y, b = obs.sample(p, 48, R)
+    lb = emd_lower_bound(group.x, group.z, y, b, R=R, beta=beta, centers=p["centers"])
+    assert (lb < got * (1 - 1e-6)).all()  # the cheap bounds would solve every row
+    below = exact_affine(obs, group.x, group.z, p, warm=warm.copy(), beat=got * (1 - 1e-9), **kw)
+    assert torch.isinf(below).all()
+    rng = np.random.default_rng(3)
+    for scale in (1e-3, 3e-2, 0.3):
+        q = {k: v.clone() for k, v in p.items()}
+        q["centers"] += torch.as_tensor(rng.normal(0, scale, q["centers"].shape))
+        q["radii"] = (q["radii"] * (1 + torch.as_tensor(rng.normal(0, scale, q["radii"].shape)))
+                      ).abs()
+        yq, bq = obs.sample(q, 48, R)
+        ref = torch.as_tensor(emd_batch(group.x, group.z, yq, bq, R=R, beta=beta))
+        for beat in (ref * (1 + 1e-9), got):
+            v = exact_affine(obs, group.x, group.z, q, warm=warm.copy(), beat=beat, **kw)
+            keep = (ref < beat) | torch.isfinite(v)  # skipped only where it cannot win
+            np.testing.assert_allclose(v[keep].numpy(), ref[keep].numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 0.5])
+@pytest.mark.parametrize("name", ["1-ringiness", "1-diskiness"])
 def test_coarse_start_keeps_the_optimum(group, name, beta, monkeypatch):
     """A row's first solve started through the pattern at a quarter of the nodes (96 >=
     COARSE_START_MIN, beta >= 1; beta < 1 keeps the least-cost start): the exact EMD of
