@@ -50,6 +50,9 @@ _TWO_PI = 2.0 * np.pi
 _OK, _NO_MASS, _SOLVE_FAILED = 0, 1, 2
 #: columns of the kernel's per-row output
 _N_OUT = 10
+# Helpers called per particle / per solve that allocate nothing compile without numba's
+# reference counting (``_nrt=False``, as in :mod:`physkit.ot.transport_simplex`): the counts
+# on their array arguments cost more than their arithmetic. Same numbers.
 #: fewest nodes at which a row's first cold solve starts through the pattern at a quarter
 #: of the nodes (:func:`_coarse_start`)
 COARSE_START_MIN = 48
@@ -81,7 +84,7 @@ def node_pattern(obs: Observable, n_samples: int, R: float) -> Tuple[np.ndarray,
 
 
 # ------------------------------------------------------------------ kernel: one solve
-@jit
+@jit(_nrt=False)
 def _gather(x, a, r, xw, aw):
     """Positive-weight particles of row ``r`` into ``xw (n, 2)``, weights normalised to unit
     mass into ``aw (n,)``; returns ``n``."""
@@ -97,7 +100,7 @@ def _gather(x, a, r, xw, aw):
     return n
 
 
-@jit
+@jit(_nrt=False)
 def _masses(mk, w, aw, n, bw):
     """Node masses ``bw (K,)``: ``w m_k`` rescaled to the jet's (normalised) total."""
     K = mk.shape[0]
@@ -112,7 +115,7 @@ def _masses(mk, w, aw, n, bw):
         bw[k] = bw[k] * f
 
 
-@jit
+@jit(_nrt=False)
 def _wrap(dp):
     """An azimuth difference wrapped into ``(-pi, pi]`` (:func:`physkit.angles.wrap_angle`'s
     formula; the identity, bit for bit, on one in range)."""
@@ -144,7 +147,7 @@ def _costs(xw, n, c0, c1, rad, u, R, beta, y, C):
     return cmax
 
 
-@jit
+@jit(_nrt=False)
 def _cost_row(x0, x1, y0, y1, R, beta, wrap, Ci):
     """One particle's costs ``Ci (K,)`` to the nodes ``(y0, y1)`` (:func:`_costs`), the
     branches outside the loops (the common cases vectorise; the same numbers)."""
@@ -170,7 +173,7 @@ def _cost_row(x0, x1, y0, y1, R, beta, wrap, Ci):
             Ci[k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
 
 
-@jit
+@jit(_nrt=False)
 def _row_beta1(x0, x1, y0, y1, K, inv_r, Ci):
     """``Ci[k] = |x - y_k| / R`` (no wrap), one loop without branches."""
     for k in range(K):
@@ -179,7 +182,7 @@ def _row_beta1(x0, x1, y0, y1, K, inv_r, Ci):
         Ci[k] = np.sqrt(dy * dy + dp * dp) * inv_r
 
 
-@jit
+@jit(_nrt=False)
 def _row_beta2(x0, x1, y0, y1, K, inv_r2, Ci):
     """``Ci[k] = |x - y_k|^2 / R^2`` (no wrap), one loop without branches."""
     for k in range(K):
@@ -188,7 +191,7 @@ def _row_beta2(x0, x1, y0, y1, K, inv_r2, Ci):
         Ci[k] = (dy * dy + dp * dp) * inv_r2
 
 
-@jit(fastmath=True)
+@jit(fastmath=True, _nrt=False)
 def _row_max(Ci, K):
     """``max(Ci[:K])`` (finite, non-negative costs: any order gives the same number)."""
     m = 0.0
@@ -253,7 +256,7 @@ def _coarse_start(xw, aw, n, bw, c0, c1, rad, R, beta, K, block, ws):
 
 
 # ------------------------------------------------------------------ kernel: one step
-@jit
+@jit(_nrt=False)
 def _majoriser(xw, n, K, R, beta, ws, W, T):
     """Majoriser weights ``W (K,)`` and targets ``T (K, 2)`` of the plan left by
     :func:`_solve_at` (summed over its basic arcs), as :class:`shaper.exact_flow.Transport`."""
