@@ -27,6 +27,7 @@ optimal plans.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -44,6 +45,8 @@ from .exact_flow import _DAMP, _FLOOR, _GROW, _SHRINK, _THETA_FLOOR
 from .observables import Observable
 
 Params = Dict[str, torch.Tensor]
+#: per observable, ``(n_samples, R) -> (u, m)`` of :func:`node_pattern`
+_PATTERNS: "weakref.WeakKeyDictionary[Observable, dict]" = weakref.WeakKeyDictionary()
 
 _TWO_PI = 2.0 * np.pi
 #: kernel error codes (raised as exceptions by the wrapper)
@@ -73,7 +76,21 @@ def is_affine(obs: Observable) -> bool:
 
 def node_pattern(obs: Observable, n_samples: int, R: float) -> Tuple[np.ndarray, np.ndarray]:
     """The unit pattern ``u (K, 2)`` and masses ``m (K,)`` float64 of an affine observable: its
-    sampler's nodes and masses at ``c = 0``, ``r = 1``, ``w = 1``."""
+    sampler's nodes and masses at ``c = 0``, ``r = 1``, ``w = 1``. Sampled once per
+    observable, ``n_samples`` and ``R`` (kept while ``obs`` lives; the arrays are shared: read
+    them, do not write them)."""
+    per = _PATTERNS.get(obs)
+    if per is None:
+        per = _PATTERNS.setdefault(obs, {})
+    key = (int(n_samples), float(R))
+    if key not in per:
+        per[key] = _sampled_pattern(obs, n_samples, R)
+    return per[key]
+
+
+def _sampled_pattern(obs: Observable, n_samples: int, R: float
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`node_pattern`, sampled."""
     p = {"centers": torch.zeros(1, 1, 2, dtype=torch.float64),
          "weights": torch.ones(1, 1, dtype=torch.float64),
          "radii": torch.ones(1, 1, dtype=torch.float64)}
@@ -285,12 +302,15 @@ def _majoriser(xw, n, K, R, beta, ws, W, T):
             T[k, 0], T[k, 1] = y[k, 0], y[k, 1]
 
 
-@jit
-def _gauss_newton(u, y, W, T, out):
+@jit(_nrt=False)
+def _gauss_newton(u, y, W, T, H, out):
     """Damped Gauss-Newton step ``out (3,)`` over ``(c_y, c_phi, r)`` on the majoriser
     ``sum_k W_k |y_k - T_k|^2`` (``d y_k / d c = I``, ``d y_k / d r = u_k``): the minimiser
-    :meth:`shaper.exact_flow.ExactSteps._gauss_newton` solves (LU, partial pivoting)."""
-    H = np.zeros((3, 4))
+    :meth:`shaper.exact_flow.ExactSteps._gauss_newton` solves (LU, partial pivoting);
+    ``H (3, 4)``: scratch for the augmented system."""
+    for p in range(3):
+        for q in range(4):
+            H[p, q] = 0.0
     for k in range(u.shape[0]):
         w = W[k]
         r0, r1 = y[k, 0] - T[k, 0], y[k, 1] - T[k, 1]
@@ -339,6 +359,7 @@ def _flow_row(xw, aw, n, bw, p, u, R, beta, lo, steps, tol, patience, block, bas
     has_basis = basis[0, 0] >= 0
     kept, stp, best, seen = p.copy(), np.zeros(4), p.copy(), p.copy()
     delta, W, T = np.zeros(3), np.zeros(K), np.zeros((K, 2))
+    H, new = np.empty((3, 4)), np.empty(4)  # scratch: the 3 x 3 system, the next parameters
     kept_value, scale, best_loss, prev = np.inf, 1.0, np.inf, np.nan
     seen_value, have_seen, stall, status, n_steps = np.nan, False, 0, 1, 0
     for _ in range(steps):
@@ -354,14 +375,13 @@ def _flow_row(xw, aw, n, bw, p, u, R, beta, lo, steps, tol, patience, block, bas
                 basis[0, e], basis[1, e] = ib[6, e], ib[7, e]
             has_basis = True
             _majoriser(xw, n, K, R, beta, ws, W, T)
-            _gauss_newton(u, ws[0], W, T, delta)
+            _gauss_newton(u, ws[0], W, T, H, delta)
             kept[:] = p
             stp[0], stp[1], stp[2] = delta[0], delta[1], delta[2]
             kept_value = value
             scale = min(scale * _GROW, 1.0)
         else:
             scale = scale * _SHRINK
-        new = np.empty(4)
         gsum = value
         for q in range(4):
             direction = p[q] - (kept[q] - (scale if q < 3 else 1.0) * stp[q])
