@@ -102,6 +102,11 @@ def test_node_pattern_is_the_samplers():
     y, b = obs.sample(p, 30, R)
     assert torch.equal(y[0], p["centers"][0, 0] + 0.3 * torch.from_numpy(u))
     assert np.array_equal(b[0].numpy(), m)
+    # sampled once per observable, node count and R: the same arrays again, others apart
+    assert node_pattern(obs, 30, R)[0] is u
+    assert node_pattern(obs, 24, R)[0].shape == (24, 2)
+    ring = from_name("1-ringiness")
+    assert not np.array_equal(node_pattern(ring, 30, R)[0], u)
 
 
 def test_dispatch():
