@@ -27,6 +27,7 @@ optimal plans.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -44,12 +45,17 @@ from .exact_flow import _DAMP, _FLOOR, _GROW, _SHRINK, _THETA_FLOOR
 from .observables import Observable
 
 Params = Dict[str, torch.Tensor]
+#: per observable, ``(n_samples, R) -> (u, m)`` of :func:`node_pattern`
+_PATTERNS: "weakref.WeakKeyDictionary[Observable, dict]" = weakref.WeakKeyDictionary()
 
 _TWO_PI = 2.0 * np.pi
 #: kernel error codes (raised as exceptions by the wrapper)
 _OK, _NO_MASS, _SOLVE_FAILED = 0, 1, 2
 #: columns of the kernel's per-row output
 _N_OUT = 10
+# Helpers called per particle / per solve that allocate nothing compile without numba's
+# reference counting (``_nrt=False``, as in :mod:`physkit.ot.transport_simplex`): the counts
+# on their array arguments cost more than their arithmetic. Same numbers.
 #: fewest nodes at which a row's first cold solve starts through the pattern at a quarter
 #: of the nodes (:func:`_coarse_start`)
 COARSE_START_MIN = 48
@@ -70,7 +76,21 @@ def is_affine(obs: Observable) -> bool:
 
 def node_pattern(obs: Observable, n_samples: int, R: float) -> Tuple[np.ndarray, np.ndarray]:
     """The unit pattern ``u (K, 2)`` and masses ``m (K,)`` float64 of an affine observable: its
-    sampler's nodes and masses at ``c = 0``, ``r = 1``, ``w = 1``."""
+    sampler's nodes and masses at ``c = 0``, ``r = 1``, ``w = 1``. Sampled once per
+    observable, ``n_samples`` and ``R`` (kept while ``obs`` lives; the arrays are shared: read
+    them, do not write them)."""
+    per = _PATTERNS.get(obs)
+    if per is None:
+        per = _PATTERNS.setdefault(obs, {})
+    key = (int(n_samples), float(R))
+    if key not in per:
+        per[key] = _sampled_pattern(obs, n_samples, R)
+    return per[key]
+
+
+def _sampled_pattern(obs: Observable, n_samples: int, R: float
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`node_pattern`, sampled."""
     p = {"centers": torch.zeros(1, 1, 2, dtype=torch.float64),
          "weights": torch.ones(1, 1, dtype=torch.float64),
          "radii": torch.ones(1, 1, dtype=torch.float64)}
@@ -81,7 +101,7 @@ def node_pattern(obs: Observable, n_samples: int, R: float) -> Tuple[np.ndarray,
 
 
 # ------------------------------------------------------------------ kernel: one solve
-@jit
+@jit(_nrt=False)
 def _gather(x, a, r, xw, aw):
     """Positive-weight particles of row ``r`` into ``xw (n, 2)``, weights normalised to unit
     mass into ``aw (n,)``; returns ``n``."""
@@ -97,7 +117,7 @@ def _gather(x, a, r, xw, aw):
     return n
 
 
-@jit
+@jit(_nrt=False)
 def _masses(mk, w, aw, n, bw):
     """Node masses ``bw (K,)``: ``w m_k`` rescaled to the jet's (normalised) total."""
     K = mk.shape[0]
@@ -112,7 +132,7 @@ def _masses(mk, w, aw, n, bw):
         bw[k] = bw[k] * f
 
 
-@jit
+@jit(_nrt=False)
 def _wrap(dp):
     """An azimuth difference wrapped into ``(-pi, pi]`` (:func:`physkit.angles.wrap_angle`'s
     formula; the identity, bit for bit, on one in range)."""
@@ -144,7 +164,7 @@ def _costs(xw, n, c0, c1, rad, u, R, beta, y, C):
     return cmax
 
 
-@jit
+@jit(_nrt=False)
 def _cost_row(x0, x1, y0, y1, R, beta, wrap, Ci):
     """One particle's costs ``Ci (K,)`` to the nodes ``(y0, y1)`` (:func:`_costs`), the
     branches outside the loops (the common cases vectorise; the same numbers)."""
@@ -170,7 +190,7 @@ def _cost_row(x0, x1, y0, y1, R, beta, wrap, Ci):
             Ci[k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
 
 
-@jit
+@jit(_nrt=False)
 def _row_beta1(x0, x1, y0, y1, K, inv_r, Ci):
     """``Ci[k] = |x - y_k| / R`` (no wrap), one loop without branches."""
     for k in range(K):
@@ -179,7 +199,7 @@ def _row_beta1(x0, x1, y0, y1, K, inv_r, Ci):
         Ci[k] = np.sqrt(dy * dy + dp * dp) * inv_r
 
 
-@jit
+@jit(_nrt=False)
 def _row_beta2(x0, x1, y0, y1, K, inv_r2, Ci):
     """``Ci[k] = |x - y_k|^2 / R^2`` (no wrap), one loop without branches."""
     for k in range(K):
@@ -188,7 +208,7 @@ def _row_beta2(x0, x1, y0, y1, K, inv_r2, Ci):
         Ci[k] = (dy * dy + dp * dp) * inv_r2
 
 
-@jit(fastmath=True)
+@jit(fastmath=True, _nrt=False)
 def _row_max(Ci, K):
     """``max(Ci[:K])`` (finite, non-negative costs: any order gives the same number)."""
     m = 0.0
@@ -253,7 +273,7 @@ def _coarse_start(xw, aw, n, bw, c0, c1, rad, R, beta, K, block, ws):
 
 
 # ------------------------------------------------------------------ kernel: one step
-@jit
+@jit(_nrt=False)
 def _majoriser(xw, n, K, R, beta, ws, W, T):
     """Majoriser weights ``W (K,)`` and targets ``T (K, 2)`` of the plan left by
     :func:`_solve_at` (summed over its basic arcs), as :class:`shaper.exact_flow.Transport`."""
@@ -282,12 +302,15 @@ def _majoriser(xw, n, K, R, beta, ws, W, T):
             T[k, 0], T[k, 1] = y[k, 0], y[k, 1]
 
 
-@jit
-def _gauss_newton(u, y, W, T, out):
+@jit(_nrt=False)
+def _gauss_newton(u, y, W, T, H, out):
     """Damped Gauss-Newton step ``out (3,)`` over ``(c_y, c_phi, r)`` on the majoriser
     ``sum_k W_k |y_k - T_k|^2`` (``d y_k / d c = I``, ``d y_k / d r = u_k``): the minimiser
-    :meth:`shaper.exact_flow.ExactSteps._gauss_newton` solves (LU, partial pivoting)."""
-    H = np.zeros((3, 4))
+    :meth:`shaper.exact_flow.ExactSteps._gauss_newton` solves (LU, partial pivoting);
+    ``H (3, 4)``: scratch for the augmented system."""
+    for p in range(3):
+        for q in range(4):
+            H[p, q] = 0.0
     for k in range(u.shape[0]):
         w = W[k]
         r0, r1 = y[k, 0] - T[k, 0], y[k, 1] - T[k, 1]
@@ -336,6 +359,7 @@ def _flow_row(xw, aw, n, bw, p, u, R, beta, lo, steps, tol, patience, block, bas
     has_basis = basis[0, 0] >= 0
     kept, stp, best, seen = p.copy(), np.zeros(4), p.copy(), p.copy()
     delta, W, T = np.zeros(3), np.zeros(K), np.zeros((K, 2))
+    H, new = np.empty((3, 4)), np.empty(4)  # scratch: the 3 x 3 system, the next parameters
     kept_value, scale, best_loss, prev = np.inf, 1.0, np.inf, np.nan
     seen_value, have_seen, stall, status, n_steps = np.nan, False, 0, 1, 0
     for _ in range(steps):
@@ -351,14 +375,13 @@ def _flow_row(xw, aw, n, bw, p, u, R, beta, lo, steps, tol, patience, block, bas
                 basis[0, e], basis[1, e] = ib[6, e], ib[7, e]
             has_basis = True
             _majoriser(xw, n, K, R, beta, ws, W, T)
-            _gauss_newton(u, ws[0], W, T, delta)
+            _gauss_newton(u, ws[0], W, T, H, delta)
             kept[:] = p
             stp[0], stp[1], stp[2] = delta[0], delta[1], delta[2]
             kept_value = value
             scale = min(scale * _GROW, 1.0)
         else:
             scale = scale * _SHRINK
-        new = np.empty(4)
         gsum = value
         for q in range(4):
             direction = p[q] - (kept[q] - (scale if q < 3 else 1.0) * stp[q])
@@ -531,10 +554,49 @@ def _lower_bound(xw, aw, n, bw, c0, c1, R, beta, ws):
 
 
 @jit
+def _dual_bound(aw, n, bw, K, basis, ws, beat):
+    """Whether the dual bound of the costs ``C = ws[1] (n, K)`` from the warm start ``basis``
+    reaches ``beat``: the basis tree's potentials for these costs (``u_0 = 0``, ``u_i + v_k =
+    C_ik`` on its arcs), made feasible by the c-transforms ``v_k = min_i C_ik - u_i``, then
+    ``u_i = min_k C_ik - v_k``; ``sum_i a_i u_i + sum_k b_k v_k`` is then a lower bound of the
+    exact value (weak duality), compared with ``beat`` less a rounding margin of ``1e-12``
+    times ``|beat|`` plus the potentials' weighted magnitudes. A basis that is no spanning
+    tree of these rows (it always is, from a solve of the same jet) gives False."""
+    C, pot, ibufs = ws[1], ws[6][0], ws[7]
+    for e in range(n + K - 1):
+        ibufs[6, e], ibufs[7, e] = basis[0, e], basis[1, e]
+    _ts._build_tree(n, K, ibufs[3], ibufs[8], ibufs[9], ibufs[2], ibufs[6], ibufs[7])
+    if _ts._hang(C, n, K, ibufs[6], ibufs[7], ibufs[3], ibufs[8], ibufs[0], ibufs[1], pot,
+                 ibufs[4], ibufs[5], ibufs[2]) != n + K:
+        return False
+    v = np.empty(K)
+    for k in range(K):
+        v[k] = np.inf
+    for i in range(n):
+        ui = pot[i]
+        Ci = C[i]
+        for k in range(K):
+            v[k] = min(v[k], Ci[k] - ui)
+    bound, scale = 0.0, abs(beat)
+    for k in range(K):
+        bound += bw[k] * v[k]
+        scale += bw[k] * abs(v[k])
+    for i in range(n):
+        ui = np.inf
+        Ci = C[i]
+        for k in range(K):
+            ui = min(ui, Ci[k] - v[k])
+        bound += aw[i] * ui
+        scale += aw[i] * abs(ui)
+    return bound - 1e-12 * scale >= beat
+
+
+@jit
 def _values_rows(x, a, p, u, mk, u2, m2, R, beta, block, basis, beat, out):
     """Exact values ``out (B,)`` of the shapes ``p (B, 4)`` on the jets ``x``, ``a``, warm
-    started from ``basis`` (filled where empty); a row whose lower bound is not below
-    ``beat (B,)`` (to ``1e-12`` relative) is not solved (``out = inf``, it cannot win).
+    started from ``basis`` (filled where empty); a row whose lower bound (:func:`_lower_bound`,
+    and with a warm start :func:`_dual_bound`) is not below ``beat (B,)`` (to ``1e-12``
+    relative) is not solved (``out = inf``, it cannot win).
     Returns the first failed row's error code, or 0."""
     B, M = a.shape
     K = u.shape[0]
@@ -545,11 +607,13 @@ def _values_rows(x, a, p, u, mk, u2, m2, R, beta, block, basis, beat, out):
             return _NO_MASS
         _masses(mk, p[r, 3], aw, n, bw)
         cmax = _costs(xw, n, p[r, 0], p[r, 1], p[r, 2], u, R, beta, ws[0], ws[1])
-        if beat[r] < np.inf and \
-                _lower_bound(xw, aw, n, bw, p[r, 0], p[r, 1], R, beta, ws) * (1 - 1e-12) >= beat[r]:
+        has = basis[r, 0, 0] >= 0
+        if beat[r] < np.inf and (
+                (has and _dual_bound(aw, n, bw, K, basis[r], ws, beat[r])) or
+                _lower_bound(xw, aw, n, bw, p[r, 0], p[r, 1], R, beta, ws) * (1 - 1e-12)
+                >= beat[r]):
             out[r] = np.inf
             continue
-        has = basis[r, 0, 0] >= 0
         v, code = _solve_costs(xw, aw, n, bw, p[r, 0], p[r, 1], p[r, 2], R, beta, K, cmax,
                                block, basis[r], has, ws)
         if code != _ts.OPTIMAL:
@@ -601,8 +665,9 @@ def exact_affine(obs: Observable, x: torch.Tensor, a: torch.Tensor, params: Para
     """Exact values ``(b,)`` float64 of an affine observable's shapes ``params`` (``K =
     n_samples`` nodes) on the jets ``x (b, M, 2)``, ``a (b, M)``, warm-started from ``warm``
     (:func:`new_warm_starts`; filled where empty). ``beat (b,)``: rows whose lower bound
-    (:func:`physkit.ot.bounds.emd_lower_bound`'s bounds) is not below it are not solved and
-    get ``+inf`` (their value cannot be below ``beat``)."""
+    (:func:`physkit.ot.bounds.emd_lower_bound`'s bounds; for a row with a warm start also the
+    dual bound of its basis's potentials, made feasible by c-transforms) is not below it are
+    not solved and get ``+inf`` (their value cannot be below ``beat``)."""
     u, mk, p, xn, an, warm = _inputs(obs, x, a, params, n_samples, R, warm)
     out = np.empty(p.shape[0])
     bt = np.full(p.shape[0], np.inf) if beat is None else \

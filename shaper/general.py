@@ -393,11 +393,12 @@ class GeneralPath:
                     ) -> List[Flowed]:
         """The flow of every width group at once on coarse-grained jets (all
         ``coarse_points`` wide, see :meth:`coarse`): one batched flow instead of one per group,
-        ``workers`` threads. Returns one :class:`Flowed` per group."""
+        ``workers`` threads (also for each group's starts and coarse-graining, side by side).
+        Returns one :class:`Flowed` per group."""
         per, xs, zs, ms = [], [], [], []
-        for group in groups:
-            starts, p0, nested = self._start(obs, group)
-            cx, cz, cm = self.coarse(group)
+        with thread_map(min(workers, len(groups))) as pmap:
+            prepared = pmap(lambda g: (self._start(obs, g), self.coarse(g)), groups)
+        for (starts, p0, nested), (cx, cz, cm) in prepared:
             S = len(starts)
             per.append((starts, p0, nested))
             xs.append(cx.repeat(S, 1, 1))

@@ -102,6 +102,11 @@ def test_node_pattern_is_the_samplers():
     y, b = obs.sample(p, 30, R)
     assert torch.equal(y[0], p["centers"][0, 0] + 0.3 * torch.from_numpy(u))
     assert np.array_equal(b[0].numpy(), m)
+    # sampled once per observable, node count and R: the same arrays again, others apart
+    assert node_pattern(obs, 30, R)[0] is u
+    assert node_pattern(obs, 24, R)[0].shape == (24, 2)
+    ring = from_name("1-ringiness")
+    assert not np.array_equal(node_pattern(ring, 30, R)[0], u)
 
 
 def test_dispatch():
@@ -161,6 +166,40 @@ def test_exact_values_and_lower_bound_skips(group, beta):
     assert (lb <= got * (1 + 1e-12)).all()
     below = exact_affine(obs, group.x, group.z, p, **kw, beat=lb * (1 - 1e-9))
     assert torch.isinf(below).all()  # the same bounds: every row skipped
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 0.5])
+@pytest.mark.parametrize("name", ["1-ringiness", "1-diskiness"])
+def test_dual_bound_of_a_warm_start(group, name, beta):
+    """exact_affine with warm starts: the dual bound of the kept basis never skips a row whose
+    exact value is below ``beat`` (moved shapes, emd_batch's values), and at the basis's own
+    optimum it reaches the value, so every row is skipped just below it (the bounds of
+    emd_lower_bound alone skip none there)."""
+    from physkit.ot.bounds import emd_lower_bound
+    from shaper.affine_flow import exact_affine
+
+    obs = from_name(name)
+    p = _start(obs, group)
+    kw = dict(n_samples=48, R=R, beta=beta)
+    warm = new_warm_starts(len(group), group.x.shape[1], 48)
+    got = exact_affine(obs, group.x, group.z, p, warm=warm, **kw)
+    y, b = obs.sample(p, 48, R)
+    lb = emd_lower_bound(group.x, group.z, y, b, R=R, beta=beta, centers=p["centers"])
+    assert (lb < got * (1 - 1e-6)).all()  # the cheap bounds would solve every row
+    below = exact_affine(obs, group.x, group.z, p, warm=warm.copy(), beat=got * (1 - 1e-9), **kw)
+    assert torch.isinf(below).all()
+    rng = np.random.default_rng(3)
+    for scale in (1e-3, 3e-2, 0.3):
+        q = {k: v.clone() for k, v in p.items()}
+        q["centers"] += torch.as_tensor(rng.normal(0, scale, q["centers"].shape))
+        q["radii"] = (q["radii"] * (1 + torch.as_tensor(rng.normal(0, scale, q["radii"].shape)))
+                      ).abs()
+        yq, bq = obs.sample(q, 48, R)
+        ref = torch.as_tensor(emd_batch(group.x, group.z, yq, bq, R=R, beta=beta))
+        for beat in (ref * (1 + 1e-9), got):
+            v = exact_affine(obs, group.x, group.z, q, warm=warm.copy(), beat=beat, **kw)
+            keep = (ref < beat) | torch.isfinite(v)  # skipped only where it cannot win
+            np.testing.assert_allclose(v[keep].numpy(), ref[keep].numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("beta", [1.0, 2.0, 0.5])
