@@ -10,6 +10,12 @@ kernel of another module would keep running the old callee after that module cha
 caches of :func:`jit` are therefore also keyed on :func:`kernel_sources_digest`: the sources of
 every kernel module of physkit and of the kernel's own top-level package (the ``.py`` files
 that import a ``jit`` decorator). Any change to one of them recompiles all kernels.
+
+``jit(refcount=False)`` compiles a kernel without numba's reference counting (numba's
+``_nrt=False``, outside its documented options): for small helpers that allocate nothing and
+are called per pivot or per particle with array arguments, where the counts on each call cost
+more than the arithmetic. Where the installed numba has no such option the kernel is compiled
+with reference counting (same numbers, slower).
 """
 from __future__ import annotations
 
@@ -22,17 +28,20 @@ from typing import Iterable, List
 
 import numba
 
-__all__ = ["jit", "kernel_sources_digest", "sources_digest"]
+__all__ = ["jit", "kernel_sources_digest", "numba_has_option", "sources_digest"]
 
 #: a module whose source contains this imports a jit decorator: it holds kernels
 _KERNEL_MARK = b"import jit"
 
 
-def jit(fn=None, **options):
+def jit(fn=None, *, refcount: bool = True, **options):
     """``numba.njit(cache=True, nogil=True, **options)(fn)``, as a decorator with or without
-    options; without the on-disk cache (a ``RuntimeWarning``) where numba cannot write one."""
+    options; without the on-disk cache (a ``RuntimeWarning``) where numba cannot write one;
+    ``refcount=False``: without reference counting where numba offers it (module docstring)."""
     if fn is None:
-        return lambda f: jit(f, **options)
+        return lambda f: jit(f, refcount=refcount, **options)
+    if not refcount and numba_has_option("_nrt"):
+        options["_nrt"] = False
     try:
         dispatcher = numba.njit(cache=True, nogil=True, **options)(fn)
     except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
@@ -41,6 +50,13 @@ def jit(fn=None, **options):
         return numba.njit(nogil=True, **options)(fn)
     _key_on_kernel_sources(dispatcher, fn.__module__)
     return dispatcher
+
+
+@lru_cache(maxsize=None)
+def numba_has_option(name: str) -> bool:
+    """Whether the installed numba's CPU target knows the compile option ``name``."""
+    from numba.core import cpu
+    return hasattr(cpu.CPUTargetOptions, name)
 
 
 def sources_digest(paths: Iterable[str]) -> bytes:

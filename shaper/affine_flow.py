@@ -54,7 +54,7 @@ _OK, _NO_MASS, _SOLVE_FAILED = 0, 1, 2
 #: columns of the kernel's per-row output
 _N_OUT = 10
 # Helpers called per particle / per solve that allocate nothing compile without numba's
-# reference counting (``_nrt=False``, as in :mod:`physkit.ot.transport_simplex`): the counts
+# reference counting (``jit(refcount=False)``, as in :mod:`physkit.ot.transport_simplex`): the counts
 # on their array arguments cost more than their arithmetic. Same numbers.
 #: fewest nodes at which a row's first cold solve starts through the pattern at a quarter
 #: of the nodes (:func:`_coarse_start`)
@@ -101,7 +101,7 @@ def _sampled_pattern(obs: Observable, n_samples: int, R: float
 
 
 # ------------------------------------------------------------------ kernel: one solve
-@jit(_nrt=False)
+@jit(refcount=False)
 def _gather(x, a, r, xw, aw):
     """Positive-weight particles of row ``r`` into ``xw (n, 2)``, weights normalised to unit
     mass into ``aw (n,)``; returns ``n``."""
@@ -117,7 +117,7 @@ def _gather(x, a, r, xw, aw):
     return n
 
 
-@jit(_nrt=False)
+@jit(refcount=False)
 def _masses(mk, w, aw, n, bw):
     """Node masses ``bw (K,)``: ``w m_k`` rescaled to the jet's (normalised) total."""
     K = mk.shape[0]
@@ -132,7 +132,7 @@ def _masses(mk, w, aw, n, bw):
         bw[k] = bw[k] * f
 
 
-@jit(_nrt=False)
+@jit(refcount=False)
 def _wrap(dp):
     """An azimuth difference wrapped into ``(-pi, pi]`` (:func:`physkit.angles.wrap_angle`'s
     formula; the identity, bit for bit, on one in range)."""
@@ -164,7 +164,7 @@ def _costs(xw, n, c0, c1, rad, u, R, beta, y, C):
     return cmax
 
 
-@jit(_nrt=False)
+@jit(refcount=False)
 def _cost_row(x0, x1, y0, y1, R, beta, wrap, Ci):
     """One particle's costs ``Ci (K,)`` to the nodes ``(y0, y1)`` (:func:`_costs`), the
     branches outside the loops (the common cases vectorise; the same numbers)."""
@@ -190,7 +190,7 @@ def _cost_row(x0, x1, y0, y1, R, beta, wrap, Ci):
             Ci[k] = (np.sqrt(dy * dy + dp * dp) * inv_r) ** beta
 
 
-@jit(_nrt=False)
+@jit(refcount=False)
 def _row_beta1(x0, x1, y0, y1, K, inv_r, Ci):
     """``Ci[k] = |x - y_k| / R`` (no wrap), one loop without branches."""
     for k in range(K):
@@ -199,7 +199,7 @@ def _row_beta1(x0, x1, y0, y1, K, inv_r, Ci):
         Ci[k] = np.sqrt(dy * dy + dp * dp) * inv_r
 
 
-@jit(_nrt=False)
+@jit(refcount=False)
 def _row_beta2(x0, x1, y0, y1, K, inv_r2, Ci):
     """``Ci[k] = |x - y_k|^2 / R^2`` (no wrap), one loop without branches."""
     for k in range(K):
@@ -208,7 +208,7 @@ def _row_beta2(x0, x1, y0, y1, K, inv_r2, Ci):
         Ci[k] = (dy * dy + dp * dp) * inv_r2
 
 
-@jit(fastmath=True, _nrt=False)
+@jit(fastmath=True, refcount=False)
 def _row_max(Ci, K):
     """``max(Ci[:K])`` (finite, non-negative costs: any order gives the same number)."""
     m = 0.0
@@ -273,7 +273,7 @@ def _coarse_start(xw, aw, n, bw, c0, c1, rad, R, beta, K, block, ws):
 
 
 # ------------------------------------------------------------------ kernel: one step
-@jit(_nrt=False)
+@jit(refcount=False)
 def _majoriser(xw, n, K, R, beta, ws, W, T):
     """Majoriser weights ``W (K,)`` and targets ``T (K, 2)`` of the plan left by
     :func:`_solve_at` (summed over its basic arcs), as :class:`shaper.exact_flow.Transport`."""
@@ -302,7 +302,7 @@ def _majoriser(xw, n, K, R, beta, ws, W, T):
             T[k, 0], T[k, 1] = y[k, 0], y[k, 1]
 
 
-@jit(_nrt=False)
+@jit(refcount=False)
 def _gauss_newton(u, y, W, T, H, out):
     """Damped Gauss-Newton step ``out (3,)`` over ``(c_y, c_phi, r)`` on the majoriser
     ``sum_k W_k |y_k - T_k|^2`` (``d y_k / d c = I``, ``d y_k / d r = u_k``): the minimiser

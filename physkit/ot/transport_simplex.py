@@ -48,13 +48,13 @@ TOL_REL = 1e-13
 #: default cap on pivots per problem
 DEFAULT_MAX_PIVOTS = 10_000_000
 # The kernels below that allocate nothing are compiled without numba's reference counting
-# (``_nrt=False``): they are called per pivot / per tree node with array arguments, and the
+# (``jit(refcount=False)``): they are called per pivot / per tree node with array arguments, and the
 # counts on each call cost more than the arithmetic (20x for the tree's list links). Same code,
 # same numbers.
 
 
 # ------------------------------------------------------------------ tree bookkeeping
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _link(h, node, head, nxt, prv):
     """Push half-edge ``h`` onto ``node``'s adjacency list."""
     nxt[h] = head[node]
@@ -64,7 +64,7 @@ def _link(h, node, head, nxt, prv):
     head[node] = h
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _unlink(h, node, head, nxt, prv):
     """Remove half-edge ``h`` from ``node``'s adjacency list."""
     if prv[h] >= 0:
@@ -76,7 +76,7 @@ def _unlink(h, node, head, nxt, prv):
 
 
 # ------------------------------------------------------------------ start
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _row_min(C, i, m, colpen):
     """Cheapest open column of row ``i`` and its cost (``colpen``: 0 open, inf closed)."""
     best, arg = np.inf, -1
@@ -88,7 +88,7 @@ def _row_min(C, i, m, colpen):
     return arg, best
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _least_cost_start(C, a, b, n, m, rmin, ra, rb, rv, colpen, arc_r, arc_c, flow):
     """Matrix-minimum rule: repeatedly take the cheapest cell of the open rows and columns
     (each row caches its cheapest open column ``rmin`` and cost ``rv``, inf once closed),
@@ -132,7 +132,7 @@ def _least_cost_start(C, a, b, n, m, rmin, ra, rb, rv, colpen, arc_r, arc_c, flo
 
 
 # ------------------------------------------------------------------ pricing
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _price_block(C, n, m, pot, row, block_rows, tol):
     """Block pricing by rows from row ``row``: the most negative reduced cost
     ``C_ij - u_i - v_j`` within the first block of ``block_rows`` rows (cyclically) that
@@ -163,7 +163,7 @@ def _price_block(C, n, m, pot, row, block_rows, tol):
     return bi, bj, row
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _price_bland(C, n, m, pot, tol):
     """Bland's rule: the first cell (row-major) with reduced cost below ``-tol``."""
     for i in range(n):
@@ -174,7 +174,7 @@ def _price_bland(C, n, m, pot, tol):
 
 
 # ------------------------------------------------------------------ pivot
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _apex(p, q, parent, mark, stamp):
     """Join of the tree paths from ``p`` and ``q`` to the root: walk up from both in turn,
     marking nodes ``2 stamp`` (``p``'s side) / ``2 stamp + 1``, until one side meets a node
@@ -195,7 +195,7 @@ def _apex(p, q, parent, mark, stamp):
             mark[y] = sq
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _ratio_test(p, q, apex, n, m, arc_r, arc_c, flow, parent, parc, bland):
     """Walk the cycle closed by the entering arc (row ``p`` -> column node ``q``) up to its
     apex. Returns ``(theta, leaving arc, leaving on p's side, the leaving arc's lower
@@ -235,7 +235,7 @@ def _ratio_test(p, q, apex, n, m, arc_r, arc_c, flow, parent, parc, bland):
     return tp, kp, True, wp
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _push(p, q, apex, theta, n, flow, parent, parc):
     """Move ``theta`` round the cycle: ``-theta`` on the decreasing arcs, ``+theta`` on the
     others (the entering arc is set by the caller)."""
@@ -255,7 +255,7 @@ def _push(p, q, apex, theta, n, flow, parent, parc):
         y = parent[y]
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _reroot(s, t, k, w, parent, parc):
     """The detached subtree (below the leaving arc, whose lower node is ``w``) hangs from
     ``t`` through arc ``k`` at ``s``: reverse the parent links on the path ``s`` .. ``w``."""
@@ -268,7 +268,7 @@ def _reroot(s, t, k, w, parent, parc):
         prev, prev_arc, x = x, na, nx
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _shift(s, k, n, sigma, head, nxt, arc_r, arc_c, pot, stack, via):
     """Add ``sigma`` to the row potentials and ``-sigma`` to the column potentials of the
     subtree reached from ``s`` without crossing arc ``k`` (depth first)."""
@@ -289,7 +289,7 @@ def _shift(s, k, n, sigma, head, nxt, arc_r, arc_c, pot, stack, via):
 
 
 # ------------------------------------------------------------------ warm start
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c):
     """Adjacency lists of the ``n + m - 1`` arcs in ``arc_r``, ``arc_c``; clears ``mark``."""
     for x in range(n + m):
@@ -305,7 +305,7 @@ def _build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c):
         head[node] = h
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark):
     """Root the arcs' graph at row 0 (``u_0 = 0``), depth-first: parent, parent arc and
     potential (``u_r + v_c = C_rc`` on every tree arc) of each node reached, the visit order
@@ -344,7 +344,7 @@ def _hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mar
     return count
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _tree_start(C, a, b, n, m, bufs, ibufs):
     """Start from the arcs in ``arc_r``, ``arc_c`` (working indices, checked in range by the
     caller): adjacency, rooting and potentials, then the tree's unique flows for ``a``, ``b``
@@ -367,7 +367,7 @@ def _tree_start(C, a, b, n, m, bufs, ibufs):
     return WARM
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _tree_flows(a, b, n, m, count, order, parent, parc, rem, flow, ftol):
     """The tree's unique flows for the marginals ``a``, ``b`` by leaf elimination (children
     before parents: ``order`` reversed), each clamped at 0, into ``flow`` (``rem`` scratch).
@@ -386,7 +386,7 @@ def _tree_flows(a, b, n, m, count, order, parent, parc, rem, flow, ftol):
     return True
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _crash_costs(C, n, m, pot, parc, order, arc_r, arc_c, Cr):
     """Costs for a least-cost start that repairs an infeasible tree: the reduced costs
     ``C_ij - u_i - v_j`` of the tree's potentials off the tree (a feasible plan's cost
@@ -409,7 +409,7 @@ def _crash_costs(C, n, m, pot, parc, order, arc_r, arc_c, Cr):
 
 
 # ------------------------------------------------------------------ one problem
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _cmax(C, n, m):
     """``max |C_ij|`` over the leading ``n x m`` block (the optimality tolerance's scale)."""
     cmax = 0.0
@@ -419,7 +419,7 @@ def _cmax(C, n, m):
     return cmax
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, u, v, warm,
            Cr):
     """Solve one problem on the leading ``n x m`` block of ``C``; ``bufs`` / ``ibufs`` are
@@ -436,7 +436,7 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
     return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, start
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def solve_lean(C, a, b, n, m, max_pivots, block, tol, stall, bufs, ibufs, warm, Cr):
     """:func:`_solve` for callers that read the basis, not the dense plan or the duals: the
     same start, pivots and optimum, with the optimality tolerance ``tol`` given (absolute,
@@ -456,7 +456,7 @@ def solve_lean(C, a, b, n, m, max_pivots, block, tol, stall, bufs, ibufs, warm, 
     return cost, status, pivots, start
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _pivots(C, a, b, n, m, max_pivots, block, tol, stall, bufs, ibufs, warm, Cr):
     """The start and the pivots of :func:`_solve` (optimality: every reduced cost
     ``>= -tol``); returns ``(status, pivots, start)``, the basis in ``arc_r``, ``arc_c``, its
@@ -480,7 +480,7 @@ def _pivots(C, a, b, n, m, max_pivots, block, tol, stall, bufs, ibufs, warm, Cr)
     return status, pivots, start
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _pivot(C, a, n, m, max_pivots, block, tol, stall, bufs, ibufs):
     """Simplex pivots from the primal feasible basis held in ``bufs`` / ``ibufs`` (tree,
     potentials, flows: :func:`_hang` and :func:`_tree_flows` done) until every reduced cost is
@@ -515,7 +515,7 @@ def _pivot(C, a, n, m, max_pivots, block, tol, stall, bufs, ibufs):
     return status, pivots
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _pivot_step(C, n, m, i, j, stamp, bufs, ibufs, bland):
     """One pivot: cell ``(i, j)`` (negative reduced cost) enters the basis held in ``bufs`` /
     ``ibufs``, the blocking arc leaves (:func:`_ratio_test`), flows and potentials follow;
@@ -546,7 +546,7 @@ def _pivot_step(C, n, m, i, j, stamp, bufs, ibufs, bland):
     return theta
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _tree_basics(C, a, b, n, m, bufs, ibufs):
     """Re-root the final basis (potentials from ``u_0 = 0`` into ``bufs[0]``) and its flows
     by leaf elimination (children before parents) into ``bufs[1]``."""
@@ -557,7 +557,7 @@ def _tree_basics(C, a, b, n, m, bufs, ibufs):
     _tree_flows(a, b, n, m, count, order, parent, parc, rem, flow, -np.inf)
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
     """Basic flows by leaf elimination (children before parents), then plan, duals, cost."""
     pot, flow, arc_r, arc_c = bufs[0], bufs[1], ibufs[6], ibufs[7]
@@ -577,7 +577,7 @@ def _finish(C, a, b, n, m, bufs, ibufs, plan, u, v):
 
 
 # ------------------------------------------------------------------ batch
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _load_basis(basis, r, n, m, ja, jb, arc_r, arc_c):
     """Row ``r`` of ``basis (B, L, 2)`` (padded (row, column) pairs, -1 = none) as working
     indices into ``arc_r``, ``arc_c``. True if it holds exactly ``n + m - 1`` arcs, all
@@ -596,7 +596,7 @@ def _load_basis(basis, r, n, m, ja, jb, arc_r, arc_c):
     return True
 
 
-@_jit(_nrt=False)
+@_jit(refcount=False)
 def _gather_row(a, b, r, ia, ib, ja, jb, aw, bw):
     """Positive-weight entries of row ``r``: working -> padded (``ia``, ``ib``) and
     padded -> working (``ja``, ``jb``, -1 for zero weight) maps, weights ``aw``, ``bw``;

@@ -53,3 +53,38 @@ def test_sources_digest_follows_contents_not_order(tmp_path):
     assert sources_digest([str(b), str(a)]) == d
     b.write_text("y = 3\n")
     assert sources_digest([str(a), str(b)]) != d
+
+
+def test_refcount_false_is_dropped_where_numba_lacks_the_option(monkeypatch):
+    """``jit(refcount=False)`` maps to numba's ``_nrt=False`` only where numba knows it: a
+    numba without that option would otherwise fail every such kernel at its first call."""
+    import physkit.compiled as compiled
+    seen = {}
+
+    def fake_njit(**options):
+        seen.update(options)
+        return lambda f: f
+
+    monkeypatch.setattr(compiled.numba, "njit", fake_njit)
+    monkeypatch.setattr(compiled, "_key_on_kernel_sources", lambda *a: None)
+    monkeypatch.setattr(compiled, "numba_has_option", lambda name: False)
+    compiled.jit(refcount=False)(lambda x: x)
+    assert "_nrt" not in seen and seen["nogil"]
+    monkeypatch.setattr(compiled, "numba_has_option", lambda name: True)
+    compiled.jit(refcount=False)(lambda x: x)
+    assert seen["_nrt"] is False
+
+
+def test_a_kernel_without_refcounts_computes_the_same():
+    import numpy as np
+    from physkit.compiled import jit
+
+    @jit(refcount=False)
+    def total(a):
+        s = 0.0
+        for v in a:
+            s += v
+        return s
+
+    a = np.arange(10.0)
+    assert total(a) == a.sum()
