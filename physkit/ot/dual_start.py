@@ -93,16 +93,29 @@ def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
 
 
 @_jit
+def _row_below(Ci, v, m, thr):
+    """How many ``j < m`` have ``Ci[j] - v[j] < thr`` (branch-free, so one vectorised
+    pass)."""
+    k = 0
+    for j in range(m):
+        k += Ci[j] - v[j] < thr
+    return k
+
+
+@_jit
 def _scan(C, n, m, pot, tol, cand_i, cand_j):
     """Full pricing: cells with reduced cost below ``-tol`` into the candidate list (each
     row's most negative first, then the others while room is left); returns the list's
-    length (0: optimal)."""
+    length (0: optimal). Rows with no cell below the threshold are passed over after one
+    vectorised pass."""
     v = pot[n:n + m]
     cap = min(cand_i.shape[0], LIST_ROWS * n)  # the row's own size, not its padding
     k = 0
     for i in range(n):
         Ci = C[i]
         thr = -tol + pot[i]
+        if _row_below(Ci, v, m, thr) == 0:
+            continue
         best, arg = thr, -1
         for j in range(m):
             d = Ci[j] - v[j]
