@@ -34,6 +34,9 @@ from .transport_simplex import ITERATION_LIMIT, OPTIMAL, TOL_REL
 #: candidate-list capacity, in cells per row
 LIST_ROWS = 4
 
+#: pricing first over each column's ``NEAR_ROWS`` cheapest rows (in ``C_ij - g_i``)
+NEAR_ROWS = 3
+
 
 @_jit
 def _column_gaps(C, n, m, g, low, gap):
@@ -103,6 +106,64 @@ def _row_below(Ci, v, m, thr):
 
 
 @_jit
+def _near_cells(C, n, m, g, k, best, rowptr, cols):
+    """Each column's ``k`` cheapest rows in ``C_ij - g_i`` (ties: lowest rows), as lists per
+    row: row ``i``'s columns ``cols[rowptr[i]:rowptr[i + 1]]`` (ascending). ``best (k, m)``
+    int64 scratch."""
+    k = min(k, n)
+    for j in range(m):
+        for t in range(k):
+            best[t, j] = -1
+    for i in range(n):
+        gi = g[i]
+        for j in range(m):
+            c = C[i, j] - gi
+            t = k
+            while t > 0 and (best[t - 1, j] < 0 or C[best[t - 1, j], j] - g[best[t - 1, j]] > c):
+                t -= 1
+            if t < k:
+                for s in range(k - 1, t, -1):
+                    best[s, j] = best[s - 1, j]
+                best[t, j] = i
+    for i in range(n + 1):
+        rowptr[i] = 0
+    for j in range(m):
+        for t in range(k):
+            rowptr[best[t, j] + 1] += 1
+    for i in range(n):
+        rowptr[i + 1] += rowptr[i]
+    fill = rowptr[:n].copy()
+    for j in range(m):
+        for t in range(k):
+            i = best[t, j]
+            cols[fill[i]] = j
+            fill[i] += 1
+
+
+@_jit
+def _scan_near(C, n, pot, tol, rowptr, cols, cand_i, cand_j):
+    """:func:`_scan` over the cells of :func:`_near_cells` only."""
+    cap = min(cand_i.shape[0], LIST_ROWS * n)
+    k = 0
+    for i in range(n):
+        thr = -tol + pot[i]
+        best, arg = thr, -1
+        for s in range(rowptr[i], rowptr[i + 1]):
+            j = cols[s]
+            d = C[i, j] - pot[n + j]
+            if d < thr:
+                if d < best:
+                    best, arg = d, j
+                elif k < cap - n:
+                    cand_i[k], cand_j[k] = i, j
+                    k += 1
+        if arg >= 0:
+            cand_i[k], cand_j[k] = i, arg
+            k += 1
+    return k
+
+
+@_jit
 def _scan(C, n, m, pot, tol, cand_i, cand_j):
     """Full pricing: cells with reduced cost below ``-tol`` into the candidate list (each
     row's most negative first, then the others while room is left); returns the list's
@@ -149,11 +210,13 @@ def _price_list(C, n, pot, tol, cand_i, cand_j, k):
 
 
 @_jit
-def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j):
+def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j, rowptr, cols,
+                  near):
     """Pivots with candidate-list pricing from the feasible basis in ``bufs`` / ``ibufs``
     until a full scan finds no cell below ``-tol`` or ``max_pivots``; after ``n + m``
-    consecutive degenerate pivots Bland's rule until a pivot moves mass. Returns ``(status,
-    pivots, scans)``."""
+    consecutive degenerate pivots Bland's rule until a pivot moves mass. With ``near``, the
+    list is refilled from the cells of ``rowptr``, ``cols`` (:func:`_near_cells`) until none
+    of them prices out, then from full scans. Returns ``(status, pivots, scans)``."""
     pot = bufs[0]
     theta_small = 1e-15 * a[:n].sum()
     status, pivots, degenerate, k, scans = OPTIMAL, 0, 0, 0, 0
@@ -163,6 +226,9 @@ def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j):
             i, j = _ts._price_bland(C, n, m, pot, tol)
         else:
             i, j, k = _price_list(C, n, pot, tol, cand_i, cand_j, k)
+            if i < 0 and near:
+                k = _scan_near(C, n, pot, tol, rowptr, cols, cand_i, cand_j)
+                i, j, k = _price_list(C, n, pot, tol, cand_i, cand_j, k)
             if i < 0:
                 k = _scan(C, n, m, pot, tol, cand_i, cand_j)
                 scans += 1
@@ -203,8 +269,13 @@ def _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, cand_i, cand_j, plan, u, v
     for i in range(n):
         for j in range(m):
             cmax = max(cmax, abs(C[i, j]))
+    near = m > n and NEAR_ROWS < n
+    rowptr, cols = np.empty(n + 1, dtype=np.int64), np.empty(NEAR_ROWS * m, dtype=np.int64)
+    if near:
+        _near_cells(C, n, m, g, NEAR_ROWS, np.empty((NEAR_ROWS, m), dtype=np.int64), rowptr,
+                    cols)
     status, pivots, scans = _pivot_listed(C, a, n, m, max_pivots, TOL_REL * cmax, bufs, ibufs,
-                                          cand_i, cand_j)
+                                          cand_i, cand_j, rowptr, cols, near)
     cost = _ts._finish(C, a, b, n, m, bufs, ibufs, plan, u, v)
     return cost, status, pivots, scans
 
