@@ -34,7 +34,7 @@ from .transport_simplex import ITERATION_LIMIT, OPTIMAL, TOL_REL
 #: candidate-list capacity, in cells per row
 LIST_ROWS = 4
 
-#: pricing first over each column's ``NEAR_ROWS`` cheapest rows (in ``C_ij - g_i``)
+#: pricing first over each column's ``NEAR_ROWS`` (>= 2) cheapest rows (in ``C_ij - g_i``)
 NEAR_ROWS = 3
 
 
@@ -60,12 +60,13 @@ def _column_gaps(C, n, m, g, low, gap):
 
 
 @_jit
-def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
+def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow, near):
     """A basis tree from the reduced costs of row potentials ``g``: columns in the given
     ``order``, each shipping to its open rows cheapest first (least ``C_ij - g_i``;
     ``min(supply, demand)`` per cell, closing exactly one line per cell: a row when it runs
     out unless it is the last open row, else the column), so ``n + m - 1`` arcs. Ties:
-    lowest row."""
+    lowest row. ``near (k, m)``: each column's ``k`` cheapest rows in that order
+    (:func:`_near_cells`; ``k = 0``: none), looked at before all rows."""
     for i in range(n):
         ra[i] = a[i]
     rows_left = n
@@ -74,10 +75,16 @@ def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
         j = order[t]
         rb_j = b[j]
         while True:
-            best, i = np.inf, -1
-            for r in range(n):
-                if ra[r] >= 0.0 and C[r, j] - g[r] < best:
-                    best, i = C[r, j] - g[r], r
+            i = -1
+            for s in range(near.shape[0]):
+                if ra[near[s, j]] >= 0.0:
+                    i = near[s, j]
+                    break
+            if i < 0:
+                best = np.inf
+                for r in range(n):
+                    if ra[r] >= 0.0 and C[r, j] - g[r] < best:
+                        best, i = C[r, j] - g[r], r
             arc_r[k], arc_c[k] = i, j
             if t == m - 1 and rows_left == 1:  # the last cell
                 flow[k] = ra[i]
@@ -106,25 +113,24 @@ def _row_below(Ci, v, m, thr):
 
 
 @_jit
-def _near_cells(C, n, m, g, k, best, rowptr, cols):
-    """Each column's ``k`` cheapest rows in ``C_ij - g_i`` (ties: lowest rows), as lists per
-    row: row ``i``'s columns ``cols[rowptr[i]:rowptr[i + 1]]`` (ascending). ``best (k, m)``
-    int64 scratch."""
-    k = min(k, n)
+def _near_cells(C, n, m, g, k, best, val, rowptr, cols):
+    """Each column's ``k`` cheapest rows in ``C_ij - g_i`` (``k <= n``), cheapest first (ties:
+    lowest row first): rows ``best[:k, j]``, values ``val[:k, j]``; and the same cells as
+    lists per row: row ``i``'s columns ``cols[rowptr[i]:rowptr[i + 1]]`` (ascending)."""
     for j in range(m):
         for t in range(k):
-            best[t, j] = -1
+            best[t, j], val[t, j] = -1, np.inf
     for i in range(n):
         gi = g[i]
+        Ci = C[i]
         for j in range(m):
-            c = C[i, j] - gi
-            t = k
-            while t > 0 and (best[t - 1, j] < 0 or C[best[t - 1, j], j] - g[best[t - 1, j]] > c):
-                t -= 1
-            if t < k:
-                for s in range(k - 1, t, -1):
-                    best[s, j] = best[s - 1, j]
-                best[t, j] = i
+            c = Ci[j] - gi
+            if c < val[k - 1, j]:
+                t = k - 1
+                while t > 0 and val[t - 1, j] > c:
+                    best[t, j], val[t, j] = best[t - 1, j], val[t - 1, j]
+                    t -= 1
+                best[t, j], val[t, j] = i, c
     for i in range(n + 1):
         rowptr[i] = 0
     for j in range(m):
@@ -138,6 +144,23 @@ def _near_cells(C, n, m, g, k, best, rowptr, cols):
             i = best[t, j]
             cols[fill[i]] = j
             fill[i] += 1
+
+
+@_jit
+def _cmax(C, n, m, acc):
+    """``max |C_ij|`` over the leading ``n x m`` block (``acc (m,)`` scratch: column maxima,
+    one vectorised pass per row)."""
+    for j in range(m):
+        acc[j] = 0.0
+    for i in range(n):
+        Ci = C[i]
+        for j in range(m):
+            c = abs(Ci[j])
+            acc[j] = c if c > acc[j] else acc[j]
+    cmax = 0.0
+    for j in range(m):
+        cmax = max(cmax, acc[j])
+    return cmax
 
 
 @_jit
@@ -260,20 +283,21 @@ def _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, cand_i, cand_j, plan, u, v
     stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
     nxt, prv = ibufs[8], ibufs[9]
     gap = pot[:m]  # scratch until the tree's potentials are set
-    _column_gaps(C, n, m, g, rb, gap)
-    cols = np.argsort(-gap[:m], kind="mergesort")  # confident columns first, ties by index
-    _column_start(C, g, a, b, n, m, cols, ra, arc_r, arc_c, flow)
+    near = m > n and NEAR_ROWS < n
+    k = NEAR_ROWS if near else 0
+    best, val = np.empty((k, m), dtype=np.int64), np.empty((k, m))
+    rowptr, cols = np.empty(n + 1, dtype=np.int64), np.empty(k * m, dtype=np.int64)
+    if near:
+        _near_cells(C, n, m, g, k, best, val, rowptr, cols)
+        for j in range(m):
+            gap[j] = val[1, j] - val[0, j]
+    else:
+        _column_gaps(C, n, m, g, rb, gap)
+    cols_order = np.argsort(-gap[:m], kind="mergesort")  # confident columns first, ties by index
+    _column_start(C, g, a, b, n, m, cols_order, ra, arc_r, arc_c, flow, best)
     _ts._build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
     _ts._hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
-    cmax = 0.0
-    for i in range(n):
-        for j in range(m):
-            cmax = max(cmax, abs(C[i, j]))
-    near = m > n and NEAR_ROWS < n
-    rowptr, cols = np.empty(n + 1, dtype=np.int64), np.empty(NEAR_ROWS * m, dtype=np.int64)
-    if near:
-        _near_cells(C, n, m, g, NEAR_ROWS, np.empty((NEAR_ROWS, m), dtype=np.int64), rowptr,
-                    cols)
+    cmax = _cmax(C, n, m, rb)
     status, pivots, scans = _pivot_listed(C, a, n, m, max_pivots, TOL_REL * cmax, bufs, ibufs,
                                           cand_i, cand_j, rowptr, cols, near)
     cost = _ts._finish(C, a, b, n, m, bufs, ibufs, plan, u, v)
