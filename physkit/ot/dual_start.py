@@ -60,13 +60,20 @@ def _column_gaps(C, n, m, g, low, gap):
 
 
 @_jit
-def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow, near):
+def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
     """A basis tree from the reduced costs of row potentials ``g``: columns in the given
     ``order``, each shipping to its open rows cheapest first (least ``C_ij - g_i``;
     ``min(supply, demand)`` per cell, closing exactly one line per cell: a row when it runs
     out unless it is the last open row, else the column), so ``n + m - 1`` arcs. Ties:
-    lowest row. ``near (k, m)``: each column's ``k`` cheapest rows in that order
-    (:func:`_near_cells`; ``k = 0``: none), looked at before all rows."""
+    lowest row."""
+    _column_start_near(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow,
+                       np.empty((0, m), dtype=np.int64))
+
+
+@_jit
+def _column_start_near(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow, near):
+    """:func:`_column_start` (the same tree) given ``near (k, m)``: each column's ``k``
+    cheapest rows, cheapest first (:func:`_near_cells`), looked at before all rows."""
     for i in range(n):
         ra[i] = a[i]
     rows_left = n
@@ -294,7 +301,7 @@ def _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, cand_i, cand_j, plan, u, v
     else:
         _column_gaps(C, n, m, g, rb, gap)
     cols_order = np.argsort(-gap[:m], kind="mergesort")  # confident columns first, ties by index
-    _column_start(C, g, a, b, n, m, cols_order, ra, arc_r, arc_c, flow, best)
+    _column_start_near(C, g, a, b, n, m, cols_order, ra, arc_r, arc_c, flow, best)
     _ts._build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
     _ts._hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
     cmax = _cmax(C, n, m, rb)
