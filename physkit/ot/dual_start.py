@@ -14,11 +14,13 @@ per row (a jet against a shape's quadrature nodes):
   second cheapest row costs in ``C_ij - g_i``), each shipping to its open rows cheapest first
   and closing exactly one line per cell (``n + m - 1`` arcs), so the tree follows the cells
   the potentials say are optimal and few pivots remain (``g = 0``: a cold start);
-- pricing: a candidate list (each row's most negative reduced cost at the last full scan,
-  then other negative cells, up to :data:`LIST_ROWS` per row); each pivot enters the most
-  negative candidate at the current potentials, and only when no candidate prices out is
-  every cell scanned again (refilling the list). The last full scan finds no cell below
-  ``-TOL_REL max|C|``: the certificate of optimality.
+- pricing: a candidate list (each row's most negative reduced cost at the last scan, then
+  other negative cells, up to :data:`LIST_ROWS` per row); each pivot enters the most
+  negative candidate at the current potentials. When no candidate prices out, the list is
+  refilled from the near cells (each column's :data:`NEAR_ROWS` cheapest rows in
+  ``C_ij - g_i``, where the optimal plan mostly lies; used where ``m > n > NEAR_ROWS``), and
+  only when none of those prices out either from a scan of every cell. The last full scan
+  finds no cell below ``-TOL_REL max|C|``: the certificate of optimality.
 
 The optimal value does not depend on the start; where the optimum is degenerate, the plan and
 duals may differ from :mod:`~physkit.ot.transport_simplex`'s and POT's.
