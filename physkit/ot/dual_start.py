@@ -173,44 +173,27 @@ def _cmax(C, n, m, acc):
 
 
 @_jit
-def _scan_near(C, n, pot, tol, rowptr, cols, cand_i, cand_j):
-    """:func:`_scan` over the cells of :func:`_near_cells` only."""
-    cap = min(cand_i.shape[0], LIST_ROWS * n)
-    k = 0
-    for i in range(n):
-        thr = -tol + pot[i]
-        best, arg = thr, -1
-        for s in range(rowptr[i], rowptr[i + 1]):
-            j = cols[s]
-            d = C[i, j] - pot[n + j]
-            if d < thr:
-                if d < best:
-                    best, arg = d, j
-                elif k < cap - n:
-                    cand_i[k], cand_j[k] = i, j
-                    k += 1
-        if arg >= 0:
-            cand_i[k], cand_j[k] = i, arg
-            k += 1
-    return k
-
-
-@_jit
-def _scan(C, n, m, pot, tol, cand_i, cand_j):
-    """Full pricing: cells with reduced cost below ``-tol`` into the candidate list (each
-    row's most negative first, then the others while room is left); returns the list's
-    length (0: optimal). Rows with no cell below the threshold are passed over after one
-    vectorised pass."""
+def _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, near):
+    """Pricing: cells with reduced cost below ``-tol`` into the candidate list (each row's
+    others while room is left, then its most negative); returns the list's length (0 after a
+    full scan: optimal). Every cell (rows with none below the threshold passed over after one
+    vectorised pass), or with ``near`` only the cells of ``rowptr``, ``cols``
+    (:func:`_near_cells`)."""
     v = pot[n:n + m]
     cap = min(cand_i.shape[0], LIST_ROWS * n)  # the row's own size, not its padding
     k = 0
     for i in range(n):
         Ci = C[i]
         thr = -tol + pot[i]
-        if _row_below(Ci, v, m, thr) == 0:
+        if near:
+            lo, hi = rowptr[i], rowptr[i + 1]
+        elif _row_below(Ci, v, m, thr) == 0:
             continue
+        else:
+            lo, hi = 0, m
         best, arg = thr, -1
-        for j in range(m):
+        for s in range(lo, hi):
+            j = cols[s] if near else s
             d = Ci[j] - v[j]
             if d < thr:
                 if d < best:
@@ -247,8 +230,8 @@ def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j, rowp
     """Pivots with candidate-list pricing from the feasible basis in ``bufs`` / ``ibufs``
     until a full scan finds no cell below ``-tol`` or ``max_pivots``; after ``n + m``
     consecutive degenerate pivots Bland's rule until a pivot moves mass. With ``near``, the
-    list is refilled from the cells of ``rowptr``, ``cols`` (:func:`_near_cells`) until none
-    of them prices out, then from full scans. Returns ``(status, pivots, scans)``."""
+    list is refilled first from the cells of ``rowptr``, ``cols`` (:func:`_near_cells`), from a
+    full scan only when none of them prices out. Returns ``(status, pivots, scans)``."""
     pot = bufs[0]
     theta_small = 1e-15 * a[:n].sum()
     status, pivots, degenerate, k, scans = OPTIMAL, 0, 0, 0, 0
@@ -259,10 +242,10 @@ def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j, rowp
         else:
             i, j, k = _price_list(C, n, pot, tol, cand_i, cand_j, k)
             if i < 0 and near:
-                k = _scan_near(C, n, pot, tol, rowptr, cols, cand_i, cand_j)
+                k = _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, True)
                 i, j, k = _price_list(C, n, pot, tol, cand_i, cand_j, k)
             if i < 0:
-                k = _scan(C, n, m, pot, tol, cand_i, cand_j)
+                k = _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, False)
                 scans += 1
                 i, j, k = _price_list(C, n, pot, tol, cand_i, cand_j, k)
         if i < 0:
