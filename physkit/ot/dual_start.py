@@ -14,11 +14,13 @@ per row (a jet against a shape's quadrature nodes):
   second cheapest row costs in ``C_ij - g_i``), each shipping to its open rows cheapest first
   and closing exactly one line per cell (``n + m - 1`` arcs), so the tree follows the cells
   the potentials say are optimal and few pivots remain (``g = 0``: a cold start);
-- pricing: a candidate list (each row's most negative reduced cost at the last full scan,
-  then other negative cells, up to :data:`LIST_ROWS` per row); each pivot enters the most
-  negative candidate at the current potentials, and only when no candidate prices out is
-  every cell scanned again (refilling the list). The last full scan finds no cell below
-  ``-TOL_REL max|C|``: the certificate of optimality.
+- pricing: a candidate list (each row's most negative reduced cost at the last scan, then
+  other negative cells, up to :data:`LIST_ROWS` per row); each pivot enters the most
+  negative candidate at the current potentials. When no candidate prices out, the list is
+  refilled from the near cells (each column's :data:`NEAR_ROWS` cheapest rows in
+  ``C_ij - g_i``, where the optimal plan mostly lies; used where ``m > n > NEAR_ROWS``), and
+  only when none of those prices out either from a scan of every cell. The last full scan
+  finds no cell below ``-TOL_REL max|C|``: the certificate of optimality.
 
 The optimal value does not depend on the start; where the optimum is degenerate, the plan and
 duals may differ from :mod:`~physkit.ot.transport_simplex`'s and POT's.
@@ -33,6 +35,9 @@ from .transport_simplex import ITERATION_LIMIT, OPTIMAL, TOL_REL
 
 #: candidate-list capacity, in cells per row
 LIST_ROWS = 4
+
+#: pricing first over each column's ``NEAR_ROWS`` (>= 2) cheapest rows (in ``C_ij - g_i``)
+NEAR_ROWS = 3
 
 
 @_jit
@@ -63,6 +68,14 @@ def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
     ``min(supply, demand)`` per cell, closing exactly one line per cell: a row when it runs
     out unless it is the last open row, else the column), so ``n + m - 1`` arcs. Ties:
     lowest row."""
+    _column_start_near(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow,
+                       np.empty((0, m), dtype=np.int64))
+
+
+@_jit
+def _column_start_near(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow, near):
+    """:func:`_column_start` (the same tree) given ``near (k, m)``: each column's ``k``
+    cheapest rows, cheapest first (:func:`_near_cells`), looked at before all rows."""
     for i in range(n):
         ra[i] = a[i]
     rows_left = n
@@ -71,10 +84,16 @@ def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
         j = order[t]
         rb_j = b[j]
         while True:
-            best, i = np.inf, -1
-            for r in range(n):
-                if ra[r] >= 0.0 and C[r, j] - g[r] < best:
-                    best, i = C[r, j] - g[r], r
+            i = -1
+            for s in range(near.shape[0]):
+                if ra[near[s, j]] >= 0.0:
+                    i = near[s, j]
+                    break
+            if i < 0:
+                best = np.inf
+                for r in range(n):
+                    if ra[r] >= 0.0 and C[r, j] - g[r] < best:
+                        best, i = C[r, j] - g[r], r
             arc_r[k], arc_c[k] = i, j
             if t == m - 1 and rows_left == 1:  # the last cell
                 flow[k] = ra[i]
@@ -93,18 +112,88 @@ def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
 
 
 @_jit
-def _scan(C, n, m, pot, tol, cand_i, cand_j):
-    """Full pricing: cells with reduced cost below ``-tol`` into the candidate list (each
-    row's most negative first, then the others while room is left); returns the list's
-    length (0: optimal)."""
+def _row_below(Ci, v, m, thr):
+    """How many ``j < m`` have ``Ci[j] - v[j] < thr`` (branch-free, so one vectorised
+    pass)."""
+    k = 0
+    for j in range(m):
+        k += Ci[j] - v[j] < thr
+    return k
+
+
+@_jit
+def _near_cells(C, n, m, g, k, best, val, rowptr, cols):
+    """Each column's ``k`` cheapest rows in ``C_ij - g_i`` (``k <= n``), cheapest first (ties:
+    lowest row first): rows ``best[:k, j]``, values ``val[:k, j]``; and the same cells as
+    lists per row: row ``i``'s columns ``cols[rowptr[i]:rowptr[i + 1]]`` (ascending)."""
+    for j in range(m):
+        for t in range(k):
+            best[t, j], val[t, j] = -1, np.inf
+    for i in range(n):
+        gi = g[i]
+        Ci = C[i]
+        for j in range(m):
+            c = Ci[j] - gi
+            if c < val[k - 1, j]:
+                t = k - 1
+                while t > 0 and val[t - 1, j] > c:
+                    best[t, j], val[t, j] = best[t - 1, j], val[t - 1, j]
+                    t -= 1
+                best[t, j], val[t, j] = i, c
+    for i in range(n + 1):
+        rowptr[i] = 0
+    for j in range(m):
+        for t in range(k):
+            rowptr[best[t, j] + 1] += 1
+    for i in range(n):
+        rowptr[i + 1] += rowptr[i]
+    fill = rowptr[:n].copy()
+    for j in range(m):
+        for t in range(k):
+            i = best[t, j]
+            cols[fill[i]] = j
+            fill[i] += 1
+
+
+@_jit
+def _cmax(C, n, m, acc):
+    """``max |C_ij|`` over the leading ``n x m`` block (``acc (m,)`` scratch: column maxima,
+    one vectorised pass per row)."""
+    for j in range(m):
+        acc[j] = 0.0
+    for i in range(n):
+        Ci = C[i]
+        for j in range(m):
+            c = abs(Ci[j])
+            acc[j] = c if c > acc[j] else acc[j]
+    cmax = 0.0
+    for j in range(m):
+        cmax = max(cmax, acc[j])
+    return cmax
+
+
+@_jit
+def _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, near):
+    """Pricing: cells with reduced cost below ``-tol`` into the candidate list (each row's
+    others while room is left, then its most negative); returns the list's length (0 after a
+    full scan: optimal). Every cell (rows with none below the threshold passed over after one
+    vectorised pass), or with ``near`` only the cells of ``rowptr``, ``cols``
+    (:func:`_near_cells`)."""
     v = pot[n:n + m]
     cap = min(cand_i.shape[0], LIST_ROWS * n)  # the row's own size, not its padding
     k = 0
     for i in range(n):
         Ci = C[i]
         thr = -tol + pot[i]
+        if near:
+            lo, hi = rowptr[i], rowptr[i + 1]
+        elif _row_below(Ci, v, m, thr) == 0:
+            continue
+        else:
+            lo, hi = 0, m
         best, arg = thr, -1
-        for j in range(m):
+        for s in range(lo, hi):
+            j = cols[s] if near else s
             d = Ci[j] - v[j]
             if d < thr:
                 if d < best:
@@ -136,11 +225,13 @@ def _price_list(C, n, pot, tol, cand_i, cand_j, k):
 
 
 @_jit
-def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j):
+def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j, rowptr, cols,
+                  near):
     """Pivots with candidate-list pricing from the feasible basis in ``bufs`` / ``ibufs``
     until a full scan finds no cell below ``-tol`` or ``max_pivots``; after ``n + m``
-    consecutive degenerate pivots Bland's rule until a pivot moves mass. Returns ``(status,
-    pivots, scans)``."""
+    consecutive degenerate pivots Bland's rule until a pivot moves mass. With ``near``, the
+    list is refilled first from the cells of ``rowptr``, ``cols`` (:func:`_near_cells`), from a
+    full scan only when none of them prices out. Returns ``(status, pivots, scans)``."""
     pot = bufs[0]
     theta_small = 1e-15 * a[:n].sum()
     status, pivots, degenerate, k, scans = OPTIMAL, 0, 0, 0, 0
@@ -150,8 +241,11 @@ def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j):
             i, j = _ts._price_bland(C, n, m, pot, tol)
         else:
             i, j, k = _price_list(C, n, pot, tol, cand_i, cand_j, k)
+            if i < 0 and near:
+                k = _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, True)
+                i, j, k = _price_list(C, n, pot, tol, cand_i, cand_j, k)
             if i < 0:
-                k = _scan(C, n, m, pot, tol, cand_i, cand_j)
+                k = _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, False)
                 scans += 1
                 i, j, k = _price_list(C, n, pot, tol, cand_i, cand_j, k)
         if i < 0:
@@ -181,17 +275,23 @@ def _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, cand_i, cand_j, plan, u, v
     stack, order, arc_r, arc_c = ibufs[4], ibufs[5], ibufs[6], ibufs[7]
     nxt, prv = ibufs[8], ibufs[9]
     gap = pot[:m]  # scratch until the tree's potentials are set
-    _column_gaps(C, n, m, g, rb, gap)
-    cols = np.argsort(-gap[:m], kind="mergesort")  # confident columns first, ties by index
-    _column_start(C, g, a, b, n, m, cols, ra, arc_r, arc_c, flow)
+    near = m > n and NEAR_ROWS < n
+    k = NEAR_ROWS if near else 0
+    best, val = np.empty((k, m), dtype=np.int64), np.empty((k, m))
+    rowptr, cols = np.empty(n + 1, dtype=np.int64), np.empty(k * m, dtype=np.int64)
+    if near:
+        _near_cells(C, n, m, g, k, best, val, rowptr, cols)
+        for j in range(m):
+            gap[j] = val[1, j] - val[0, j]
+    else:
+        _column_gaps(C, n, m, g, rb, gap)
+    cols_order = np.argsort(-gap[:m], kind="mergesort")  # confident columns first, ties by index
+    _column_start_near(C, g, a, b, n, m, cols_order, ra, arc_r, arc_c, flow, best)
     _ts._build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
     _ts._hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
-    cmax = 0.0
-    for i in range(n):
-        for j in range(m):
-            cmax = max(cmax, abs(C[i, j]))
+    cmax = _cmax(C, n, m, rb)
     status, pivots, scans = _pivot_listed(C, a, n, m, max_pivots, TOL_REL * cmax, bufs, ibufs,
-                                          cand_i, cand_j)
+                                          cand_i, cand_j, rowptr, cols, near)
     cost = _ts._finish(C, a, b, n, m, bufs, ibufs, plan, u, v)
     return cost, status, pivots, scans
 

@@ -113,29 +113,41 @@ def emd_batch_coarse_to_fine(x, a, levels: Sequence[Tuple[object, object]], R: f
 
 
 @_jit
-def _costs(x, r, ia, n, Y, ib, m, R, beta, C):
+def _costs(x, r, ia, n, Y, ib, m, R, beta, C, ny, nphi):
     """``C[:n, :m]``: ``(theta / R) ** beta`` between row ``r``'s particles ``ia[:n]`` and
     nodes ``ib[:m]`` (columns of ``Y[r]``), azimuth differences wrapped into ``(-pi, pi]``
     as :func:`physkit.angles.wrap_angle` does (so the numbers of
-    :func:`physkit.ot.cost.cost_matrix`)."""
+    :func:`physkit.ot.cost.cost_matrix`). ``ny``, ``nphi (>= m,)``: scratch (the nodes made
+    contiguous, so each particle's row is one vectorised loop; only a row whose azimuth
+    differences leave ``(-pi, pi]`` is redone with the wrap)."""
+    lo, hi = np.inf, -np.inf
+    for j in range(m):
+        ny[j], nphi[j] = Y[r, ib[j], 0], Y[r, ib[j], 1]
+        lo, hi = min(lo, nphi[j]), max(hi, nphi[j])
+    RR = R * R
     for i in range(n):
         py, pp = x[r, ia[i], 0], x[r, ia[i], 1]
-        for j in range(m):
-            dy = py - Y[r, ib[j], 0]
-            dp = pp - Y[r, ib[j], 1]
-            if dp > math.pi or dp <= -math.pi:
-                dp = np.fmod(dp, TWO_PI)
-                if dp > math.pi:
-                    dp -= TWO_PI
-                elif dp <= -math.pi:
-                    dp += TWO_PI
-            d2 = (dy * dy + dp * dp) / (R * R)
-            if beta == 2.0:
-                C[i, j] = d2
-            elif beta == 1.0:
-                C[i, j] = math.sqrt(d2)
-            else:
-                C[i, j] = d2 ** (0.5 * beta)
+        Ci = C[i]
+        if pp - hi > -math.pi and pp - lo <= math.pi:
+            for j in range(m):
+                dy, dp = py - ny[j], pp - nphi[j]
+                Ci[j] = (dy * dy + dp * dp) / RR
+        else:
+            for j in range(m):
+                dy, dp = py - ny[j], pp - nphi[j]
+                if dp > math.pi or dp <= -math.pi:
+                    dp = np.fmod(dp, TWO_PI)
+                    if dp > math.pi:
+                        dp -= TWO_PI
+                    elif dp <= -math.pi:
+                        dp += TWO_PI
+                Ci[j] = (dy * dy + dp * dp) / RR
+        if beta == 1.0:
+            for j in range(m):
+                Ci[j] = math.sqrt(Ci[j])
+        elif beta != 2.0:
+            for j in range(m):
+                Ci[j] = Ci[j] ** (0.5 * beta)
 
 
 @_jit
@@ -158,6 +170,7 @@ def _chain_rows(x, a, Y, W, offs, R, beta, start, stop, max_pivots, plans, value
     ci = np.empty(_ds.LIST_ROWS * N, dtype=np.int64)
     cj = np.empty(_ds.LIST_ROWS * N, dtype=np.int64)
     pw, uw, vw = np.empty((N, Mmax)), np.empty(N), np.empty(Mmax)
+    ny, nphi = np.empty(Mmax), np.empty(Mmax)
     for r in range(start, stop):
         n, sa = 0, 0.0
         for i in range(N):
@@ -180,7 +193,7 @@ def _chain_rows(x, a, Y, W, offs, R, beta, start, stop, max_pivots, plans, value
                     sb += W[r, j]
             for j in range(m):
                 bw[j] = W[r, ib[j]] * (tot / sb)
-            _costs(x, r, ia, n, Y, ib, m, R, beta, C)
+            _costs(x, r, ia, n, Y, ib, m, R, beta, C, ny, nphi)
             cost, st, piv, _ = _ds._solve(C, aw, bw, n, m, g, max_pivots, bufs, ibufs, ci,
                                           cj, pw, uw, vw)
             for i in range(n):

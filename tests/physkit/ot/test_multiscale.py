@@ -190,3 +190,65 @@ def test_coarse_to_fine_checks_inputs():
         emd_batch_coarse_to_fine(x, np.zeros((2, 3)), lv)
     with pytest.raises(ValueError, match="non-finite"):
         emd_batch_coarse_to_fine(np.full((2, 3, 2), np.nan), a, lv)
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_near_cells_are_each_columns_cheapest_rows(integer):
+    """The near cells: each column's NEAR_ROWS cheapest rows in C - g (ties: lowest row
+    first), their gaps, and the same cells listed per row."""
+    rng = np.random.default_rng(21 + integer)
+    n, m, k = 9, 31, ds.NEAR_ROWS
+    C = rng.integers(0, 3, (n, m)).astype(float) if integer else rng.random((n, m))
+    g = np.zeros(n) if integer else rng.normal(0, 0.3, n)
+    best, val = np.empty((k, m), dtype=np.int64), np.empty((k, m))
+    rowptr, cols = np.empty(n + 1, dtype=np.int64), np.empty(k * m, dtype=np.int64)
+    ds._near_cells(C, n, m, g, k, best, val, rowptr, cols)
+    red = C - g[:, None]
+    want = np.argsort(red, axis=0, kind="stable")[:k]  # stable: lowest row first on ties
+    np.testing.assert_array_equal(best, want)
+    np.testing.assert_array_equal(val, np.take_along_axis(red, want, 0))
+    for i in range(n):
+        np.testing.assert_array_equal(cols[rowptr[i]:rowptr[i + 1]],
+                                      np.flatnonzero((want == i).any(0)))
+    gap, low = np.empty(m), np.empty(m)
+    ds._column_gaps(C, n, m, g, low, gap)
+    np.testing.assert_array_equal(gap, val[1] - val[0])
+    assert ds._cmax(-C, n, m, np.empty(m)) == np.abs(C).max()
+
+
+def test_transport_from_duals_far_potentials_need_full_scans():
+    """Potentials that point most columns at the wrong rows: the near cells do not hold
+    the optimum, full scans take over (more than the final one), and the optimum is exact."""
+    rng = np.random.default_rng(33)
+    full_scans = []
+    for _ in range(8):
+        n, m = 12, 120
+        C = rng.random((n, m))
+        a, b = rng.exponential(size=n), rng.exponential(size=m)
+        a, b = a / a.sum(), b / b.sum()
+        g = rng.normal(0, 2.0, n)
+        cost, status, _, scans, plan, u, v = ds.solve_one(C, a, b, g, 10_000_000)
+        assert status == ts.OPTIMAL
+        assert abs(cost - _pot(a, b, C)) <= 1e-12 * C.max()
+        np.testing.assert_allclose(plan.sum(1), a, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(plan.sum(0), b, rtol=0, atol=1e-14)
+        assert (C - u[:, None] - v[None, :]).min() >= -1e-12 * C.max()
+        full_scans.append(scans)
+    assert max(full_scans) >= 2
+
+
+def test_coarse_to_fine_costs_wrap_azimuth():
+    """Particles and nodes on either side of phi = +-pi (the costs' wrapped branch), and
+    rows that need no wrap, in one batch: POT's optimum on cost_matrix's costs."""
+    rng = np.random.default_rng(44)
+    B, N = 6, 20
+    x = rng.normal(0, 0.2, (B, N, 2))
+    x[:3, :, 1] = np.pi - np.abs(x[:3, :, 1])  # just below +pi
+    levels = _disk_levels(B, (6, 24))
+    for y, _ in levels:
+        y[:3, :, 1] = -np.pi + 0.05 + np.abs(y[:3, :, 1])  # just above -pi
+    a = rng.exponential(size=(B, N))
+    sol = emd_batch_coarse_to_fine(x, a, levels, R=R, n_jobs=1, plans=True)
+    _check_optimal(x, a, *levels[-1], sol)
+    np.testing.assert_allclose(sol.value, emd_batch(x, a, *levels[-1], R=R, n_jobs=1),
+                               rtol=1e-12, atol=0)
