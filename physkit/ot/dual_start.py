@@ -40,7 +40,7 @@ LIST_ROWS = 4
 NEAR_ROWS = 3
 
 
-@_jit
+@_jit(refcount=False)
 def _column_gaps(C, n, m, g, low, gap):
     """``low[j] = min_i C_ij - g_i`` (so ``v_j``, the reduced costs ``C_ij - g_i - v_j >= 0``)
     and ``gap[j]``: how much more column ``j``'s second cheapest row costs (0 with one row)."""
@@ -72,7 +72,7 @@ def _column_start(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow):
                        np.empty((0, m), dtype=np.int64))
 
 
-@_jit
+@_jit(refcount=False)
 def _column_start_near(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow, near):
     """:func:`_column_start` (the same tree) given ``near (k, m)``: each column's ``k``
     cheapest rows, cheapest first (:func:`_near_cells`), looked at before all rows."""
@@ -111,7 +111,7 @@ def _column_start_near(C, g, a, b, n, m, order, ra, arc_r, arc_c, flow, near):
                 break
 
 
-@_jit
+@_jit(refcount=False)
 def _row_below(Ci, v, m, thr):
     """How many ``j < m`` have ``Ci[j] - v[j] < thr`` (branch-free, so one vectorised
     pass)."""
@@ -155,7 +155,7 @@ def _near_cells(C, n, m, g, k, best, val, rowptr, cols):
             fill[i] += 1
 
 
-@_jit
+@_jit(refcount=False)
 def _cmax(C, n, m, acc):
     """``max |C_ij|`` over the leading ``n x m`` block (``acc (m,)`` scratch: column maxima,
     one vectorised pass per row)."""
@@ -172,7 +172,7 @@ def _cmax(C, n, m, acc):
     return cmax
 
 
-@_jit
+@_jit(refcount=False)
 def _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, near):
     """Pricing: cells with reduced cost below ``-tol`` into the candidate list (each row's
     others while room is left, then its most negative); returns the list's length (0 after a
@@ -207,7 +207,7 @@ def _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, near):
     return k
 
 
-@_jit
+@_jit(refcount=False)
 def _price_list(C, n, pot, tol, cand_i, cand_j, k):
     """The most negative candidate at the current potentials (those no longer below ``-tol``
     leave the list); returns ``(i, j, k)`` with ``i = -1`` when none prices out."""
@@ -224,7 +224,7 @@ def _price_list(C, n, pot, tol, cand_i, cand_j, k):
     return bi, bj, w
 
 
-@_jit
+@_jit(refcount=False)
 def _pivot_listed(C, a, n, m, max_pivots, tol, bufs, ibufs, cand_i, cand_j, rowptr, cols,
                   near):
     """Pivots with candidate-list pricing from the feasible basis in ``bufs`` / ``ibufs``

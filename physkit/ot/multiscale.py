@@ -112,7 +112,7 @@ def emd_batch_coarse_to_fine(x, a, levels: Sequence[Tuple[object, object]], R: f
     return out
 
 
-@_jit
+@_jit(refcount=False)
 def _costs(x, r, ia, n, Y, ib, m, R, beta, C, ny, nphi):
     """``C[:n, :m]``: ``(theta / R) ** beta`` between row ``r``'s particles ``ia[:n]`` and
     nodes ``ib[:m]`` (columns of ``Y[r]``), azimuth differences wrapped into ``(-pi, pi]``
