@@ -94,7 +94,7 @@ def _nearest(xs, c, n):
     return jbest, math.sqrt(best)
 
 
-@jit
+@jit(refcount=False)
 def value(x, z, m, c, beta):
     """``sum_i z_i min_j theta_ij^beta`` of one jet (``x (M, 2)``, ``z (M,)``, ``m`` real
     particles) at centres ``c (n, 2)``, summed particle by particle in order (not divided by
@@ -152,13 +152,13 @@ def _assign(m, c, buf, general):
             dp[i] = ep1 if c1 else bp
 
 
-@jit
+@jit(refcount=False)
 def _assign_exact(m, c, buf):
     """:func:`_assign` with :func:`_wrap` (the exact sums and values)."""
     _assign(m, c, buf, True)
 
 
-@jit
+@jit(refcount=False)
 def _value(z, m, c, beta, buf):
     """:func:`value` with the distances taken in passes (:func:`_assign`; the particles' y
     and phi in ``buf`` rows 0, 1): the same number, summed particle by particle in order."""
@@ -170,7 +170,7 @@ def _value(z, m, c, beta, buf):
     return v
 
 
-@jit
+@jit(refcount=False)
 def _sums(z, m, c, beta, exact, s, buf):
     """Per-centre sums over each centre's (first-)nearest particles into ``s (n, 13)``; returns
     the value (:func:`value`; the particles' y and phi in ``buf`` rows 0, 1, rows 2..5 work
@@ -229,7 +229,7 @@ def _wrap32(a):
     return a - _TWO_PI32 if a > _PI32 else (a + _TWO_PI32 if a <= -_PI32 else a)
 
 
-@jit(fastmath=True)
+@jit(fastmath=True, refcount=False)
 def _assign32(m, c, f):
     """:func:`_assign` of the search, in float32 (``f (8, M)`` float32: rows 0, 1 the
     particles' y and phi; squared distance, centre index and wrapped ``x_i - c`` into rows
@@ -267,7 +267,7 @@ def _assign32(m, c, f):
             dp[i] = ep1 if c1 else bp
 
 
-@jit(fastmath=True)
+@jit(fastmath=True, refcount=False)
 def _sums_search(m, c, beta, s, f):
     """:func:`_sums` without the exact columns, for the loose search: float32 passes over the
     particles that the compiler vectorises (``f (8, M)`` float32, see :func:`_work`: rows 0, 1
@@ -337,7 +337,7 @@ def _pair_sums(z, m, near, dy, dp, a, j, s):
     s[j + 1, _A], s[j + 1, _GY], s[j + 1, _GP], s[j + 1, _ON] = sa1, sy1, sp1, on1
 
 
-@jit
+@jit(refcount=False)
 def _step(sj, beta, lam, exact):
     """Move ``(dy, dphi)`` of one centre from its sums ``sj (13,)``: the Weiszfeld step times
     ``lam`` (Vardi-Zhang where mass sits on the centre, beta = 1; none for beta < 1), or with
@@ -388,7 +388,7 @@ def _step(sj, beta, lam, exact):
 SEARCH, PLAIN, EXACT = 0, 1, 2
 
 
-@jit
+@jit(refcount=False)
 def lloyd_row(x, z, m, c, beta, max_iter, tol, mode, work):
     """Minimise the value from centres ``c (n, 2)`` (updated in place; ``work`` see
     :func:`_work`, readied by :func:`_load`): proposals are kept where the value does not
@@ -462,7 +462,7 @@ def _work(M, n, cap, n_hard, n_swap):
             np.zeros((8, M), np.float32))
 
 
-@jit
+@jit(refcount=False)
 def _load(work, x, z, m):
     """Ready ``work`` (:func:`_work`) for the jet ``x (M, 2)``, ``z (M,)`` of ``m``
     particles."""
@@ -507,7 +507,7 @@ def _take_best(x, z, m, starts, c, v, beta, iters, tol, work):
     return v
 
 
-@jit
+@jit(refcount=False)
 def _costliest(z, m, c, beta, buf):
     """Index of the particle of largest ``z_i min_j theta_ij^beta`` (the first; 0 if none;
     the particles' y and phi in ``buf`` rows 0, 1)."""
@@ -626,7 +626,7 @@ def _power32(d, beta):
     return d ** np.float32(beta)
 
 
-@jit(fastmath=True)
+@jit(fastmath=True, refcount=False)
 def _gain_top(x, z, m, c, cand, th, beta, top, work):
     """The candidates whose addition to centres ``c (k, 2)`` lowers the value most (gain
     ``sum_j z_j max(0, d_j^beta - theta_ij^beta)``, ``d_j`` particle ``j``'s distance to its
@@ -652,7 +652,7 @@ def _gain_top(x, z, m, c, cand, th, beta, top, work):
     return k
 
 
-@jit
+@jit(refcount=False)
 def _largest_first(v, k, order):
     """Indices of the ``k`` largest entries of ``v`` into ``order[:k]``, largest first (ties:
     the lower index), in one pass over ``v``."""
@@ -745,7 +745,7 @@ def _weights_sorted(x, z, m, c, w, work):
         c[t, 1] = _wrap(cc[pick, 1])
 
 
-@jit
+@jit(refcount=False)
 def _one_basin(x, m, beta):
     """Whether the 1-centre value of the jet ``x (M, 2)`` (``m`` particles) has one minimum
     (every start reaches it, up to the search's tolerance): for beta >= 1 and every particle
