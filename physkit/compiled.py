@@ -14,8 +14,10 @@ that import a ``jit`` decorator). Any change to one of them recompiles all kerne
 ``jit(refcount=False)`` compiles a kernel without numba's reference counting (numba's
 ``_nrt=False``, outside its documented options): for small helpers that allocate nothing and
 are called per pivot or per particle with array arguments, where the counts on each call cost
-more than the arithmetic. Where the installed numba has no such option the kernel is compiled
-with reference counting (same numbers, slower).
+more than the arithmetic. numba compiles a kernel's callees in the caller's context, so such
+a kernel may only call kernels that allocate nothing either (numba otherwise refuses to
+compile it: "NRT required but not enabled"). Where the installed numba has no such option the
+kernel is compiled with reference counting (same numbers, slower).
 """
 from __future__ import annotations
 
