@@ -156,23 +156,6 @@ def _near_cells(C, n, m, g, k, best, val, rowptr, cols):
 
 
 @_jit(refcount=False)
-def _cmax(C, n, m, acc):
-    """``max |C_ij|`` over the leading ``n x m`` block (``acc (m,)`` scratch: column maxima,
-    one vectorised pass per row)."""
-    for j in range(m):
-        acc[j] = 0.0
-    for i in range(n):
-        Ci = C[i]
-        for j in range(m):
-            c = abs(Ci[j])
-            acc[j] = c if c > acc[j] else acc[j]
-    cmax = 0.0
-    for j in range(m):
-        cmax = max(cmax, acc[j])
-    return cmax
-
-
-@_jit(refcount=False)
 def _scan(C, n, m, pot, tol, cand_i, cand_j, rowptr, cols, near):
     """Pricing: cells with reduced cost below ``-tol`` into the candidate list (each row's
     others while room is left, then its most negative); returns the list's length (0 after a
@@ -289,7 +272,7 @@ def _solve(C, a, b, n, m, g, max_pivots, bufs, ibufs, cand_i, cand_j, plan, u, v
     _column_start_near(C, g, a, b, n, m, cols_order, ra, arc_r, arc_c, flow, best)
     _ts._build_tree(n, m, head, nxt, prv, mark, arc_r, arc_c)
     _ts._hang(C, n, m, arc_r, arc_c, head, nxt, parent, parc, pot, stack, order, mark)
-    cmax = _cmax(C, n, m, rb)
+    cmax = _ts._cmax(C, n, m, rb)
     status, pivots, scans = _pivot_listed(C, a, n, m, max_pivots, TOL_REL * cmax, bufs, ibufs,
                                           cand_i, cand_j, rowptr, cols, near)
     cost = _ts._finish(C, a, b, n, m, bufs, ibufs, plan, u, v)

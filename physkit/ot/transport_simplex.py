@@ -410,12 +410,19 @@ def _crash_costs(C, n, m, pot, parc, order, arc_r, arc_c, Cr):
 
 # ------------------------------------------------------------------ one problem
 @_jit(refcount=False)
-def _cmax(C, n, m):
-    """``max |C_ij|`` over the leading ``n x m`` block (the optimality tolerance's scale)."""
-    cmax = 0.0
+def _cmax(C, n, m, acc):
+    """``max |C_ij|`` over the leading ``n x m`` block (the optimality tolerance's scale);
+    ``acc (>= m,)`` scratch: column maxima, one vectorised pass per row."""
+    for j in range(m):
+        acc[j] = 0.0
     for i in range(n):
+        Ci = C[i]
         for j in range(m):
-            cmax = max(cmax, abs(C[i, j]))
+            c = abs(Ci[j])
+            acc[j] = c if c > acc[j] else acc[j]
+    cmax = 0.0
+    for j in range(m):
+        cmax = max(cmax, acc[j])
     return cmax
 
 
@@ -432,7 +439,7 @@ def _solve(C, a, b, n, m, max_pivots, block, tol_rel, stall, bufs, ibufs, plan, 
     ``(cost, status, pivots, start)`` (:data:`COLD`, :data:`WARM`, :data:`CRASH`); the
     final basis is left in ``arc_r``, ``arc_c``."""
     status, pivots, start = _pivots(C, a, b, n, m, max_pivots, block,
-                                    tol_rel * _cmax(C, n, m), stall, bufs, ibufs, warm, Cr)
+                                    tol_rel * _cmax(C, n, m, v), stall, bufs, ibufs, warm, Cr)
     return _finish(C, a, b, n, m, bufs, ibufs, plan, u, v), status, pivots, start
 
 

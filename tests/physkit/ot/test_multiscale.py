@@ -213,7 +213,7 @@ def test_near_cells_are_each_columns_cheapest_rows(integer):
     gap, low = np.empty(m), np.empty(m)
     ds._column_gaps(C, n, m, g, low, gap)
     np.testing.assert_array_equal(gap, val[1] - val[0])
-    assert ds._cmax(-C, n, m, np.empty(m)) == np.abs(C).max()
+    assert ts._cmax(-C, n, m, np.empty(m)) == np.abs(C).max()
 
 
 def test_transport_from_duals_far_potentials_need_full_scans():
